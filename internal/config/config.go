@@ -1,0 +1,353 @@
+// Package config owns the worker's YAML configuration (contract §6): its
+// defaults, strict decoding, ${NAME} environment substitution and validation.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole worker configuration file.
+type Config struct {
+	NATS    NATS     `yaml:"nats"`
+	Vault   Vault    `yaml:"vault"`
+	Results Results  `yaml:"results"`
+	Retry   Retry    `yaml:"retry"`
+	Targets []Target `yaml:"targets"`
+}
+
+// NATS says how the worker reaches NATS and names its JetStream objects.
+type NATS struct {
+	URL             string        `yaml:"url"` // empty: embedded server
+	Embedded        Embedded      `yaml:"embedded"`
+	Credentials     string        `yaml:"credentials"`
+	Prefix          string        `yaml:"prefix"`
+	Replicas        int           `yaml:"replicas"`
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+}
+
+// Embedded configures the in-process nats-server started when NATS.URL is empty.
+type Embedded struct {
+	Listen   string `yaml:"listen"`
+	StoreDir string `yaml:"store_dir"`
+}
+
+// Vault configures the worker's curve key and the lifetime of sealed
+// generated passwords in the vault bucket.
+type Vault struct {
+	XKeySeedFile string        `yaml:"xkey_seed_file"`
+	TTL          time.Duration `yaml:"ttl"`
+}
+
+// Results configures how long job results are kept.
+type Results struct {
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
+// Retry configures how long transient MySQL faults are retried per job.
+type Retry struct {
+	Budget time.Duration `yaml:"budget"`
+}
+
+// Target is one managed database: an admin DSN, the database, and the users
+// the worker must never change.
+type Target struct {
+	Name           string   `yaml:"name"`
+	DSN            string   `yaml:"dsn"`
+	Database       string   `yaml:"database"`
+	ProtectedUsers []string `yaml:"protected_users"`
+}
+
+// Default returns the configuration with every default of contract §6 and
+// no targets.
+func Default() Config {
+	return Config{
+		NATS: NATS{
+			Embedded:        Embedded{Listen: "127.0.0.1:4222", StoreDir: "./data/nats"},
+			Prefix:          "dbusers",
+			Replicas:        1,
+			DuplicateWindow: 10 * time.Minute,
+		},
+		Vault:   Vault{XKeySeedFile: "./data/worker.xk", TTL: 5 * time.Minute},
+		Results: Results{MaxAge: 24 * time.Hour},
+		Retry:   Retry{Budget: 5 * time.Minute},
+	}
+}
+
+// Load reads the file at path and parses it with the process environment.
+// It does not validate; call Validate.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(data, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML over Default(), replacing ${NAME} in string values with
+// lookupEnv(NAME). Unknown keys and unset variables are errors. It does not
+// validate; call Validate.
+func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg := Default()
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return &cfg, nil // empty file: defaults only
+	}
+	root := doc.Content[0]
+	w := walker{lookupEnv: lookupEnv, seen: map[*yaml.Node]bool{}}
+	if err := w.walk(root, reflect.TypeFor[Config](), ""); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	// Decoding the substituted node tree (not re-encoded text) keeps secret
+	// values away from the YAML parser and keeps line numbers in errors true.
+	if err := root.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &cfg, nil
+}
+
+// envRef matches ${NAME}; other uses of '$' are left as they are.
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// walker checks the node tree against the Config type (unknown keys, shapes)
+// and substitutes environment variables in scalar values, in place.
+type walker struct {
+	lookupEnv func(string) (string, bool)
+	seen      map[*yaml.Node]bool // an anchor reached twice is substituted once
+}
+
+func (w walker) walk(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if w.seen[n] {
+		return nil
+	}
+	w.seen[n] = true
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return nil // an empty key keeps its default (or yields an empty list)
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return fmt.Errorf("%s: line %d: expected a mapping", orRoot(path), n.Line)
+		}
+		fields := map[string]reflect.StructField{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			fields[name] = f
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			kp := join(path, k.Value)
+			f, ok := fields[k.Value]
+			if !ok {
+				return fmt.Errorf("%s: line %d: unknown key", kp, k.Line)
+			}
+			if err := w.walk(v, f.Type, kp); err != nil {
+				return err
+			}
+		}
+		return nil
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return fmt.Errorf("%s: line %d: expected a list", path, n.Line)
+		}
+		for i, item := range n.Content {
+			if err := w.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		if n.Kind != yaml.ScalarNode {
+			return fmt.Errorf("%s: line %d: expected a single value", path, n.Line)
+		}
+		return w.substitute(n, t, path)
+	}
+}
+
+// substitute replaces ${NAME} in a scalar, then checks that a number or
+// duration parses. Errors never show the value: it may come from a secret,
+// and the YAML decoder's own type errors quote it, so they must not be reached.
+func (w walker) substitute(n *yaml.Node, t reflect.Type, path string) error {
+	if strings.Contains(n.Value, "${") {
+		var missing string
+		out := envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			name := envRef.FindStringSubmatch(ref)[1]
+			v, ok := w.lookupEnv(name)
+			if !ok && missing == "" {
+				missing = name
+			}
+			return v
+		})
+		if missing != "" {
+			return fmt.Errorf("%s: environment variable %s is not set", path, missing)
+		}
+		if out != n.Value {
+			n.Value = out
+			// A quoted or explicitly tagged value stays a string. A plain one
+			// is re-typed so "replicas: ${N}" can hold a number, but never to
+			// null: a secret spelled "null" must not silently become empty.
+			if n.Style == 0 {
+				n.Tag = ""
+				switch n.ShortTag() {
+				case "!!int", "!!float", "!!bool":
+				default:
+					n.Tag = "!!str"
+				}
+			}
+		}
+	}
+	switch {
+	case t == durationType:
+		if _, err := time.ParseDuration(n.Value); err != nil {
+			return fmt.Errorf("%s: line %d: not a duration such as 90s, 10m or 24h", path, n.Line)
+		}
+	case t.Kind() == reflect.Int:
+		if _, err := strconv.Atoi(n.Value); err != nil {
+			return fmt.Errorf("%s: line %d: not an integer", path, n.Line)
+		}
+	}
+	return nil
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "(top level)"
+	}
+	return path
+}
+
+var (
+	targetNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	databaseRe   = regexp.MustCompile(`^[A-Za-z0-9_$-]{1,64}$`)
+	prefixRe     = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// minDuplicateWindow is the floor of contract §1: a shorter window would let
+// a quick republish of a job through.
+const minDuplicateWindow = 2 * time.Minute
+
+// Validate checks every rule of contract §6 and returns all violations
+// joined, each naming its key path. It never quotes a DSN.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{path}, args...)...))
+	}
+
+	if c.NATS.URL == "" {
+		if _, _, err := net.SplitHostPort(c.NATS.Embedded.Listen); err != nil {
+			add("nats.embedded.listen", "want host:port (used because nats.url is empty)")
+		}
+		if c.NATS.Embedded.StoreDir == "" {
+			add("nats.embedded.store_dir", "must not be empty (used because nats.url is empty)")
+		}
+	}
+	if !prefixRe.MatchString(c.NATS.Prefix) {
+		add("nats.prefix", "must match %s", prefixRe)
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		add("nats.replicas", "must be 1 to 5, got %d", c.NATS.Replicas)
+	}
+	if c.NATS.DuplicateWindow < minDuplicateWindow {
+		add("nats.duplicate_window", "must be at least %s, got %s", minDuplicateWindow, c.NATS.DuplicateWindow)
+	}
+	if c.Vault.XKeySeedFile == "" {
+		add("vault.xkey_seed_file", "must not be empty")
+	}
+	for _, d := range []struct {
+		path string
+		v    time.Duration
+	}{
+		{"vault.ttl", c.Vault.TTL},
+		{"results.max_age", c.Results.MaxAge},
+		{"retry.budget", c.Retry.Budget},
+	} {
+		if d.v <= 0 {
+			add(d.path, "must be positive, got %s", d.v)
+		}
+	}
+
+	if len(c.Targets) == 0 {
+		add("targets", "at least one target is required")
+	}
+	names := map[string]int{}
+	for i, t := range c.Targets {
+		p := fmt.Sprintf("targets[%d]", i)
+		if !targetNameRe.MatchString(t.Name) {
+			add(p+".name", "%q must match %s", t.Name, targetNameRe)
+		} else if j, dup := names[t.Name]; dup {
+			add(p+".name", "%q is already used by targets[%d]", t.Name, j)
+		} else {
+			names[t.Name] = i
+		}
+		if err := checkDSN(t.DSN); err != nil {
+			add(p+".dsn", "%s", err)
+		}
+		if !databaseRe.MatchString(t.Database) {
+			add(p+".database", "%q must match %s", t.Database, databaseRe)
+		}
+		for j, u := range t.ProtectedUsers {
+			if u == "" {
+				add(fmt.Sprintf("%s.protected_users[%d]", p, j), "must not be empty")
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// dsnSafeErrors are the parser's fixed-text errors; any other parser error
+// may quote part of the DSN (a parameter value, the database name), which can
+// hold a password, so its text is withheld.
+var dsnSafeErrors = []string{
+	"did you forget to escape a param value?",
+	"network address not terminated (missing closing brace)",
+	"missing the slash separating the database name",
+	"interpolateParams can not be used with unsafe collations",
+}
+
+func checkDSN(dsn string) error {
+	if dsn == "" {
+		return errors.New("must not be empty")
+	}
+	_, err := mysql.ParseDSN(dsn)
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for _, s := range dsnSafeErrors {
+		if strings.HasSuffix(msg, s) {
+			return fmt.Errorf("not a valid go-sql-driver/mysql DSN: %s", s)
+		}
+	}
+	return errors.New("not a valid go-sql-driver/mysql DSN: a parameter or the database name is malformed (details withheld, they may quote secrets)")
+}

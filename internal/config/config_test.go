@@ -1,0 +1,344 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+const minimal = `
+targets:
+  - name: my-app
+    dsn: "root@tcp(127.0.0.1:3306)/"
+    database: my_app_4553
+    protected_users: [my_app_4553]
+`
+
+func TestDefault(t *testing.T) {
+	got := Default()
+	want := Config{
+		NATS: NATS{
+			URL:             "",
+			Embedded:        Embedded{Listen: "127.0.0.1:4222", StoreDir: "./data/nats"},
+			Prefix:          "dbusers",
+			Replicas:        1,
+			DuplicateWindow: 10 * time.Minute,
+		},
+		Vault:   Vault{XKeySeedFile: "./data/worker.xk", TTL: 5 * time.Minute},
+		Results: Results{MaxAge: 24 * time.Hour},
+		Retry:   Retry{Budget: 5 * time.Minute},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Default() = %+v, want %+v", got, want)
+	}
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string
+		env   map[string]string
+		check func(t *testing.T, c *Config)
+	}{
+		{
+			name: "missing keys keep defaults",
+			yaml: "nats:\n  url: nats://x:4222\n  embedded:\n    listen: 0.0.0.0:4333\nvault:\n" + minimal,
+			check: func(t *testing.T, c *Config) {
+				want := Default()
+				want.NATS.URL = "nats://x:4222"
+				want.NATS.Embedded.Listen = "0.0.0.0:4333"
+				want.Targets = c.Targets
+				if !reflect.DeepEqual(*c, want) {
+					t.Errorf("got %+v, want %+v", *c, want)
+				}
+			},
+		},
+		{
+			name: "durations and numbers",
+			yaml: "nats:\n  replicas: 3\n  duplicate_window: 15m\nvault:\n  ttl: 90s\nresults:\n  max_age: 48h\nretry:\n  budget: 1m30s\n" + minimal,
+			check: func(t *testing.T, c *Config) {
+				if c.NATS.Replicas != 3 || c.NATS.DuplicateWindow != 15*time.Minute || c.Vault.TTL != 90*time.Second ||
+					c.Results.MaxAge != 48*time.Hour || c.Retry.Budget != 90*time.Second {
+					t.Errorf("got %+v", *c)
+				}
+			},
+		},
+		{
+			name: "env in dsn with yaml special characters",
+			yaml: `
+targets:
+  - name: a
+    dsn: root:${PW}@tcp(${HOST}:3306)/
+    database: a
+  - name: b
+    dsn: "root:${PW}@tcp(h:3306)/"
+    database: b
+`,
+			env: map[string]string{"PW": `p: #x "q' \ ${NOPE} null`, "HOST": "db.example"},
+			check: func(t *testing.T, c *Config) {
+				want := `root:p: #x "q' \ ${NOPE} null@tcp(db.example:3306)/`
+				if c.Targets[0].DSN != want {
+					t.Errorf("dsn = %q, want %q", c.Targets[0].DSN, want)
+				}
+				if c.Targets[1].DSN != `root:p: #x "q' \ ${NOPE} null@tcp(h:3306)/` {
+					t.Errorf("quoted dsn = %q", c.Targets[1].DSN)
+				}
+			},
+		},
+		{
+			name: "whole value from env stays a string even if it looks like null or a number",
+			yaml: "nats:\n  credentials: ${A}\n  url: ${B}\n" + minimal,
+			env:  map[string]string{"A": "null", "B": "123"},
+			check: func(t *testing.T, c *Config) {
+				if c.NATS.Credentials != "null" || c.NATS.URL != "123" {
+					t.Errorf("credentials=%q url=%q", c.NATS.Credentials, c.NATS.URL)
+				}
+			},
+		},
+		{
+			name: "env into number and duration",
+			yaml: "nats:\n  replicas: ${R}\n  duplicate_window: ${D}\n" + minimal,
+			env:  map[string]string{"R": "3", "D": "20m"},
+			check: func(t *testing.T, c *Config) {
+				if c.NATS.Replicas != 3 || c.NATS.DuplicateWindow != 20*time.Minute {
+					t.Errorf("got %+v", c.NATS)
+				}
+			},
+		},
+		{
+			name: "empty file gives defaults",
+			yaml: "",
+			check: func(t *testing.T, c *Config) {
+				if !reflect.DeepEqual(*c, Default()) {
+					t.Errorf("got %+v", *c)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), env(tt.env))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	const secret = "s3cr3t-value"
+	tests := []struct {
+		name    string
+		yaml    string
+		env     map[string]string
+		want    []string // substrings of the error
+		notWant string
+	}{
+		{
+			name: "unset variable",
+			yaml: "targets:\n  - name: a\n    dsn: root:${DB_PW}@tcp(h)/\n",
+			want: []string{"targets[0].dsn", "DB_PW", "not set"},
+		},
+		{
+			name: "unknown top-level key",
+			yaml: "natz:\n  url: x\n",
+			want: []string{"natz", "unknown key"},
+		},
+		{
+			name: "unknown nested key",
+			yaml: "nats:\n  embeded:\n    listen: x\n",
+			want: []string{"nats.embeded", "unknown key"},
+		},
+		{
+			name: "unknown key in a target",
+			yaml: "targets:\n  - name: a\n    readonly: true\n",
+			want: []string{"targets[0].readonly", "unknown key"},
+		},
+		{
+			name: "bad duration",
+			yaml: "vault:\n  ttl: 5 minutes\n",
+			want: []string{"vault.ttl", "line 2", "not a duration"},
+		},
+		{
+			name:    "bad substituted number does not show the value",
+			yaml:    "nats:\n  replicas: ${R}\n",
+			env:     map[string]string{"R": secret},
+			want:    []string{"nats.replicas", "not an integer"},
+			notWant: secret,
+		},
+		{
+			name:    "bad substituted duration does not show the value",
+			yaml:    "nats:\n  duplicate_window: ${R}\n",
+			env:     map[string]string{"R": secret},
+			want:    []string{"nats.duplicate_window", "not a duration"},
+			notWant: secret,
+		},
+		{
+			name: "list where a mapping belongs",
+			yaml: "nats: [a]\n",
+			want: []string{"nats", "expected a mapping"},
+		},
+		{
+			name: "duplicate key",
+			yaml: "nats:\n  url: a\n  url: b\n",
+			want: []string{"already defined"},
+		},
+		{
+			name: "not yaml",
+			yaml: "nats: [\n",
+			want: []string{"config"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml), env(tt.env))
+			if err == nil {
+				t.Fatal("Parse: want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if tt.notWant != "" && strings.Contains(err.Error(), tt.notWant) {
+				t.Errorf("error %q shows %q", err, tt.notWant)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	valid := func() Config {
+		c := Default()
+		c.Targets = []Target{
+			{Name: "my-app", DSN: "root:pw@tcp(127.0.0.1:3306)/", Database: "my_app_4553", ProtectedUsers: []string{"my_app_4553"}},
+			{Name: "other_1", DSN: "admin@tcp(db:3306)/?timeout=5s", Database: "o$-DB"},
+		}
+		return c
+	}
+	tests := []struct {
+		name   string
+		mutate func(c *Config)
+		want   string // "" means valid; else the key path expected in the error
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"url set skips embedded checks", func(c *Config) { c.NATS.URL = "nats://x"; c.NATS.Embedded = Embedded{} }, ""},
+		{"no targets", func(c *Config) { c.Targets = nil }, "targets:"},
+		{"name uppercase", func(c *Config) { c.Targets[1].Name = "Other" }, "targets[1].name"},
+		{"name starts with dash", func(c *Config) { c.Targets[1].Name = "-x" }, "targets[1].name"},
+		{"name too long", func(c *Config) { c.Targets[0].Name = strings.Repeat("a", 64) }, "targets[0].name"},
+		{"name empty", func(c *Config) { c.Targets[0].Name = "" }, "targets[0].name"},
+		{"name duplicate", func(c *Config) { c.Targets[1].Name = "my-app" }, "targets[1].name"},
+		{"dsn empty", func(c *Config) { c.Targets[0].DSN = "" }, "targets[0].dsn"},
+		{"dsn no slash", func(c *Config) { c.Targets[0].DSN = "root:pw@tcp(h:3306)" }, "targets[0].dsn"},
+		{"dsn bad param", func(c *Config) { c.Targets[0].DSN = "root:pw@tcp(h)/?parseTime=maybe" }, "targets[0].dsn"},
+		{"database empty", func(c *Config) { c.Targets[0].Database = "" }, "targets[0].database"},
+		{"database bad char", func(c *Config) { c.Targets[0].Database = "a.b" }, "targets[0].database"},
+		{"database too long", func(c *Config) { c.Targets[0].Database = strings.Repeat("d", 65) }, "targets[0].database"},
+		{"protected user empty", func(c *Config) { c.Targets[0].ProtectedUsers = []string{"x", ""} }, "targets[0].protected_users[1]"},
+		{"prefix empty", func(c *Config) { c.NATS.Prefix = "" }, "nats.prefix"},
+		{"prefix dot", func(c *Config) { c.NATS.Prefix = "a.b" }, "nats.prefix"},
+		{"replicas 0", func(c *Config) { c.NATS.Replicas = 0 }, "nats.replicas"},
+		{"replicas 6", func(c *Config) { c.NATS.Replicas = 6 }, "nats.replicas"},
+		{"duplicate window short", func(c *Config) { c.NATS.DuplicateWindow = 119 * time.Second }, "nats.duplicate_window"},
+		{"duplicate window 2m ok", func(c *Config) { c.NATS.DuplicateWindow = 2 * time.Minute }, ""},
+		{"ttl zero", func(c *Config) { c.Vault.TTL = 0 }, "vault.ttl"},
+		{"max age negative", func(c *Config) { c.Results.MaxAge = -time.Second }, "results.max_age"},
+		{"budget zero", func(c *Config) { c.Retry.Budget = 0 }, "retry.budget"},
+		{"seed file empty", func(c *Config) { c.Vault.XKeySeedFile = "" }, "vault.xkey_seed_file"},
+		{"listen not host:port", func(c *Config) { c.NATS.Embedded.Listen = "4222" }, "nats.embedded.listen"},
+		{"store dir empty", func(c *Config) { c.NATS.Embedded.StoreDir = "" }, "nats.embedded.store_dir"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid()
+			tt.mutate(&c)
+			err := c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tt.want != "" && err == nil:
+				t.Fatalf("Validate: want an error naming %s", tt.want)
+			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
+				t.Fatalf("error %q does not name %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestDSNPasswordNeverInErrors feeds broken DSNs whose passwords are distinctive
+// and checks no error text, from Parse or Validate, contains them.
+func TestDSNPasswordNeverInErrors(t *testing.T) {
+	const pw = "Zq9-UNIQUE-pw"
+	dsns := []string{
+		"root:" + pw + "@tcp(h:3306)",             // no slash
+		"root:" + pw + "@tcp(h:3306/",             // unterminated address
+		"root:" + pw + "@tcp(h)/?parseTime=" + pw, // bad bool param quoting the value
+		"root:" + pw + "@tcp(h)/?tls=" + pw,       // unknown tls config name
+		"root:" + pw + "@tcp(h)/db%" + pw,         // bad escape in db name
+		"root:" + pw + "@tcp(h)/?interpolateParams=true&collation=" + pw,
+		"root:" + pw + "@tcp(h)/?serverPubKey=" + pw,
+		"root:" + pw + "@tcp(h)/?connectionAttributes=" + pw,
+	}
+	for _, dsn := range dsns {
+		t.Run(dsn, func(t *testing.T) {
+			yml := "targets:\n  - name: a\n    dsn: ${DSN}\n    database: a\n"
+			c, err := Parse([]byte(yml), env(map[string]string{"DSN": dsn}))
+			if err != nil {
+				if strings.Contains(err.Error(), pw) {
+					t.Fatalf("Parse error shows the password: %v", err)
+				}
+				return
+			}
+			err = c.Validate()
+			if err == nil {
+				t.Skip("parser accepts this DSN")
+			}
+			if strings.Contains(err.Error(), pw) {
+				t.Fatalf("Validate error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		content *string
+		wantErr bool
+	}{
+		{"file", new(minimal), false},
+		{"missing file", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_")+".yaml")
+			if tt.content != nil {
+				if err := os.WriteFile(path, []byte(*tt.content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c, err := Load(path)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Load: err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err == nil {
+				if verr := c.Validate(); verr != nil {
+					t.Fatalf("Validate: %v", verr)
+				}
+			}
+		})
+	}
+}

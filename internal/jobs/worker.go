@@ -1,0 +1,588 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/dbusers/dbusers/internal/mysqlops"
+)
+
+// Ops is what the worker needs from one target's MySQL side.
+type Ops interface {
+	Create(ctx context.Context, username, password string, readOnly, resume bool) error
+	ResetPassword(ctx context.Context, username, password string) (mysqlops.Account, error)
+	Delete(ctx context.Context, username string, resume bool) (mysqlops.Account, error)
+	List(ctx context.Context, after string, limit int) ([]mysqlops.Account, string, error)
+	// Abandon drops a possibly half-made account of a create that gives up.
+	Abandon(ctx context.Context, username string) error
+}
+
+// Sealer opens chosen passwords and seals generated ones (the worker's
+// curve key).
+type Sealer interface {
+	OpenPassword(sealed, senderPub, jobID string) (string, error)
+	SealPassword(jobID, password, recipientPub string) ([]byte, error)
+}
+
+// SecretStore keeps sealed generated passwords for their requester.
+type SecretStore interface {
+	Put(ctx context.Context, target, jobID string, sealed []byte) (key string, expiresAt time.Time, err error)
+	Bucket() string
+}
+
+// ResultStore publishes results and finds one already published.
+type ResultStore interface {
+	Publish(ctx context.Context, subject string, data []byte) error
+	// Lookup returns the stored result on subject, or ok=false.
+	Lookup(ctx context.Context, subject string) (data []byte, ok bool, err error)
+}
+
+// Intents records which job last started to create or drop a username, so
+// that a retried job recognizes its own half-done work.
+type Intents interface {
+	Get(ctx context.Context, key string) (jobID string, err error) // "" when absent
+	Put(ctx context.Context, key, jobID string) error
+}
+
+// Config is what a Worker is built from.
+type Config struct {
+	Prefix           string
+	Targets          map[string]Ops
+	Keys             Sealer
+	Secrets          SecretStore
+	Results          ResultStore
+	Intents          Intents
+	GeneratePassword func() (string, error)
+	// RetryBudget is how long a job's transient MySQL faults are retried,
+	// counted from when this worker received it.
+	RetryBudget time.Duration
+	// AckWait is the consumer's ack wait; queued and running jobs are
+	// kept alive at a third of it.
+	AckWait time.Duration
+	// ShutdownGrace bounds how long a running job may go on after Run's
+	// context ends; then its statement is cancelled and the job handed back.
+	ShutdownGrace time.Duration
+	Logger        *zap.Logger
+}
+
+// Worker takes jobs from the jobs consumer and runs each target's jobs in
+// order, one at a time, targets in parallel.
+type Worker struct {
+	cfg Config
+	log *zap.Logger
+
+	mu       sync.Mutex
+	lanes    map[string]*lane
+	stopping bool
+	running  sync.WaitGroup
+
+	stopCtx  context.Context // ends when shutdown starts: no new attempts
+	stopNow  context.CancelFunc
+	hardCtx  context.Context // ends after the grace period: statements cancelled
+	hardStop context.CancelFunc
+}
+
+// lane is one target's queue of jobs, in stream order.
+type lane struct {
+	key     string
+	queue   []*delivery
+	current *delivery
+}
+
+type delivery struct {
+	msg      jetstream.Msg
+	received time.Time
+}
+
+// NewWorker checks cfg and returns a Worker.
+func NewWorker(cfg Config) (*Worker, error) {
+	switch {
+	case cfg.Prefix == "":
+		return nil, errors.New("jobs: Prefix is required")
+	case cfg.Keys == nil || cfg.Secrets == nil || cfg.Results == nil || cfg.Intents == nil:
+		return nil, errors.New("jobs: Keys, Secrets, Results and Intents are required")
+	case cfg.GeneratePassword == nil:
+		return nil, errors.New("jobs: GeneratePassword is required")
+	}
+	if cfg.RetryBudget <= 0 {
+		cfg.RetryBudget = 5 * time.Minute
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 20 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger, lanes: map[string]*lane{}}
+	w.stopCtx, w.stopNow = context.WithCancel(context.Background())
+	w.hardCtx, w.hardStop = context.WithCancel(context.Background())
+	return w, nil
+}
+
+// Run consumes jobs until ctx ends, then stops taking jobs, lets running
+// ones finish within the grace period and hands the rest back. It returns
+// once nothing is in flight. ready, when not nil, is called once jobs are
+// being taken.
+func (w *Worker) Run(ctx context.Context, consumer jetstream.Consumer, ready func()) error {
+	cc, err := consumer.Consume(w.dispatch,
+		jetstream.PullMaxMessages(512),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			w.log.Warn("consume", zap.Error(err))
+		}))
+	if err != nil {
+		return fmt.Errorf("consume jobs: %w", err)
+	}
+	if ready != nil {
+		ready()
+	}
+	ticker := time.NewTicker(w.cfg.AckWait / 3)
+	defer ticker.Stop()
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-ticker.C:
+			w.keepAlive()
+		}
+	}
+
+	cc.Stop()
+	w.mu.Lock()
+	w.stopping = true
+	var handBack []*delivery
+	for _, l := range w.lanes {
+		handBack = append(handBack, l.queue...)
+		l.queue = nil
+	}
+	w.mu.Unlock()
+	w.stopNow()
+	for _, d := range handBack {
+		_ = d.msg.Nak()
+	}
+	w.log.Info("stopping: waiting for running jobs", zap.Int("handed_back", len(handBack)))
+
+	done := make(chan struct{})
+	go func() { w.running.Wait(); close(done) }()
+	grace := time.NewTimer(w.cfg.ShutdownGrace)
+	defer grace.Stop()
+	for {
+		select {
+		case <-done:
+			w.hardStop()
+			return nil
+		case <-grace.C:
+			w.hardStop() // cancel statements; their jobs are handed back
+		case <-ticker.C:
+			w.keepAlive()
+		}
+	}
+}
+
+// dispatch is the consumer callback: it queues the job on its target's
+// lane and never blocks, so one slow target cannot stall the others.
+func (w *Worker) dispatch(msg jetstream.Msg) {
+	key := targetToken(w.cfg.Prefix, msg.Subject())
+	d := &delivery{msg: msg, received: time.Now()}
+	w.mu.Lock()
+	if w.stopping {
+		w.mu.Unlock()
+		_ = msg.Nak()
+		return
+	}
+	l, ok := w.lanes[key]
+	if !ok {
+		l = &lane{key: key}
+		w.lanes[key] = l
+		w.running.Add(1)
+		go w.runLane(l)
+	}
+	l.queue = append(l.queue, d)
+	w.mu.Unlock()
+}
+
+// runLane processes one lane's jobs in order and ends when it is empty.
+func (w *Worker) runLane(l *lane) {
+	defer w.running.Done()
+	for {
+		w.mu.Lock()
+		if len(l.queue) == 0 || w.stopping {
+			delete(w.lanes, l.key)
+			l.current = nil
+			w.mu.Unlock()
+			return
+		}
+		d := l.queue[0]
+		l.queue[0] = nil
+		l.queue = l.queue[1:]
+		l.current = d
+		w.mu.Unlock()
+		w.process(d)
+	}
+}
+
+// keepAlive tells the server that queued and running jobs are still being
+// worked on, so their ack wait does not expire while they wait their turn.
+func (w *Worker) keepAlive() {
+	w.mu.Lock()
+	var msgs []jetstream.Msg
+	for _, l := range w.lanes {
+		if l.current != nil {
+			msgs = append(msgs, l.current.msg)
+		}
+		for _, d := range l.queue {
+			msgs = append(msgs, d.msg)
+		}
+	}
+	w.mu.Unlock()
+	for _, m := range msgs {
+		_ = m.InProgress()
+	}
+}
+
+// targetToken returns the subject token after "<prefix>.jobs.", the lane
+// key and the results subject's target token even for an invalid job.
+func targetToken(prefix, subject string) string {
+	rest, ok := strings.CutPrefix(subject, prefix+".jobs.")
+	if !ok {
+		return "_"
+	}
+	tok, _, _ := strings.Cut(rest, ".")
+	if tok == "" {
+		return "_"
+	}
+	return tok
+}
+
+// ResultSubject is where the result of a job with result id id on target
+// token target is published.
+func ResultSubject(prefix, target, id string) string {
+	return prefix + ".results." + target + "." + id
+}
+
+// process runs one job to its terminal result, or hands it back.
+func (w *Worker) process(d *delivery) {
+	start := time.Now()
+	msg := d.msg
+	var seq uint64
+	delivered := uint64(1)
+	if meta, err := msg.Metadata(); err == nil {
+		seq, delivered = meta.Sequence.Stream, meta.NumDelivered
+	}
+	headerID := msg.Headers().Get("Nats-Msg-Id")
+	body := msg.Data()
+	target := targetToken(w.cfg.Prefix, msg.Subject())
+	res := Result{ID: ResultID(headerID, body, seq), Target: target}
+	subject := ResultSubject(w.cfg.Prefix, target, res.ID)
+
+	job, jerr := Parse(w.cfg.Prefix, msg.Subject(), headerID, body)
+	res.Op = job.Op
+	if res.Op == "" {
+		res.Op = Op(opToken(msg.Subject()))
+	}
+	log := w.log.With(zap.String("job_id", res.ID), zap.String("target", target),
+		zap.String("op", string(res.Op)), zap.String("username", job.Username),
+		zap.Uint64("delivery", delivered))
+
+	var password string
+	var ops Ops
+	if jerr == nil && job.SealedPassword != "" {
+		password, jerr = w.openPassword(job)
+	}
+	if jerr == nil {
+		var ok bool
+		if ops, ok = w.cfg.Targets[job.Target]; !ok {
+			jerr = Errorf(CodeUnknownTarget, "target %q is not configured on this worker", job.Target)
+		}
+	}
+
+	if jerr == nil {
+		// A job id already answered (republished after the duplicate
+		// window, or redelivered after its result was stored) changes
+		// nothing: its stored result is published again.
+		stored, ok, err := w.lookup(d, subject)
+		if err != nil {
+			w.handBack(d, log, "look up an earlier result", err)
+			return
+		}
+		if ok {
+			if err := w.publish(d, subject, stored); err != nil {
+				w.handBack(d, log, "republish the stored result", err)
+				return
+			}
+			_ = msg.Ack()
+			log.Info("job", zap.String("outcome", "already_done"), zap.Duration("duration", time.Since(start)))
+			return
+		}
+	}
+
+	attempts := 1
+	if jerr == nil {
+		var handBack bool
+		attempts, jerr, handBack = w.execute(d, ops, job, password, &res)
+		attempts += int(delivered) - 1
+		if handBack {
+			w.handBack(d, log, "stopping or MySQL state not settled", nil)
+			return
+		}
+	}
+	res.Attempts = attempts
+	res.CompletedAt = time.Now().UTC()
+	if jerr != nil {
+		res.Status, res.Error = StatusError, jerr
+		res.User, res.Users, res.Next, res.Secret = nil, nil, "", nil
+	} else {
+		res.Status = StatusOK
+	}
+	data := res.AppendJSON(make([]byte, 0, 512))
+	if err := w.publish(d, subject, data); err != nil {
+		w.handBack(d, log, "publish the result", err)
+		return
+	}
+	_ = msg.Ack()
+	fields := []zap.Field{zap.Int("attempt", attempts), zap.Duration("duration", time.Since(start)),
+		zap.String("outcome", res.Status)}
+	if jerr != nil {
+		fields = append(fields, zap.String("code", string(jerr.Code)), zap.String("error", jerr.Message))
+	}
+	log.Info("job", fields...)
+}
+
+func (w *Worker) openPassword(job Job) (string, *Error) {
+	pw, err := w.cfg.Keys.OpenPassword(job.SealedPassword, job.ReplyKey, job.ID)
+	if err != nil {
+		return "", Errorf(CodeInvalidPassword, "the sealed password does not open with reply_key as sender and this worker's key, or was sealed for another job id: %v", err)
+	}
+	if perr := CheckPassword(pw); perr != nil {
+		return "", perr
+	}
+	return pw, nil
+}
+
+// handBack returns a job to the stream for a later delivery.
+func (w *Worker) handBack(d *delivery, log *zap.Logger, what string, err error) {
+	_ = d.msg.NakWithDelay(time.Second)
+	log.Warn("job handed back", zap.String("while", what), zap.Error(err))
+}
+
+// natsRetry retries a NATS call briefly: results and lookups must not be
+// lost to a blip, but a long outage hands the job back instead.
+func (w *Worker) natsRetry(op func(ctx context.Context) error) error {
+	b := backoff.WithContext(backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(50*time.Millisecond),
+		backoff.WithMaxInterval(2*time.Second),
+		backoff.WithMaxElapsedTime(20*time.Second)), w.hardCtx)
+	return backoff.Retry(func() error {
+		ctx, cancel := context.WithTimeout(w.hardCtx, 5*time.Second)
+		defer cancel()
+		return op(ctx)
+	}, b)
+}
+
+func (w *Worker) lookup(_ *delivery, subject string) (data []byte, ok bool, err error) {
+	err = w.natsRetry(func(ctx context.Context) error {
+		var lerr error
+		data, ok, lerr = w.cfg.Results.Lookup(ctx, subject)
+		return lerr
+	})
+	return data, ok, err
+}
+
+func (w *Worker) publish(_ *delivery, subject string, data []byte) error {
+	return w.natsRetry(func(ctx context.Context) error { return w.cfg.Results.Publish(ctx, subject, data) })
+}
+
+// natsError marks a failure of the worker's own NATS side (vault, intents)
+// inside an operation: transient, and nothing about MySQL.
+type natsError struct{ err error }
+
+func (e natsError) Error() string { return e.err.Error() }
+func (e natsError) Unwrap() error { return e.err }
+
+func classify(err error) mysqlops.Class {
+	var ne natsError
+	if errors.As(err, &ne) {
+		return mysqlops.Transient
+	}
+	return mysqlops.Classify(err)
+}
+
+// execute applies a valid job with retries. It returns the number of
+// attempts, the job's error (nil on success), and handBack=true when the
+// job must go back to the stream without a result (shutdown, or a create
+// that may have left a half-made account it could not clean up).
+func (w *Worker) execute(d *delivery, ops Ops, job Job, password string, res *Result) (int, *Error, bool) {
+	generated := false
+	if password == "" && (job.Op == OpCreate || job.Op == OpResetPassword) {
+		pw, err := w.cfg.GeneratePassword()
+		if err != nil {
+			return 1, Errorf(CodeInternal, "generate a password: %v", err), false
+		}
+		password, generated = pw, true
+	}
+
+	attempts := 0
+	claimed := false // this job's intent is recorded
+	touched := false // a create statement may have reached the server
+	deadline := d.received.Add(w.cfg.RetryBudget)
+	b := backoff.WithContext(backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(5*time.Second),
+		backoff.WithMaxElapsedTime(max(time.Until(deadline), time.Millisecond))), w.stopCtx)
+	var lastErr error
+	err := backoff.RetryNotify(func() error {
+		attempts++
+		err := w.apply(ops, job, password, generated, &claimed, res)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		if job.Op == OpCreate && !mysqlops.NothingSent(err) {
+			touched = true
+		}
+		if classify(err) == mysqlops.Permanent {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, b, func(err error, wait time.Duration) {
+		_ = d.msg.InProgress()
+		w.log.Warn("retrying", zap.String("job_id", job.ID), zap.String("target", job.Target),
+			zap.Int("attempt", attempts), zap.String("class", classify(err).String()),
+			zap.Duration("wait", wait), zap.Error(err))
+	})
+	if err == nil {
+		return attempts, nil, false
+	}
+	if w.stopCtx.Err() != nil && classify(lastErr) != mysqlops.Permanent {
+		return attempts, nil, true // shutting down: hand back, another run retries
+	}
+	jerr := toJobError(lastErr)
+	if job.Op == OpCreate && touched && jerr.Code != CodeUserExists {
+		// Never leave an account without its grant once the job has
+		// ended: drop what this job may have made, or keep the job.
+		ctx, cancel := context.WithTimeout(w.hardCtx, 10*time.Second)
+		defer cancel()
+		if aerr := ops.Abandon(ctx, job.Username); aerr != nil {
+			w.log.Warn("cannot drop a possibly half-made account; the job stays queued",
+				zap.String("job_id", job.ID), zap.String("target", job.Target), zap.Error(aerr))
+			return attempts, nil, true
+		}
+	}
+	return attempts, jerr, false
+}
+
+// apply runs one attempt of a job.
+func (w *Worker) apply(ops Ops, job Job, password string, generated bool, claimed *bool, res *Result) error {
+	ctx := w.hardCtx
+	switch job.Op {
+	case OpCreate:
+		resume, err := w.claim(ctx, job, claimed)
+		if err != nil {
+			return err
+		}
+		if err := ops.Create(ctx, job.Username, password, job.ReadOnly, resume); err != nil {
+			return err
+		}
+		res.User = &Account{Username: job.Username, ReadOnly: job.ReadOnly}
+	case OpResetPassword:
+		acct, err := ops.ResetPassword(ctx, job.Username, password)
+		if err != nil {
+			return err
+		}
+		res.User = &Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
+	case OpDelete:
+		resume, err := w.claim(ctx, job, claimed)
+		if err != nil {
+			return err
+		}
+		acct, err := ops.Delete(ctx, job.Username, resume)
+		if err != nil {
+			return err
+		}
+		res.User = &Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
+	case OpList:
+		accts, next, err := ops.List(ctx, job.After, job.Limit)
+		if err != nil {
+			return err
+		}
+		res.Users = make([]Account, len(accts))
+		for i, a := range accts {
+			res.Users[i] = Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
+		}
+		res.Next = next
+		return nil
+	}
+	if generated {
+		sealed, err := w.cfg.Keys.SealPassword(job.ID, password, job.ReplyKey)
+		if err != nil {
+			return fmt.Errorf("seal the generated password: %w", err)
+		}
+		key, expires, err := w.cfg.Secrets.Put(ctx, job.Target, job.ID, sealed)
+		if err != nil {
+			return natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
+		}
+		res.Secret = &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
+	}
+	return nil
+}
+
+// claim records that this job is about to create or drop job.Username and
+// says whether an existing (create) or missing (delete) account may be this
+// job's own earlier work: true when the intent was already this job's, from
+// an earlier delivery, or was recorded by an earlier attempt of this one
+// (*claimed).
+func (w *Worker) claim(ctx context.Context, job Job, claimed *bool) (bool, error) {
+	if *claimed {
+		return true, nil
+	}
+	key := job.Target + "." + job.Username
+	prev, err := w.cfg.Intents.Get(ctx, key)
+	if err != nil {
+		return false, natsError{fmt.Errorf("read the intent record: %w", err)}
+	}
+	if prev != job.ID {
+		if err := w.cfg.Intents.Put(ctx, key, job.ID); err != nil {
+			return false, natsError{fmt.Errorf("write the intent record: %w", err)}
+		}
+	}
+	*claimed = true
+	return prev == job.ID, nil
+}
+
+// toJobError maps an operation's final error to a contract error.
+func toJobError(err error) *Error {
+	switch {
+	case errors.Is(err, mysqlops.ErrUserExists):
+		return Errorf(CodeUserExists, "an account of that name already exists on the server; choose another username")
+	case errors.Is(err, mysqlops.ErrUserNotFound):
+		return Errorf(CodeUserNotFound, "no account of that name belongs to this target")
+	case errors.Is(err, mysqlops.ErrProtected):
+		return Errorf(CodeProtectedUser, "the account is protected (the database's default user): it cannot be changed or deleted")
+	case errors.Is(err, mysqlops.ErrForeign):
+		return Errorf(CodeForeignUser, "the account holds privileges outside this target's database; it is not managed here and was left untouched")
+	}
+	if classify(err) != mysqlops.Permanent {
+		return Errorf(CodeUnavailable, "MySQL stayed unreachable through the retry budget (last error: %v); retry the job once the server is back", err)
+	}
+	return Errorf(CodeInternal, "%v", err)
+}
+
+// opToken returns the op part of a job subject as a result op, for jobs whose
+// subject did not parse.
+func opToken(subject string) string {
+	i := strings.LastIndex(subject, ".user.")
+	if i < 0 {
+		return ""
+	}
+	return "user." + subject[i+len(".user."):]
+}

@@ -1,0 +1,376 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/dbusers/dbusers/internal/mysqlops"
+)
+
+// fakeMsg is a jetstream.Msg that records what the worker did with it.
+type fakeMsg struct {
+	subject string
+	header  nats.Header
+	data    []byte
+	seq     uint64
+
+	mu         sync.Mutex
+	acked      bool
+	naked      bool
+	inProgress int
+}
+
+func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.seq}, NumDelivered: 1}, nil
+}
+func (m *fakeMsg) Data() []byte         { return m.data }
+func (m *fakeMsg) Headers() nats.Header { return m.header }
+func (m *fakeMsg) Subject() string      { return m.subject }
+func (m *fakeMsg) Reply() string        { return "" }
+func (m *fakeMsg) Ack() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.acked = true
+	return nil
+}
+func (m *fakeMsg) DoubleAck(context.Context) error { return m.Ack() }
+func (m *fakeMsg) Nak() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.naked = true
+	return nil
+}
+func (m *fakeMsg) NakWithDelay(time.Duration) error { return m.Nak() }
+func (m *fakeMsg) InProgress() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.inProgress++
+	return nil
+}
+func (m *fakeMsg) Term() error                 { return m.Ack() }
+func (m *fakeMsg) TermWithReason(string) error { return m.Ack() }
+
+// fakeOps records every call that would reach MySQL.
+type fakeOps struct {
+	mu         sync.Mutex
+	calls      []string
+	errs       []error // returned by successive Create/Reset/Delete calls, then nil
+	abandonErr error
+}
+
+func (f *fakeOps) next(call string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call)
+	if len(f.errs) == 0 {
+		return nil
+	}
+	err := f.errs[0]
+	f.errs = f.errs[1:]
+	return err
+}
+func (f *fakeOps) Create(_ context.Context, u, _ string, ro, resume bool) error {
+	return f.next("create " + u)
+}
+func (f *fakeOps) ResetPassword(_ context.Context, u, _ string) (mysqlops.Account, error) {
+	return mysqlops.Account{Username: u}, f.next("reset " + u)
+}
+func (f *fakeOps) Delete(_ context.Context, u string, _ bool) (mysqlops.Account, error) {
+	return mysqlops.Account{Username: u}, f.next("delete " + u)
+}
+func (f *fakeOps) List(context.Context, string, int) ([]mysqlops.Account, string, error) {
+	return nil, "", f.next("list")
+}
+func (f *fakeOps) Abandon(_ context.Context, u string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "abandon "+u)
+	return f.abandonErr
+}
+func (f *fakeOps) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+type fakeResults struct {
+	mu     sync.Mutex
+	stored map[string][]byte
+	pubs   int
+}
+
+func (r *fakeResults) Publish(_ context.Context, subject string, data []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stored[subject] = append([]byte(nil), data...)
+	r.pubs++
+	return nil
+}
+func (r *fakeResults) Lookup(_ context.Context, subject string) ([]byte, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, ok := r.stored[subject]
+	return d, ok, nil
+}
+
+type fakeKeys struct{}
+
+func (fakeKeys) OpenPassword(sealed, _, _ string) (string, error) {
+	if sealed == "bad" {
+		return "", errors.New("does not open")
+	}
+	return sealed, nil // tests pass the clear password as the "seal"
+}
+func (fakeKeys) SealPassword(jobID, pw, _ string) ([]byte, error) { return []byte("sealed"), nil }
+
+type fakeSecrets struct{}
+
+func (fakeSecrets) Put(_ context.Context, target, id string, _ []byte) (string, time.Time, error) {
+	return target + "." + id, time.Now().Add(time.Minute), nil
+}
+func (fakeSecrets) Bucket() string { return "DBUSERS_VAULT" }
+
+type fakeIntents struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (i *fakeIntents) Get(_ context.Context, k string) (string, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.m[k], nil
+}
+func (i *fakeIntents) Put(_ context.Context, k, v string) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.m[k] = v
+	return nil
+}
+
+type harness struct {
+	w       *Worker
+	ops     *fakeOps
+	results *fakeResults
+}
+
+func newHarness(t *testing.T, budget time.Duration) *harness {
+	t.Helper()
+	h := &harness{ops: &fakeOps{}, results: &fakeResults{stored: map[string][]byte{}}}
+	w, err := NewWorker(Config{
+		Prefix:           "dbusers",
+		Targets:          map[string]Ops{"app": h.ops},
+		Keys:             fakeKeys{},
+		Secrets:          fakeSecrets{},
+		Results:          h.results,
+		Intents:          &fakeIntents{m: map[string]string{}},
+		GeneratePassword: func() (string, error) { return strings.Repeat("g", 64), nil },
+		RetryBudget:      budget,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.w = w
+	return h
+}
+
+func replyKey(t *testing.T) string {
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return pub
+}
+
+// run processes one job and returns its message and decoded result.
+func (h *harness) run(t *testing.T, op, id, body string) (*fakeMsg, Result) {
+	t.Helper()
+	m := &fakeMsg{subject: "dbusers.jobs.app.user." + op, header: nats.Header{}, data: []byte(body), seq: 7}
+	if id != "" {
+		m.header.Set("Nats-Msg-Id", id)
+	}
+	h.w.process(&delivery{msg: m, received: time.Now()})
+	var res Result
+	if data, ok := h.results.stored[ResultSubject("dbusers", "app", ResultID(id, m.data, 7))]; ok {
+		if err := json.Unmarshal(data, &res); err != nil {
+			t.Fatalf("result does not decode: %v", err)
+		}
+	}
+	return m, res
+}
+
+func TestHostileUsernamesNeverReachMySQL(t *testing.T) {
+	h := newHarness(t, time.Second)
+	key := replyKey(t)
+	names := []string{"o'brien_x", "back`tick", "pct%user", "a\nnewline", "ünïcode_u", "аdmin_user",
+		"'; DROP USER root; --", strings.Repeat("a", 33), "root", "mysql_admin", "mariadb_x1",
+		"debian_sys_maint", "Upper_case", "", "x"}
+	for i, name := range names {
+		for _, op := range []string{"create", "reset_password", "delete"} {
+			body, _ := json.Marshal(map[string]any{"id": "j" + string(rune('a'+i)) + op[:1], "username": name, "reply_key": key})
+			if op == "delete" {
+				body, _ = json.Marshal(map[string]any{"id": "j" + string(rune('a'+i)) + op[:1], "username": name})
+			}
+			m, res := h.run(t, op, "", string(body))
+			if res.Status != StatusError || res.Error == nil || (res.Error.Code != CodeInvalidUsername && res.Error.Code != CodeInvalidJob) {
+				t.Errorf("%s %q: result %+v, want invalid_username", op, name, res)
+			}
+			if name != "" && res.Error != nil && res.Error.Code != CodeInvalidUsername {
+				t.Errorf("%s %q: code %s, want invalid_username", op, name, res.Error.Code)
+			}
+			if !m.acked {
+				t.Errorf("%s %q: job not acked", op, name)
+			}
+		}
+	}
+	if calls := h.ops.Calls(); len(calls) != 0 {
+		t.Fatalf("hostile usernames reached MySQL: %q", calls)
+	}
+}
+
+func TestJobOnlyErrorsComeBeforeTarget(t *testing.T) {
+	h := newHarness(t, time.Second)
+	key := replyKey(t)
+	tests := []struct {
+		name, subject, body string
+		want                Code
+	}{
+		{"unknown target, bad password", "dbusers.jobs.other.user.create",
+			`{"id":"a1","username":"good_user","reply_key":"` + key + `","password":"bad"}`, CodeInvalidPassword},
+		{"unknown target, short password", "dbusers.jobs.other.user.create",
+			`{"id":"a2","username":"good_user","reply_key":"` + key + `","password":"short"}`, CodeInvalidPassword},
+		{"unknown target", "dbusers.jobs.other.user.delete", `{"id":"a3","username":"good_user"}`, CodeUnknownTarget},
+		{"bad target token", "dbusers.jobs.Bad!.user.delete", `{"id":"a4","username":"good_user"}`, CodeInvalidJob},
+		{"unknown op", "dbusers.jobs.app.user.rename", `{"id":"a5","username":"good_user"}`, CodeInvalidJob},
+		{"not json", "dbusers.jobs.app.user.list", `{"id":"a6"`, CodeInvalidJob},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &fakeMsg{subject: tt.subject, header: nats.Header{}, data: []byte(tt.body), seq: 9}
+			h.w.process(&delivery{msg: m, received: time.Now()})
+			subj := ResultSubject("dbusers", targetToken("dbusers", tt.subject), ResultID("", m.data, 9))
+			var res Result
+			if err := json.Unmarshal(h.results.stored[subj], &res); err != nil {
+				t.Fatalf("no result on %s: %v", subj, err)
+			}
+			if res.Error == nil || res.Error.Code != tt.want || res.Error.Message == "" {
+				t.Fatalf("result %+v, want %s with a message", res, tt.want)
+			}
+			if !m.acked {
+				t.Error("job not acked")
+			}
+		})
+	}
+	if calls := h.ops.Calls(); len(calls) != 0 {
+		t.Fatalf("invalid jobs reached MySQL: %q", calls)
+	}
+}
+
+func TestStoredResultIsRepublishedWithoutEffect(t *testing.T) {
+	h := newHarness(t, time.Second)
+	_, first := h.run(t, "delete", "del-1", `{"id":"del-1","username":"good_user"}`)
+	if first.Status != StatusOK {
+		t.Fatalf("first run: %+v", first)
+	}
+	m, again := h.run(t, "delete", "del-1", `{"id":"del-1","username":"good_user"}`)
+	if !m.acked || again.CompletedAt != first.CompletedAt {
+		t.Fatalf("second run: acked %v, result %+v, want the stored one", m.acked, again)
+	}
+	if calls := h.ops.Calls(); len(calls) != 1 {
+		t.Fatalf("calls = %q, want one delete", calls)
+	}
+}
+
+var (
+	errRefused = &net.OpError{Op: "dial", Err: errors.New("connection refused")}
+	errLost    = mysql.ErrInvalidConn
+	errDenied  = &mysql.MySQLError{Number: 1227, Message: "Access denied; you need the CREATE USER privilege"}
+)
+
+func TestRetriesAndFailures(t *testing.T) {
+	tests := []struct {
+		name       string
+		op, body   string
+		errs       []error
+		abandonErr error
+		budget     time.Duration
+		wantCode   Code // "" for ok
+		wantCalls  []string
+		handedBack bool
+		noAbandon  bool
+	}{
+		{name: "transient then ok", op: "delete", body: `{"id":"r1","username":"good_user"}`,
+			errs: []error{errRefused, &mysql.MySQLError{Number: 1213}}, budget: 10 * time.Second,
+			wantCalls: []string{"delete good_user", "delete good_user", "delete good_user"}},
+		{name: "budget spent", op: "delete", body: `{"id":"r2","username":"good_user"}`,
+			errs:   []error{errRefused, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused},
+			budget: 300 * time.Millisecond, wantCode: CodeUnavailable},
+		{name: "permanent", op: "create", body: `{"id":"r3","username":"good_user","reply_key":"KEY"}`,
+			errs: []error{errDenied}, budget: 10 * time.Second, wantCode: CodeInternal,
+			wantCalls: []string{"create good_user", "abandon good_user"}},
+		{name: "create never sent: no abandon", op: "create", body: `{"id":"r4","username":"good_user","reply_key":"KEY"}`,
+			errs:   []error{errRefused, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused},
+			budget: 300 * time.Millisecond, wantCode: CodeUnavailable, noAbandon: true},
+		{name: "create lost, cleanup impossible: handed back", op: "create", body: `{"id":"r5","username":"good_user","reply_key":"KEY"}`,
+			errs:       []error{errLost, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused},
+			abandonErr: errRefused, budget: 300 * time.Millisecond, handedBack: true},
+		{name: "user exists is final", op: "create", body: `{"id":"r6","username":"good_user","reply_key":"KEY"}`,
+			errs: []error{mysqlops.ErrUserExists}, budget: time.Second, wantCode: CodeUserExists,
+			wantCalls: []string{"create good_user"}},
+		{name: "protected", op: "reset_password", body: `{"id":"r7","username":"good_user","reply_key":"KEY"}`,
+			errs: []error{mysqlops.ErrProtected}, budget: time.Second, wantCode: CodeProtectedUser},
+		{name: "foreign", op: "delete", body: `{"id":"r8","username":"good_user"}`,
+			errs: []error{mysqlops.ErrForeign}, budget: time.Second, wantCode: CodeForeignUser},
+		{name: "not found", op: "delete", body: `{"id":"r9","username":"good_user"}`,
+			errs: []error{mysqlops.ErrUserNotFound}, budget: time.Second, wantCode: CodeUserNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.budget)
+			h.ops.errs = tt.errs
+			h.ops.abandonErr = tt.abandonErr
+			body := strings.ReplaceAll(tt.body, "KEY", replyKey(t))
+			var id struct{ ID string }
+			_ = json.Unmarshal([]byte(body), &id)
+			m, res := h.run(t, tt.op, id.ID, body)
+			if tt.handedBack {
+				if !m.naked || m.acked || h.results.pubs != 0 {
+					t.Fatalf("naked %v acked %v results %d: want handed back without a result", m.naked, m.acked, h.results.pubs)
+				}
+				return
+			}
+			if !m.acked {
+				t.Fatal("job not acked")
+			}
+			if tt.wantCode == "" {
+				if res.Status != StatusOK || res.Attempts != len(tt.errs)+1 {
+					t.Fatalf("result %+v, want ok after %d attempts", res, len(tt.errs)+1)
+				}
+			} else if res.Error == nil || res.Error.Code != tt.wantCode {
+				t.Fatalf("result %+v, want %s", res, tt.wantCode)
+			}
+			if tt.wantCalls != nil && strings.Join(h.ops.Calls(), ",") != strings.Join(tt.wantCalls, ",") {
+				t.Fatalf("calls %q, want %q", h.ops.Calls(), tt.wantCalls)
+			}
+			for _, c := range h.ops.Calls() {
+				if tt.noAbandon && strings.HasPrefix(c, "abandon") {
+					t.Fatalf("calls %q: abandoned an account no statement could have made", h.ops.Calls())
+				}
+			}
+			if res.Error != nil && strings.Contains(res.Error.Message, "gggggggg") {
+				t.Fatal("the generated password leaked into the error message")
+			}
+		})
+	}
+}

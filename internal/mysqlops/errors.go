@@ -1,0 +1,114 @@
+package mysqlops
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"net"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Outcome errors of the account operations. They are permanent: retrying
+// cannot change them.
+var (
+	// ErrUserExists: create found an account of that name on the server
+	// (any host) that is not from an earlier attempt of the same job.
+	ErrUserExists = errors.New("an account of that name already exists on the server")
+	// ErrUserNotFound: no account of that name belongs to the target.
+	ErrUserNotFound = errors.New("no account of that name belongs to the target")
+	// ErrProtected: the account is one of the target's protected users.
+	ErrProtected = errors.New("the account is protected")
+	// ErrForeign: the account exists but holds privileges outside the
+	// target's database, so it is never touched.
+	ErrForeign = errors.New("the account holds privileges outside the target's database")
+)
+
+// Class says what a caller may do after an error.
+type Class int
+
+const (
+	// Permanent errors are final: retrying gives the same answer.
+	Permanent Class = iota
+	// Transient errors did not change anything (or changed it in a way the
+	// next attempt detects); the operation may be retried.
+	Transient
+	// Unknown means the statement may or may not have run; the next attempt
+	// must look at the real state first. Every operation here does, so
+	// callers retry Unknown like Transient.
+	Unknown
+)
+
+func (c Class) String() string {
+	switch c {
+	case Transient:
+		return "transient"
+	case Unknown:
+		return "unknown_outcome"
+	default:
+		return "permanent"
+	}
+}
+
+// transientCodes are server errors after which nothing was changed and a
+// later attempt can succeed (FACTS.md, "Errors seen through
+// go-sql-driver/mysql").
+var transientCodes = map[uint16]bool{
+	1040: true, // too many connections
+	1203: true, // max_user_connections
+	1226: true, // user resource limit
+	1205: true, // lock wait timeout
+	1213: true, // deadlock
+	1053: true, // server shutdown in progress
+	1317: true, // query interrupted
+	1927: true, // connection killed
+	1969: true, // max_statement_time exceeded
+}
+
+// Classify sorts an error from an operation into a Class, once, by type and
+// server error number; it never looks at message text.
+func Classify(err error) Class {
+	if err == nil {
+		return Permanent
+	}
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		if transientCodes[myErr.Number] {
+			return Transient
+		}
+		return Permanent
+	}
+	if errors.Is(err, driver.ErrBadConn) {
+		return Transient // nothing was sent
+	}
+	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, context.DeadlineExceeded) {
+		return Unknown
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		if opErr.Op == "dial" {
+			return Transient
+		}
+		return Unknown
+	}
+	return Permanent
+}
+
+// NothingSent reports whether err proves that no statement reached the
+// server: the connection was never made or was refused at login. After such
+// an error the server is exactly as it was.
+func NothingSent(err error) bool {
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		switch myErr.Number {
+		case 1040, 1203, 1226: // refused at connect
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, driver.ErrBadConn) {
+		return true
+	}
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "dial"
+}

@@ -1,0 +1,313 @@
+// Package mysqlops owns the SQL of account management on one managed
+// database (a target): creating, re-keying, dropping and listing the accounts
+// that belong to it, deciding which accounts belong, and classifying the
+// errors MySQL returns. It holds no job or NATS logic.
+package mysqlops
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// DefaultStatementTimeout bounds one account statement on the server.
+// Under FLUSH TABLES WITH READ LOCK a CREATE USER waits forever otherwise.
+const DefaultStatementTimeout = 30 * time.Second
+
+// Options describe one target.
+type Options struct {
+	// Database is the target's database name, unescaped.
+	Database string
+	// Protected lists the usernames that are never changed or dropped.
+	Protected []string
+	// StatementTimeout bounds each statement; DefaultStatementTimeout when 0.
+	StatementTimeout time.Duration
+}
+
+// Account is one account that belongs to a target.
+type Account struct {
+	Username  string
+	ReadOnly  bool
+	Protected bool
+}
+
+// Target runs account operations for one managed database. It is safe for
+// concurrent use, but the operations on one username must be serialized by
+// the caller (the job worker runs a target's jobs in order).
+type Target struct {
+	db        *sql.DB
+	database  string
+	grantOn   string // `db`.* with _ and % escaped, for GRANT and REVOKE
+	protected map[string]bool
+	timeout   time.Duration
+
+	flavorMu sync.Mutex
+	flavor   flavor // zero until detected
+}
+
+// refusedCollations cannot be used with client-side interpolation
+// (FACTS.md): the driver refuses to escape for them.
+var refusedCollations = []string{"big5", "gbk", "sjis", "cp932"}
+
+// OpenDB opens a connection pool for a target's admin DSN. It forces
+// client-side parameter interpolation (account statements refuse server-side
+// placeholders) and a connect timeout. It does not connect.
+func OpenDB(dsn string) (*sql.DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		// The driver's message may quote the DSN, password included.
+		return nil, errors.New("the admin DSN does not parse (check its format: user:password@tcp(host:port)/)")
+	}
+	for _, c := range refusedCollations {
+		if strings.HasPrefix(strings.ToLower(cfg.Collation), c) {
+			return nil, fmt.Errorf("the admin DSN's collation %q cannot be used: the driver refuses to escape parameters for it", cfg.Collation)
+		}
+	}
+	cfg.InterpolateParams = true
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("admin DSN: %w", err)
+	}
+	db := sql.OpenDB(conn)
+	// Account changes are serialized inside the server; a few connections
+	// cover list queries running beside them.
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
+}
+
+// New returns a Target that runs its statements on db. The caller owns db.
+func New(db *sql.DB, opts Options) *Target {
+	t := &Target{
+		db:        db,
+		database:  opts.Database,
+		grantOn:   "`" + escapePattern(opts.Database) + "`.*",
+		protected: make(map[string]bool, len(opts.Protected)),
+		timeout:   opts.StatementTimeout,
+	}
+	if t.timeout <= 0 {
+		t.timeout = DefaultStatementTimeout
+	}
+	for _, u := range opts.Protected {
+		t.protected[u] = true
+	}
+	return t
+}
+
+// IsProtected reports whether username is one of the target's protected users.
+func (t *Target) IsProtected(username string) bool { return t.protected[username] }
+
+// Ping checks that the server answers.
+func (t *Target) Ping(ctx context.Context) error { return t.db.PingContext(ctx) }
+
+// escapePattern escapes the wildcard characters of a GRANT database pattern
+// and doubles backticks, so a grant reaches exactly one database.
+func escapePattern(db string) string {
+	r := strings.NewReplacer("`", "``", `\`, `\\`, "_", `\_`, "%", `\%`)
+	return r.Replace(db)
+}
+
+// grantPrivileges is what a new account receives on the target's database.
+func grantPrivileges(readOnly bool) string {
+	if readOnly {
+		return "SELECT, SHOW VIEW"
+	}
+	return "ALL PRIVILEGES" // the grant the protected user has
+}
+
+// Create makes username@'%' with password and its grant. When resume is
+// true, an existing account that has no privileges outside the target's
+// database is taken to be this job's own half-made one from an earlier
+// attempt: its password is reset and the grant completed. If the GRANT fails
+// for good, the new account is dropped again, so no account is left without
+// its grant.
+func (t *Target) Create(ctx context.Context, username, password string, readOnly bool, resume bool) error {
+	st, err := t.inspect(ctx, username)
+	if err != nil {
+		return err
+	}
+	if st.exists {
+		if !resume || st.foreign {
+			return ErrUserExists
+		}
+		if err := t.execSecret(ctx, "ALTER USER ?@'%' IDENTIFIED BY ?", username, password); err != nil {
+			return fmt.Errorf("set password of the existing account: %w", err)
+		}
+		if st.granted && st.readOnly != readOnly {
+			if err := t.revokeAll(ctx, username); err != nil {
+				return err
+			}
+		}
+		return t.grant(ctx, username, readOnly)
+	}
+	if err := t.execSecret(ctx, "CREATE USER ?@'%' IDENTIFIED BY ?", username, password); err != nil {
+		if errors.Is(err, &mysql.MySQLError{Number: 1396}) {
+			return ErrUserExists // created by someone else in between
+		}
+		return fmt.Errorf("create user: %w", err)
+	}
+	if err := t.grant(ctx, username, readOnly); err != nil {
+		if Classify(err) == Permanent {
+			// MariaDB account statements are not atomic: undo the CREATE so
+			// no account stays without its grant.
+			if dropErr := t.exec(ctx, "DROP USER IF EXISTS ?@'%'", username); dropErr != nil {
+				return errors.Join(err, fmt.Errorf("drop the half-made account: %w", dropErr))
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+// Abandon drops username@'%' when it is adoptable (exists with no privileges
+// outside the target's database). A job that gives up after a create whose
+// outcome is unknown calls it, so that no half-made account outlives the
+// job. It returns nil when there is nothing to drop.
+func (t *Target) Abandon(ctx context.Context, username string) error {
+	st, err := t.inspect(ctx, username)
+	if err != nil {
+		return err
+	}
+	if !st.exists || st.foreign {
+		return nil
+	}
+	return t.exec(ctx, "DROP USER IF EXISTS ?@'%'", username)
+}
+
+func (t *Target) grant(ctx context.Context, username string, readOnly bool) error {
+	err := t.exec(ctx, "GRANT "+grantPrivileges(readOnly)+" ON "+t.grantOn+" TO ?@'%'", username)
+	if err != nil {
+		return fmt.Errorf("grant: %w", err)
+	}
+	return nil
+}
+
+func (t *Target) revokeAll(ctx context.Context, username string) error {
+	err := t.exec(ctx, "REVOKE ALL PRIVILEGES ON "+t.grantOn+" FROM ?@'%'", username)
+	if err != nil && !errors.Is(err, &mysql.MySQLError{Number: 1141}) { // no grant: done
+		return fmt.Errorf("revoke: %w", err)
+	}
+	return nil
+}
+
+// ResetPassword sets a new password on an account that belongs to the target.
+// Open sessions are left alone.
+func (t *Target) ResetPassword(ctx context.Context, username, password string) (Account, error) {
+	acct, err := t.owned(ctx, username)
+	if err != nil {
+		return acct, err
+	}
+	if err := t.execSecret(ctx, "ALTER USER ?@'%' IDENTIFIED BY ?", username, password); err != nil {
+		if errors.Is(err, &mysql.MySQLError{Number: 1396}) {
+			return acct, ErrUserNotFound
+		}
+		return acct, fmt.Errorf("alter user: %w", err)
+	}
+	return acct, nil
+}
+
+// Delete drops an account that belongs to the target, then ends its open
+// sessions (a dropped account's session otherwise keeps working). When
+// resume is true and the account is already gone, it was dropped by an
+// earlier attempt of the same job: the sessions are ended and the delete
+// reports success.
+func (t *Target) Delete(ctx context.Context, username string, resume bool) (Account, error) {
+	acct, err := t.owned(ctx, username)
+	if errors.Is(err, ErrUserNotFound) && resume {
+		return acct, t.killSessions(ctx, username)
+	}
+	if err != nil {
+		return acct, err
+	}
+	if err := t.exec(ctx, "DROP USER IF EXISTS ?@'%'", username); err != nil {
+		return acct, fmt.Errorf("drop user: %w", err)
+	}
+	return acct, t.killSessions(ctx, username)
+}
+
+// owned inspects username and returns its Account when it belongs to the
+// target and may be changed.
+func (t *Target) owned(ctx context.Context, username string) (Account, error) {
+	acct := Account{Username: username, Protected: t.protected[username]}
+	if acct.Protected {
+		return acct, ErrProtected
+	}
+	st, err := t.inspect(ctx, username)
+	if err != nil {
+		return acct, err
+	}
+	acct.ReadOnly = st.readOnly
+	switch {
+	case !st.exists:
+		return acct, ErrUserNotFound
+	case st.foreign:
+		return acct, ErrForeign
+	case !st.granted && !st.inside:
+		// An account with no privilege on this database is not the
+		// target's, and no other tenant's either: leave it alone.
+		return acct, ErrUserNotFound
+	}
+	return acct, nil
+}
+
+func (t *Target) killSessions(ctx context.Context, username string) error {
+	rows, err := t.db.QueryContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?", username)
+	if err != nil {
+		return fmt.Errorf("list sessions: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("list sessions: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list sessions: %w", err)
+	}
+	for _, id := range ids {
+		_, err := t.db.ExecContext(ctx, "KILL CONNECTION ?", id)
+		if err != nil && !errors.Is(err, &mysql.MySQLError{Number: 1094}) { // already gone
+			return fmt.Errorf("end session %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// exec runs one statement bounded by the statement timeout.
+func (t *Target) exec(ctx context.Context, query string, args ...any) error {
+	fl, err := t.detect(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.timeout+5*time.Second)
+	defer cancel()
+	_, err = t.db.ExecContext(ctx, fl.bound(query, t.timeout), args...)
+	return err
+}
+
+// execSecret runs a statement that carries a password. A server error
+// message can quote the statement (1064 "near '…'"), so the message is
+// withheld; the error number survives for classification.
+func (t *Target) execSecret(ctx context.Context, query string, args ...any) error {
+	err := t.exec(ctx, query, args...)
+	var myErr *mysql.MySQLError
+	if errors.As(err, &myErr) {
+		return &mysql.MySQLError{Number: myErr.Number, SQLState: myErr.SQLState,
+			Message: "message withheld: the statement carried a password"}
+	}
+	return err
+}

@@ -1,0 +1,184 @@
+package mysqlops_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/internal/mysqltest"
+)
+
+func newTarget(t *testing.T, f *mysqltest.Fixture) *mysqlops.Target {
+	t.Helper()
+	db, err := mysqlops.OpenDB(f.AdminDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return mysqlops.New(db, mysqlops.Options{Database: f.Database, Protected: []string{f.Protected}})
+}
+
+func TestCreateResetDeleteList(t *testing.T) {
+	ctx := context.Background()
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	tg := newTarget(t, f)
+	rw, ro := mysqltest.Username("rw_"), mysqltest.Username("ro_")
+	f.DropUserLater(rw)
+	f.DropUserLater(ro)
+
+	if err := tg.Create(ctx, rw, "pw-rw-"+mysqltest.Password(), false, false); err != nil {
+		t.Fatalf("create rw: %v", err)
+	}
+	if err := tg.Create(ctx, ro, "pw-ro-"+mysqltest.Password(), true, false); err != nil {
+		t.Fatalf("create ro: %v", err)
+	}
+	if err := tg.Create(ctx, rw, "x"+mysqltest.Password(), false, false); !errors.Is(err, mysqlops.ErrUserExists) {
+		t.Fatalf("second create: got %v, want ErrUserExists", err)
+	}
+
+	accts, next, err := tg.List(ctx, "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next != "" {
+		t.Errorf("next = %q, want empty", next)
+	}
+	got := map[string]mysqlops.Account{}
+	for _, a := range accts {
+		got[a.Username] = a
+	}
+	want := []mysqlops.Account{
+		{Username: f.Protected, Protected: true},
+		{Username: rw},
+		{Username: ro, ReadOnly: true},
+	}
+	if len(accts) != len(want) {
+		t.Fatalf("list = %+v, want %d accounts", accts, len(want))
+	}
+	for _, w := range want {
+		if got[w.Username] != w {
+			t.Errorf("list entry %q = %+v, want %+v", w.Username, got[w.Username], w)
+		}
+	}
+	for i := 1; i < len(accts); i++ {
+		if accts[i-1].Username >= accts[i].Username {
+			t.Errorf("list not sorted: %q before %q", accts[i-1].Username, accts[i].Username)
+		}
+	}
+
+	page, next, err := tg.List(ctx, "", 2)
+	if err != nil || len(page) != 2 || next != page[1].Username {
+		t.Fatalf("page 1 = %+v next %q err %v", page, next, err)
+	}
+	page2, next2, err := tg.List(ctx, next, 2)
+	if err != nil || len(page2) != 1 || next2 != "" || page2[0].Username <= next {
+		t.Fatalf("page 2 = %+v next %q err %v", page2, next2, err)
+	}
+
+	if _, err := tg.ResetPassword(ctx, f.Protected, mysqltest.Password()); !errors.Is(err, mysqlops.ErrProtected) {
+		t.Errorf("reset protected: %v", err)
+	}
+	if _, err := tg.ResetPassword(ctx, mysqltest.Username("nobody_"), mysqltest.Password()); !errors.Is(err, mysqlops.ErrUserNotFound) {
+		t.Errorf("reset missing: %v", err)
+	}
+	if _, err := tg.ResetPassword(ctx, f.Admin, mysqltest.Password()); !errors.Is(err, mysqlops.ErrForeign) {
+		t.Errorf("reset admin: %v", err)
+	}
+	newPW := "new-" + mysqltest.Password()
+	if acct, err := tg.ResetPassword(ctx, ro, newPW); err != nil || !acct.ReadOnly {
+		t.Fatalf("reset ro: %+v %v", acct, err)
+	}
+	if _, err := f.Login(ro, newPW); err != nil {
+		t.Fatalf("login with new password: %v", err)
+	}
+	if _, err := tg.Delete(ctx, rw, false); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if f.AccountExists(rw) {
+		t.Fatal("account still exists after delete")
+	}
+	if _, err := tg.Delete(ctx, rw, false); !errors.Is(err, mysqlops.ErrUserNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+	if _, err := tg.Delete(ctx, rw, true); err != nil {
+		t.Errorf("resumed delete of a dropped account: %v", err)
+	}
+}
+
+func TestCreateResumeAdoptsHalfMadeAccount(t *testing.T) {
+	ctx := context.Background()
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	tg := newTarget(t, f)
+	u := mysqltest.Username("half_")
+	f.DropUserLater(u)
+	// An earlier attempt died between CREATE USER and GRANT.
+	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", u, "old-"+mysqltest.Password())
+
+	if err := tg.Create(ctx, u, mysqltest.Password(), false, false); !errors.Is(err, mysqlops.ErrUserExists) {
+		t.Fatalf("create without resume: %v", err)
+	}
+	pw := "adopted-" + mysqltest.Password()
+	if err := tg.Create(ctx, u, pw, true, true); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	c, err := f.Login(u, pw)
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	if _, err := c.ExecContext(ctx, "CREATE TABLE t (id int)"); err == nil {
+		t.Error("read-only account created a table")
+	}
+}
+
+func TestForeignAccountsAreNeverTouched(t *testing.T) {
+	ctx := context.Background()
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	other := mysqltest.NewFixture(t, mysqltest.Options{})
+	tg := newTarget(t, f)
+
+	two := mysqltest.Username("two_") // grants on both databases
+	f.DropUserLater(two)
+	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", two, mysqltest.Password())
+	f.Exec("GRANT SELECT ON `"+f.Database+"`.* TO ?@'%'", two)
+	f.Exec("GRANT SELECT ON `"+other.Database+"`.* TO ?@'%'", two)
+
+	glob := mysqltest.Username("glob_") // a global privilege
+	f.DropUserLater(glob)
+	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", glob, mysqltest.Password())
+	f.Exec("GRANT SELECT ON `"+f.Database+"`.* TO ?@'%'", glob)
+	f.Exec("GRANT PROCESS ON *.* TO ?@'%'", glob)
+
+	tbl := mysqltest.Username("tbl_") // a table privilege elsewhere
+	f.DropUserLater(tbl)
+	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", tbl, mysqltest.Password())
+	f.Exec("GRANT SELECT ON `"+f.Database+"`.* TO ?@'%'", tbl)
+	f.Exec("CREATE TABLE `" + other.Database + "`.secrets (id int)")
+	f.Exec("GRANT SELECT ON `"+other.Database+"`.secrets TO ?@'%'", tbl)
+
+	local := mysqltest.Username("local_") // same name on another host
+	f.DropUserLater(local)
+	t.Cleanup(func() { _, _ = f.Root.Exec("DROP USER IF EXISTS ?@'localhost'", local) })
+	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", local, mysqltest.Password())
+	f.Exec("GRANT SELECT ON `"+f.Database+"`.* TO ?@'%'", local)
+	f.Exec("CREATE USER ?@'localhost' IDENTIFIED BY ?", local, mysqltest.Password())
+
+	for _, u := range []string{two, glob, tbl, local, other.Protected, other.Admin, f.Admin} {
+		if _, err := tg.ResetPassword(ctx, u, mysqltest.Password()); !errors.Is(err, mysqlops.ErrForeign) {
+			t.Errorf("reset %s: %v, want ErrForeign", u, err)
+		}
+		if _, err := tg.Delete(ctx, u, false); err == nil {
+			t.Errorf("delete %s succeeded", u)
+		}
+		if !f.AccountExists(u) {
+			t.Errorf("%s was dropped", u)
+		}
+	}
+	accts, _, err := tg.List(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(accts) != 1 || accts[0].Username != f.Protected {
+		t.Errorf("list = %+v, want only the protected user", accts)
+	}
+}

@@ -1,0 +1,258 @@
+// Package service assembles the worker process from its configuration: the
+// NATS connection (or the embedded nats-server), the JetStream objects, the
+// targets' MySQL pools, the job worker and the info endpoint. cmd/worker and
+// the integration tests run the worker through it.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"go.uber.org/zap"
+
+	"github.com/dbusers/dbusers/internal/config"
+	"github.com/dbusers/dbusers/internal/jobs"
+	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/internal/natsserver"
+	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/internal/vault"
+)
+
+// Version is the worker's version, as the info endpoint reports it.
+const Version = "0.1.0"
+
+// Options tune Start.
+type Options struct {
+	Logger *zap.Logger
+	// ShutdownGrace bounds how long running jobs may go on after Stop.
+	ShutdownGrace time.Duration
+}
+
+// Service is a running worker.
+type Service struct {
+	log     *zap.Logger
+	server  *server.Server // nil when connected to an outside NATS
+	nc      *nats.Conn
+	keys    *vault.Keys
+	closers []func()
+	info    micro.Service
+	cancel  context.CancelFunc
+	done    chan struct{}
+	runErr  error
+}
+
+// Start brings the worker up and returns once jobs are being taken and the
+// info endpoint answers. Stop ends it.
+func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Service{log: log, done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+
+	if s.keys, err = vault.LoadOrCreateKeys(cfg.Vault.XKeySeedFile); err != nil {
+		return nil, fmt.Errorf("vault.xkey_seed_file: %w", err)
+	}
+	if err := s.connect(cfg); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	objs, err := streams.Ensure(ctx, js, streams.Settings{
+		Prefix:          cfg.NATS.Prefix,
+		Replicas:        cfg.NATS.Replicas,
+		DuplicateWindow: cfg.NATS.DuplicateWindow,
+		ResultsMaxAge:   cfg.Results.MaxAge,
+		VaultTTL:        cfg.Vault.TTL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	targets, err := s.openTargets(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	gen, err := jobs.NewPasswordGenerator()
+	if err != nil {
+		return nil, err
+	}
+	w, err := jobs.NewWorker(jobs.Config{
+		Prefix:           cfg.NATS.Prefix,
+		Targets:          targets,
+		Keys:             s.keys,
+		Secrets:          vault.NewStore(objs.Vault, cfg.Vault.TTL),
+		Results:          jobs.NewStreamResults(js, objs.Results),
+		Intents:          jobs.NewKVIntents(objs.Intents),
+		GeneratePassword: gen,
+		RetryBudget:      cfg.Retry.Budget,
+		ShutdownGrace:    opts.ShutdownGrace,
+		Logger:           log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	ready := make(chan struct{})
+	go func() {
+		defer close(s.done)
+		s.runErr = w.Run(runCtx, objs.Consumer, func() { close(ready) })
+	}()
+	select {
+	case <-ready:
+	case <-s.done:
+		return nil, s.runErr
+	}
+	// The info endpoint comes last: answering it promises that jobs are
+	// being taken.
+	if s.info, err = serveInfo(s.nc, cfg.NATS.Prefix, s.keys.PublicKey()); err != nil {
+		cancel()
+		<-s.done
+		return nil, err
+	}
+	log.Info("worker ready", zap.String("nats", s.ClientURL()), zap.String("prefix", cfg.NATS.Prefix),
+		zap.Int("targets", len(targets)), zap.String("xkey", s.keys.PublicKey()))
+	return s, nil
+}
+
+func (s *Service) connect(cfg *config.Config) error {
+	url := cfg.NATS.URL
+	opts := []nats.Option{nats.Name("dbusers-worker"), nats.MaxReconnects(-1)}
+	if url == "" {
+		if cfg.NATS.Replicas > 1 {
+			return errors.New("nats.replicas: the embedded server is a single node; use replicas 1 or set nats.url to a cluster")
+		}
+		srv, err := natsserver.Start(cfg.NATS.Embedded.Listen, cfg.NATS.Embedded.StoreDir, s.log)
+		if err != nil {
+			return err
+		}
+		s.server = srv
+		opts = append(opts, nats.InProcessServer(srv))
+	}
+	if cfg.NATS.Credentials != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATS.Credentials))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("nats.url: connect: %w", err)
+	}
+	s.nc = nc
+	return nil
+}
+
+func (s *Service) openTargets(ctx context.Context, cfg *config.Config) (map[string]jobs.Ops, error) {
+	targets := make(map[string]jobs.Ops, len(cfg.Targets))
+	for i, tc := range cfg.Targets {
+		db, err := mysqlops.OpenDB(tc.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("targets[%d].dsn: %w", i, err)
+		}
+		s.closers = append(s.closers, func() { db.Close() })
+		t := mysqlops.New(db, mysqlops.Options{Database: tc.Database, Protected: tc.ProtectedUsers})
+		// A target that is down at start is not fatal: its jobs wait
+		// and retry like any other transient fault.
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if err := t.Ping(pctx); err != nil {
+			s.log.Warn("target not reachable at start; its jobs will retry",
+				zap.String("target", tc.Name), zap.String("mysql", redactDSN(tc.DSN)), zap.Error(err))
+		}
+		cancel()
+		targets[tc.Name] = t
+	}
+	return targets, nil
+}
+
+// redactDSN returns user@address of a DSN, never its password.
+func redactDSN(dsn string) string {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
+	}
+	return cfg.User + "@" + cfg.Net + "(" + cfg.Addr + ")"
+}
+
+// info is the answer of the info endpoint.
+type info struct {
+	XKey    string `json:"xkey"`
+	Version string `json:"version"`
+}
+
+func serveInfo(nc *nats.Conn, prefix, xkey string) (micro.Service, error) {
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        "dbusers",
+		Version:     Version,
+		Description: "MySQL account jobs worker",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("info endpoint: %w", err)
+	}
+	answer := info{XKey: xkey, Version: Version}
+	err = svc.AddEndpoint("info", micro.HandlerFunc(func(r micro.Request) { _ = r.RespondJSON(answer) }),
+		micro.WithEndpointSubject(prefix+".info"))
+	if err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("info endpoint: %w", err)
+	}
+	return svc, nil
+}
+
+// ClientURL is the NATS URL clients use: the embedded server's, or the
+// configured one.
+func (s *Service) ClientURL() string {
+	if s.server != nil {
+		return s.server.ClientURL()
+	}
+	return s.nc.ConnectedUrlRedacted()
+}
+
+// PublicKey is the worker's curve public key.
+func (s *Service) PublicKey() string { return s.keys.PublicKey() }
+
+// Done is closed when the worker has stopped.
+func (s *Service) Done() <-chan struct{} { return s.done }
+
+// Stop stops taking jobs, finishes or hands back those in flight, and
+// closes everything. It is safe to call more than once.
+func (s *Service) Stop() error {
+	if s.info != nil {
+		_ = s.info.Stop()
+	}
+	if s.cancel != nil {
+		s.cancel()
+		<-s.done
+	}
+	s.close()
+	return s.runErr
+}
+
+func (s *Service) close() {
+	if s.nc != nil {
+		_ = s.nc.FlushTimeout(2 * time.Second) // the last acks
+		s.nc.Close()
+		s.nc = nil
+	}
+	for _, c := range s.closers {
+		c()
+	}
+	s.closers = nil
+	if s.server != nil {
+		s.server.Shutdown()
+		s.server.WaitForShutdown()
+		s.server = nil
+	}
+}

@@ -1,0 +1,221 @@
+package streams
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func startJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+var settings = Settings{
+	Prefix:          "dbusers",
+	Replicas:        1,
+	DuplicateWindow: 10 * time.Minute,
+	ResultsMaxAge:   24 * time.Hour,
+	VaultTTL:        5 * time.Minute,
+}
+
+func TestNamesAndSubjects(t *testing.T) {
+	tests := []struct {
+		prefix                         string
+		jobs, results, vault, intents  string
+		jobsSubj, resultsSubj, oneSubj string
+	}{
+		{"dbusers", "DBUSERS_JOBS", "DBUSERS_RESULTS", "DBUSERS_VAULT", "DBUSERS_INTENTS", "dbusers.jobs.>", "dbusers.results.>", "dbusers.results.my-app.job-1"},
+		{"my-Plat_2", "MY-PLAT_2_JOBS", "MY-PLAT_2_RESULTS", "MY-PLAT_2_VAULT", "MY-PLAT_2_INTENTS", "my-Plat_2.jobs.>", "my-Plat_2.results.>", "my-Plat_2.results.my-app.job-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.prefix, func(t *testing.T) {
+			j, r, v, i := Names(tt.prefix)
+			if j != tt.jobs || r != tt.results || v != tt.vault || i != tt.intents {
+				t.Errorf("Names = %s %s %s %s", j, r, v, i)
+			}
+			if got := JobsSubject(tt.prefix); got != tt.jobsSubj {
+				t.Errorf("JobsSubject = %s", got)
+			}
+			if got := ResultsSubject(tt.prefix); got != tt.resultsSubj {
+				t.Errorf("ResultsSubject = %s", got)
+			}
+			if got := ResultSubject(tt.prefix, "my-app", "job-1"); got != tt.oneSubj {
+				t.Errorf("ResultSubject = %s", got)
+			}
+		})
+	}
+}
+
+func TestEnsureIdempotent(t *testing.T) {
+	js := startJS(t)
+	ctx := t.Context()
+	for i := range 2 {
+		if _, err := Ensure(ctx, js, settings); err != nil {
+			t.Fatalf("Ensure #%d: %v", i+1, err)
+		}
+	}
+	// Changing a setting updates in place.
+	changed := settings
+	changed.DuplicateWindow = 15 * time.Minute
+	changed.VaultTTL = 2 * time.Minute
+	o, err := Ensure(ctx, js, changed)
+	if err != nil {
+		t.Fatalf("Ensure with changed settings: %v", err)
+	}
+
+	ji, err := o.Jobs.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri, err := o.Results.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := o.Vault.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := o.Intents.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := o.Consumer.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jc, rc, cc := ji.Config, ri.Config, ci.Config
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"jobs name", jc.Name, "DBUSERS_JOBS"},
+		{"jobs subjects", jc.Subjects[0], "dbusers.jobs.>"},
+		{"jobs retention", jc.Retention, jetstream.WorkQueuePolicy},
+		{"jobs storage", jc.Storage, jetstream.FileStorage},
+		{"jobs replicas", jc.Replicas, 1},
+		{"jobs duplicates", jc.Duplicates, 15 * time.Minute},
+		{"jobs max msg size", jc.MaxMsgSize, int32(64 * 1024)},
+		{"jobs discard", jc.Discard, jetstream.DiscardNew},
+		{"results name", rc.Name, "DBUSERS_RESULTS"},
+		{"results subjects", rc.Subjects[0], "dbusers.results.>"},
+		{"results retention", rc.Retention, jetstream.LimitsPolicy},
+		{"results storage", rc.Storage, jetstream.FileStorage},
+		{"results max age", rc.MaxAge, 24 * time.Hour},
+		{"results per subject", rc.MaxMsgsPerSubject, int64(1)},
+		{"results allow direct", rc.AllowDirect, true},
+		{"vault bucket", vs.Bucket(), "DBUSERS_VAULT"},
+		{"vault ttl", vs.TTL(), 2 * time.Minute},
+		{"vault history", vs.History(), int64(1)},
+		{"intents bucket", is.Bucket(), "DBUSERS_INTENTS"},
+		{"intents ttl", is.TTL(), 24 * time.Hour},
+		{"intents history", is.History(), int64(1)},
+		{"consumer name", cc.Durable, ConsumerName},
+		{"consumer ack", cc.AckPolicy, jetstream.AckExplicitPolicy},
+		{"consumer deliver", cc.DeliverPolicy, jetstream.DeliverAllPolicy},
+		{"consumer filter", cc.FilterSubject, "dbusers.jobs.>"},
+		{"consumer ack wait", cc.AckWait, 30 * time.Second},
+		{"consumer max deliver", cc.MaxDeliver, -1},
+		{"consumer max ack pending", cc.MaxAckPending, 4096},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			if c.got != c.want {
+				t.Errorf("got %v (%T), want %v (%T)", c.got, c.got, c.want, c.want)
+			}
+		})
+	}
+}
+
+func TestEnsureRejectsSettings(t *testing.T) {
+	js := startJS(t)
+	tests := []struct {
+		name   string
+		mutate func(s *Settings)
+	}{
+		{"empty prefix", func(s *Settings) { s.Prefix = "" }},
+		{"dotted prefix", func(s *Settings) { s.Prefix = "a.b" }},
+		{"zero replicas", func(s *Settings) { s.Replicas = 0 }},
+		{"zero dup window", func(s *Settings) { s.DuplicateWindow = 0 }},
+		{"zero max age", func(s *Settings) { s.ResultsMaxAge = 0 }},
+		{"zero vault ttl", func(s *Settings) { s.VaultTTL = 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := settings
+			tt.mutate(&s)
+			if _, err := Ensure(t.Context(), js, s); err == nil {
+				t.Fatal("Ensure: want an error")
+			}
+		})
+	}
+}
+
+func TestJobsStreamLimits(t *testing.T) {
+	js := startJS(t)
+	ctx := t.Context()
+	o, err := Ensure(ctx, js, settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := "dbusers.jobs.my-app.user.create"
+	tests := []struct {
+		name          string
+		msgID         string
+		size          int
+		wantErr       bool
+		wantDuplicate bool
+	}{
+		{name: "first", msgID: "job-1", size: 100},
+		{name: "same id again", msgID: "job-1", size: 100, wantDuplicate: true},
+		{name: "other id", msgID: "job-2", size: 100},
+		{name: "just under 64 KiB", msgID: "job-3", size: 60 * 1024},
+		{name: "70 KiB refused", msgID: "job-4", size: 70 * 1024, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ack, err := js.Publish(ctx, subj, bytes.Repeat([]byte("x"), tt.size), jetstream.WithMsgID(tt.msgID))
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("Publish: want an error, got ack seq %d", ack.Sequence)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
+			if ack.Duplicate != tt.wantDuplicate {
+				t.Errorf("Duplicate = %v, want %v", ack.Duplicate, tt.wantDuplicate)
+			}
+		})
+	}
+	info, err := o.Jobs.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 3 {
+		t.Errorf("jobs stream holds %d messages, want 3", info.State.Msgs)
+	}
+}

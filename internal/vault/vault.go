@@ -1,0 +1,251 @@
+// Package vault owns the worker's long-lived curve key (xkey), the sealing
+// and opening of passwords with it (contract §4), and the writing of sealed
+// generated passwords into the vault KV bucket.
+package vault
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+)
+
+// ErrSeal is wrapped by every failure to open a sealed password: bad base64,
+// a seal that does not open with the given keys, or a payload that is not
+// the expected JSON object.
+var ErrSeal = errors.New("sealed password does not open")
+
+// ErrSealJobID is wrapped when a seal opens but was made for another job:
+// a sealed password replayed from another job must not be accepted.
+var ErrSealJobID = errors.New("sealed password belongs to another job")
+
+// Keys holds the worker's curve key pair.
+type Keys struct {
+	kp  nkeys.KeyPair
+	pub string
+}
+
+// LoadOrCreateKeys reads the xkey seed at path, or, when the file does not
+// exist, creates a new key and writes its seed there (parent directories
+// 0700, file 0600). A seed file that group or others can access is refused.
+func LoadOrCreateKeys(path string) (*Keys, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return createKeys(path)
+	case err != nil:
+		return nil, fmt.Errorf("vault: xkey seed file: %w", err)
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("vault: xkey seed file %s is not a regular file", path)
+	case fi.Mode().Perm()&0o077 != 0:
+		// Anyone who reads the seed can open every password sealed to the
+		// worker; anyone who can write it can swap the key.
+		return nil, fmt.Errorf("vault: xkey seed file %s has mode %04o, open to group or others; run: chmod 600 %s",
+			path, fi.Mode().Perm(), path)
+	}
+	seed, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("vault: xkey seed file: %w", err)
+	}
+	defer wipe(seed)
+	kp, err := nkeys.FromCurveSeed(bytes.TrimSpace(seed))
+	if err != nil {
+		// nkeys errors are fixed texts; the seed itself is never quoted.
+		return nil, fmt.Errorf("vault: xkey seed file %s: %w", path, err)
+	}
+	return newKeys(kp)
+}
+
+func createKeys(path string) (*Keys, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("vault: create xkey seed directory: %w", err)
+	}
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		return nil, fmt.Errorf("vault: create xkey: %w", err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("vault: create xkey: %w", err)
+	}
+	defer wipe(seed)
+	// Temp file + rename so a crash never leaves a half-written seed behind;
+	// CreateTemp makes the file 0600.
+	tmp, err := os.CreateTemp(dir, ".xkey-*")
+	if err != nil {
+		return nil, fmt.Errorf("vault: write xkey seed: %w", err)
+	}
+	tmpName := tmp.Name()
+	defer func() { _ = os.Remove(tmpName) }() // no-op after a successful rename
+	if _, err := tmp.Write(append(seed, '\n')); err != nil {
+		_ = tmp.Close()
+		return nil, fmt.Errorf("vault: write xkey seed: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return nil, fmt.Errorf("vault: write xkey seed: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("vault: write xkey seed: %w", err)
+	}
+	if err := os.Chmod(tmpName, 0o600); err != nil {
+		return nil, fmt.Errorf("vault: write xkey seed: %w", err)
+	}
+	if err := os.Rename(tmpName, path); err != nil {
+		return nil, fmt.Errorf("vault: write xkey seed: %w", err)
+	}
+	// Sync the directory so the new name survives a power cut.
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return newKeys(kp)
+}
+
+func newKeys(kp nkeys.KeyPair) (*Keys, error) {
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("vault: xkey public key: %w", err)
+	}
+	return &Keys{kp: kp, pub: pub}, nil
+}
+
+// PublicKey returns the worker's curve public key ("X…"), as published on P.info.
+func (k *Keys) PublicKey() string { return k.pub }
+
+// OpenPassword opens a requester-chosen password: sealed is the job's
+// standard-base64 "password" field, senderPub the job's reply_key. The seal
+// must hold {"job_id","password"} with job_id equal to jobID. Errors wrap
+// ErrSeal or ErrSealJobID and never contain the password.
+func (k *Keys) OpenPassword(sealed, senderPub, jobID string) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(sealed)
+	if err != nil {
+		return "", fmt.Errorf("%w: not standard base64", ErrSeal)
+	}
+	return open(k.kp, raw, senderPub, jobID)
+}
+
+// SealPassword seals {"job_id":jobID,"password":password} from the worker to
+// recipientPub (the job's reply_key). The result is raw bytes, as stored in
+// the vault bucket.
+func (k *Keys) SealPassword(jobID, password, recipientPub string) ([]byte, error) {
+	return seal(k.kp, jobID, password, recipientPub)
+}
+
+// SealChosenPassword is the requester's side of a chosen password: it
+// returns the standard base64 of requester.Seal(json, workerPub), the value
+// of a job's "password" field.
+func SealChosenPassword(requester nkeys.KeyPair, workerPub, jobID, password string) (string, error) {
+	b, err := seal(requester, jobID, password, workerPub)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(b), nil
+}
+
+// OpenGeneratedPassword is the requester's side of a generated password: it
+// opens the bytes read from the vault bucket with workerPub as the sender and
+// checks they were sealed for jobID. Errors wrap ErrSeal or ErrSealJobID.
+func OpenGeneratedPassword(requester nkeys.KeyPair, workerPub string, sealed []byte, jobID string) (string, error) {
+	return open(requester, sealed, workerPub, jobID)
+}
+
+// payload is the sealed plaintext of contract §4. Pointers tell a missing
+// field from an empty one.
+type payload struct {
+	JobID    *string `json:"job_id"`
+	Password *string `json:"password"`
+}
+
+func seal(kp nkeys.KeyPair, jobID, password, recipientPub string) ([]byte, error) {
+	if jobID == "" {
+		return nil, errors.New("vault: seal: empty job id")
+	}
+	// encoding/json would silently replace invalid UTF-8, changing the password.
+	if !utf8.ValidString(password) {
+		return nil, errors.New("vault: seal: password is not valid UTF-8")
+	}
+	if !nkeys.IsValidPublicCurveKey(recipientPub) {
+		return nil, errors.New("vault: seal: recipient is not a curve public key")
+	}
+	plain, err := json.Marshal(payload{JobID: &jobID, Password: &password})
+	if err != nil {
+		return nil, fmt.Errorf("vault: seal: encode: %w", err)
+	}
+	defer wipe(plain)
+	out, err := kp.Seal(plain, recipientPub)
+	if err != nil {
+		return nil, fmt.Errorf("vault: seal: %w", err)
+	}
+	return out, nil
+}
+
+func open(kp nkeys.KeyPair, sealed []byte, senderPub, jobID string) (string, error) {
+	if !nkeys.IsValidPublicCurveKey(senderPub) {
+		return "", fmt.Errorf("%w: sender is not a curve public key", ErrSeal)
+	}
+	plain, err := kp.Open(sealed, senderPub)
+	if err != nil {
+		// nkeys errors are fixed texts, safe to wrap.
+		return "", fmt.Errorf("%w: %w", ErrSeal, err)
+	}
+	defer wipe(plain)
+	var p payload
+	dec := json.NewDecoder(bytes.NewReader(plain))
+	dec.DisallowUnknownFields()
+	// The decoder's error text can quote the plaintext, so it is dropped.
+	if err := dec.Decode(&p); err != nil || dec.More() || p.JobID == nil || p.Password == nil {
+		return "", fmt.Errorf("%w: payload is not {\"job_id\",\"password\"}", ErrSeal)
+	}
+	if *p.JobID != jobID {
+		return "", fmt.Errorf("%w: want job %q", ErrSealJobID, jobID)
+	}
+	return *p.Password, nil
+}
+
+// wipe zeroes a buffer that held a secret, so it does not linger in memory.
+func wipe(b []byte) { clear(b) }
+
+// Store writes sealed generated passwords into the vault KV bucket.
+type Store struct {
+	kv  jetstream.KeyValue
+	ttl time.Duration
+}
+
+// NewStore returns a Store over kv, whose bucket TTL is ttl (the TTL is used
+// only to tell the requester when the entry expires).
+func NewStore(kv jetstream.KeyValue, ttl time.Duration) *Store {
+	return &Store{kv: kv, ttl: ttl}
+}
+
+// Key returns the vault key of a job's sealed password: "<target>.<jobID>".
+func Key(target, jobID string) string { return target + "." + jobID }
+
+// Put stores sealed under Key(target, jobID), replacing any earlier value (a
+// retried job's new password must win). expiresAt is taken after the write
+// and rounded up to the second, so the entry is gone by then.
+func (s *Store) Put(ctx context.Context, target, jobID string, sealed []byte) (key string, expiresAt time.Time, err error) {
+	key = Key(target, jobID)
+	if _, err := s.kv.Put(ctx, key, sealed); err != nil {
+		return "", time.Time{}, fmt.Errorf("vault: put %s/%s: %w", s.kv.Bucket(), key, err)
+	}
+	exp := time.Now().UTC().Add(s.ttl)
+	if t := exp.Truncate(time.Second); t.Before(exp) {
+		exp = t.Add(time.Second)
+	}
+	return key, exp, nil
+}
+
+// Bucket returns the vault bucket's name, as reported in results.
+func (s *Store) Bucket() string { return s.kv.Bucket() }

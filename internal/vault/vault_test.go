@@ -1,0 +1,358 @@
+package vault
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+)
+
+func TestLoadOrCreateKeys(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, path string) // nil: file absent
+		wantErr string
+	}{
+		{name: "absent: created", prepare: nil},
+		{name: "existing 0600: loaded", prepare: func(t *testing.T, path string) { writeSeed(t, path, 0o600) }},
+		{name: "existing 0400: loaded", prepare: func(t *testing.T, path string) { writeSeed(t, path, 0o400) }},
+		{name: "group readable: refused", prepare: func(t *testing.T, path string) { writeSeed(t, path, 0o640) }, wantErr: "chmod 600"},
+		{name: "world readable: refused", prepare: func(t *testing.T, path string) { writeSeed(t, path, 0o604) }, wantErr: "chmod 600"},
+		{name: "not a seed: refused", prepare: func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte("SUAGARBAGE\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: "nkeys"},
+		{name: "directory: refused", prepare: func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: "not a regular file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "sub", "dir", "worker.xk")
+			if tt.prepare != nil {
+				if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				tt.prepare(t, path)
+			}
+			k, err := LoadOrCreateKeys(path)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("LoadOrCreateKeys: %v", err)
+			}
+			if !nkeys.IsValidPublicCurveKey(k.PublicKey()) {
+				t.Fatalf("public key %q is not a curve key", k.PublicKey())
+			}
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm()&0o077 != 0 {
+				t.Errorf("seed file mode %04o", fi.Mode().Perm())
+			}
+			if tt.prepare == nil {
+				if fi.Mode().Perm() != 0o600 {
+					t.Errorf("created seed file mode %04o, want 0600", fi.Mode().Perm())
+				}
+				di, err := os.Stat(filepath.Dir(path))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if di.Mode().Perm() != 0o700 {
+					t.Errorf("created dir mode %04o, want 0700", di.Mode().Perm())
+				}
+			}
+			again, err := LoadOrCreateKeys(path)
+			if err != nil {
+				t.Fatalf("second load: %v", err)
+			}
+			if again.PublicKey() != k.PublicKey() {
+				t.Errorf("second load gave %s, first %s", again.PublicKey(), k.PublicKey())
+			}
+		})
+	}
+}
+
+func writeSeed(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, seed, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil { // umask may have narrowed it
+		t.Fatal(err)
+	}
+}
+
+func testKeys(t *testing.T) (*Keys, nkeys.KeyPair) {
+	t.Helper()
+	w, err := LoadOrCreateKeys(filepath.Join(t.TempDir(), "worker.xk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, r
+}
+
+func pub(t *testing.T, kp nkeys.KeyPair) string {
+	t.Helper()
+	p, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var passwords = []string{
+	`Abcdefghijklmnopqrstuvwxyz0123`,
+	`quote"back\slash'semi;colon<tag>&amp{}[]`,
+	`ünïcødé-пароль-密码-🔑-\u0000-literal`,
+	"tab\tnew\nline",
+	"",
+}
+
+func TestChosenPasswordRoundTrip(t *testing.T) {
+	w, r := testKeys(t)
+	for _, pw := range passwords {
+		t.Run(pw, func(t *testing.T) {
+			sealed, err := SealChosenPassword(r, w.PublicKey(), "job-1", pw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := w.OpenPassword(sealed, pub(t, r), "job-1")
+			if err != nil {
+				t.Fatalf("OpenPassword: %v", err)
+			}
+			if got != pw {
+				t.Fatalf("got %q, want %q", got, pw)
+			}
+		})
+	}
+}
+
+func TestGeneratedPasswordRoundTrip(t *testing.T) {
+	w, r := testKeys(t)
+	for _, pw := range passwords {
+		t.Run(pw, func(t *testing.T) {
+			sealed, err := w.SealPassword("job-2", pw, pub(t, r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := OpenGeneratedPassword(r, w.PublicKey(), sealed, "job-2")
+			if err != nil {
+				t.Fatalf("OpenGeneratedPassword: %v", err)
+			}
+			if got != pw {
+				t.Fatalf("got %q, want %q", got, pw)
+			}
+		})
+	}
+}
+
+func TestOpenPasswordErrors(t *testing.T) {
+	const pw = "Secret-Password-1234567890"
+	w, r := testKeys(t)
+	other, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := SealChosenPassword(r, w.PublicKey(), "job-1", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := append([]byte(nil), raw...)
+	tampered[len(tampered)-1] ^= 0x01
+	// A well-sealed payload of the wrong shape.
+	badJSON, err := r.Seal([]byte(`{"job_id":"job-1","password":"`+pw+`","extra":1}`), w.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	notJSON, err := r.Seal([]byte(pw), w.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		sealed string
+		sender string
+		jobID  string
+		want   error
+	}{
+		{"wrong sender", good, pub(t, other), "job-1", ErrSeal},
+		{"sender not a curve key", good, "UABC", "job-1", ErrSeal},
+		{"tampered", base64.StdEncoding.EncodeToString(tampered), pub(t, r), "job-1", ErrSeal},
+		{"bad base64", "!!not base64!!", pub(t, r), "job-1", ErrSeal},
+		{"url base64", base64.URLEncoding.EncodeToString(raw) + "_-", pub(t, r), "job-1", ErrSeal},
+		{"unknown field", base64.StdEncoding.EncodeToString(badJSON), pub(t, r), "job-1", ErrSeal},
+		{"not json", base64.StdEncoding.EncodeToString(notJSON), pub(t, r), "job-1", ErrSeal},
+		{"job id mismatch", good, pub(t, r), "job-2", ErrSealJobID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := w.OpenPassword(tt.sealed, tt.sender, tt.jobID)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if got != "" {
+				t.Errorf("returned a password on error")
+			}
+			if strings.Contains(err.Error(), pw) {
+				t.Errorf("error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestSealRejects(t *testing.T) {
+	w, r := testKeys(t)
+	tests := []struct {
+		name, jobID, pw, recipient string
+	}{
+		{"invalid utf8", "j", "a\xffb", pub(t, r)},
+		{"empty job id", "", "pw", pub(t, r)},
+		{"recipient not curve key", "j", "pw", "Uxyz"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := w.SealPassword(tt.jobID, tt.pw, tt.recipient); err == nil {
+				t.Fatal("want an error")
+			}
+		})
+	}
+}
+
+func startJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func TestStore(t *testing.T) {
+	js := startJS(t)
+	ctx := t.Context()
+	w, r := testKeys(t)
+
+	tests := []struct {
+		name   string
+		ttl    time.Duration
+		remove func(t *testing.T, kv jetstream.KeyValue, key string) // then the key must be gone
+	}{
+		{name: "get then purge", ttl: time.Minute, remove: func(t *testing.T, kv jetstream.KeyValue, key string) {
+			if err := kv.Purge(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "expires after ttl", ttl: time.Second, remove: func(t *testing.T, _ jetstream.KeyValue, _ string) {
+			time.Sleep(1500 * time.Millisecond)
+		}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bucket := "TEST_VAULT_" + string(rune('A'+i))
+			kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: tt.ttl, History: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = js.DeleteKeyValue(context.Background(), bucket) })
+			st := NewStore(kv, tt.ttl)
+			if st.Bucket() != bucket {
+				t.Errorf("Bucket() = %q", st.Bucket())
+			}
+			sealed, err := w.SealPassword("job-7", "pw-xyz", pub(t, r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := time.Now()
+			key, exp, err := st.Put(ctx, "my-app", "job-7", sealed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if key != "my-app.job-7" || key != Key("my-app", "job-7") {
+				t.Errorf("key = %q", key)
+			}
+			if exp.Location() != time.UTC || exp.Nanosecond() != 0 || exp.Before(before.Add(tt.ttl)) || exp.After(time.Now().Add(tt.ttl+time.Second)) {
+				t.Errorf("expiresAt = %v, want UTC whole second just after now+%s", exp, tt.ttl)
+			}
+			e, err := kv.Get(ctx, key)
+			if err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			got, err := OpenGeneratedPassword(r, w.PublicKey(), e.Value(), "job-7")
+			if err != nil || got != "pw-xyz" {
+				t.Fatalf("opened %q, %v", got, err)
+			}
+			tt.remove(t, kv, key)
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				_, err = kv.Get(ctx, key)
+				if errors.Is(err, jetstream.ErrKeyNotFound) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("key still readable: err = %v", err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func TestStorePutError(t *testing.T) {
+	js := startJS(t)
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "V", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewStore(kv, time.Minute)
+	if _, _, err := st.Put(t.Context(), "bad target", "j", []byte("x")); err == nil {
+		t.Fatal("want an error for an invalid key")
+	}
+}

@@ -1,0 +1,323 @@
+// Package test holds the integration tests: a real worker (through
+// internal/service) against the local MariaDB and an in-process
+// nats-server, driven the way an orchestrator drives it.
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/dbusers/dbusers/internal/config"
+	"github.com/dbusers/dbusers/internal/jobs"
+	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/internal/service"
+	"github.com/dbusers/dbusers/internal/vault"
+)
+
+const prefix = "dbusers"
+
+// startNATS runs an in-process JetStream server on a random port.
+func startNATS(t *testing.T) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(),
+		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// logBuffer collects the worker's log output for inspection.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+func (b *logBuffer) Sync() error { return nil }
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// env is a running worker and an orchestrator's connection to it.
+type env struct {
+	t    *testing.T
+	cfg  *config.Config
+	svc  *service.Service
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	logs *logBuffer
+	seq  int
+	mu   sync.Mutex
+}
+
+// target is one configured target for startWorker.
+func target(name string, f *mysqltest.Fixture) config.Target {
+	return config.Target{Name: name, DSN: f.AdminDSN, Database: f.Database, ProtectedUsers: []string{f.Protected}}
+}
+
+// startWorker runs a worker on a fresh in-process nats-server with the
+// given targets; edit may change the config before it starts.
+func startWorker(t *testing.T, targets []config.Target, edit func(*config.Config)) *env {
+	t.Helper()
+	ns := startNATS(t)
+	cfg := config.Default()
+	cfg.NATS.URL = ns.ClientURL()
+	cfg.Vault.XKeySeedFile = filepath.Join(t.TempDir(), "worker.xk")
+	cfg.Retry.Budget = 10 * time.Second
+	cfg.Targets = targets
+	if edit != nil {
+		edit(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	logs := &logBuffer{}
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, zap.DebugLevel))
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	svc, err := service.Start(ctx, &cfg, service.Options{Logger: log, ShutdownGrace: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := svc.Stop(); err != nil {
+			t.Errorf("stop worker: %v", err)
+		}
+	})
+	nc, err := nats.Connect(cfg.NATS.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, cfg: &cfg, svc: svc, nc: nc, js: js, logs: logs}
+}
+
+// nextID returns a unique job id.
+func (e *env) nextID() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seq++
+	return "job-" + mysqltest.Token(8) + "-" + string(rune('a'+e.seq%26))
+}
+
+// requester is an orchestrator's fresh curve key for a job.
+type requester struct {
+	kp  nkeys.KeyPair
+	pub string
+}
+
+func newRequester(t *testing.T) requester {
+	t.Helper()
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return requester{kp: kp, pub: pub}
+}
+
+// publish sends a raw job body on the target's op subject with msgID as
+// Nats-Msg-Id ("" for none) and returns the result published for resultID.
+func (e *env) publish(subject, msgID, resultID string, body []byte) jobs.Result {
+	e.t.Helper()
+	raw := e.publishRaw(subject, msgID, resultID, body)
+	var res jobs.Result
+	if err := json.Unmarshal(raw, &res); err != nil {
+		e.t.Fatalf("result does not decode: %v\n%s", err, raw)
+	}
+	return res
+}
+
+// publishRaw is publish returning the result's bytes.
+func (e *env) publishRaw(subject, msgID, resultID string, body []byte) []byte {
+	e.t.Helper()
+	target := subjectTarget(subject)
+	sub, err := e.nc.SubscribeSync(prefix + ".results." + target + "." + resultID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	msg := nats.NewMsg(subject)
+	msg.Data = body
+	if msgID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	ctx, cancel := context.WithTimeout(e.t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+		e.t.Fatalf("publish job: %v", err)
+	}
+	res, err := sub.NextMsg(30 * time.Second)
+	if err != nil {
+		e.t.Fatalf("no result for %s on %s: %v", resultID, subject, err)
+	}
+	return res.Data
+}
+
+// subjectTarget returns the target token of a job subject.
+func subjectTarget(subject string) string {
+	parts := strings.SplitN(subject, ".", 4)
+	if len(parts) < 3 {
+		return "_"
+	}
+	return parts[2]
+}
+
+// job sends op with fields for target, with a matching Nats-Msg-Id.
+func (e *env) job(target, op string, fields map[string]any) jobs.Result {
+	e.t.Helper()
+	id, _ := fields["id"].(string)
+	if id == "" {
+		id = e.nextID()
+		fields["id"] = id
+	}
+	body, err := json.Marshal(fields)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.publish(prefix+".jobs."+target+".user."+op, id, id, body)
+}
+
+// sealFor seals a chosen password for the worker.
+func (e *env) sealFor(r requester, jobID, password string) string {
+	e.t.Helper()
+	s, err := vault.SealChosenPassword(r.kp, e.svc.PublicKey(), jobID, password)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+// create runs a create job; password "" lets the worker generate one. It
+// returns the result and the password in force (read from the vault when
+// generated).
+func (e *env) create(target, username string, readOnly bool, password string) (jobs.Result, string) {
+	e.t.Helper()
+	return e.withPassword(target, "create", map[string]any{"username": username, "read_only": readOnly}, password)
+}
+
+// reset runs a reset_password job, like create.
+func (e *env) reset(target, username, password string) (jobs.Result, string) {
+	e.t.Helper()
+	return e.withPassword(target, "reset_password", map[string]any{"username": username}, password)
+}
+
+func (e *env) withPassword(target, op string, fields map[string]any, password string) (jobs.Result, string) {
+	e.t.Helper()
+	r := newRequester(e.t)
+	id := e.nextID()
+	fields["id"] = id
+	fields["reply_key"] = r.pub
+	if password != "" {
+		fields["password"] = e.sealFor(r, id, password)
+	}
+	res := e.job(target, op, fields)
+	if res.Status != jobs.StatusOK || password != "" {
+		if res.Secret != nil {
+			e.t.Errorf("a result for a chosen password carries a secret: %+v", res.Secret)
+		}
+		return res, password
+	}
+	if res.Secret == nil {
+		e.t.Fatalf("generated password but no secret in the result: %+v", res)
+	}
+	return res, e.readSecret(r, id, res.Secret)
+}
+
+// readSecret gets, opens, checks and purges a generated password, as a
+// requester does.
+func (e *env) readSecret(r requester, jobID string, s *jobs.Secret) string {
+	e.t.Helper()
+	kv, err := e.js.KeyValue(e.t.Context(), s.Bucket)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	entry, err := kv.Get(e.t.Context(), s.Key)
+	if err != nil {
+		e.t.Fatalf("vault get %s: %v", s.Key, err)
+	}
+	pw, err := vault.OpenGeneratedPassword(r.kp, e.svc.PublicKey(), entry.Value(), jobID)
+	if err != nil {
+		e.t.Fatalf("open the generated password: %v", err)
+	}
+	if err := kv.Purge(e.t.Context(), s.Key); err != nil {
+		e.t.Fatalf("purge: %v", err)
+	}
+	return pw
+}
+
+// wantOK fails the test unless res succeeded.
+func wantOK(t *testing.T, res jobs.Result) {
+	t.Helper()
+	if res.Status != jobs.StatusOK {
+		t.Fatalf("job failed: %+v", res.Error)
+	}
+}
+
+// wantCode fails the test unless res failed with code.
+func wantCode(t *testing.T, res jobs.Result, code jobs.Code) {
+	t.Helper()
+	if res.Status != jobs.StatusError || res.Error == nil || res.Error.Code != code {
+		t.Fatalf("result %+v (error %+v), want %s", res, res.Error, code)
+	}
+	if res.Error.Message == "" {
+		t.Fatalf("error %s without a message", code)
+	}
+}
+
+// isKeyGone reports whether a vault key reads as gone.
+func isKeyGone(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
+}
+
+func connect(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func jetstreamFor(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
