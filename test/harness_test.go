@@ -90,6 +90,7 @@ func startWorker(t *testing.T, targets []config.Target, edit func(*config.Config
 	cfg.NATS.URL = ns.ClientURL()
 	cfg.Vault.XKeySeedFile = filepath.Join(t.TempDir(), "worker.xk")
 	cfg.Retry.Budget = 10 * time.Second
+	cfg.ShutdownGrace = 5 * time.Second
 	cfg.Targets = targets
 	if edit != nil {
 		edit(&cfg)
@@ -101,7 +102,7 @@ func startWorker(t *testing.T, targets []config.Target, edit func(*config.Config
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, zap.DebugLevel))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	svc, err := service.Start(ctx, &cfg, service.Options{Logger: log, ShutdownGrace: 5 * time.Second})
+	svc, err := service.Start(ctx, &cfg, service.Options{Logger: log})
 	if err != nil {
 		t.Fatalf("start worker: %v", err)
 	}

@@ -32,7 +32,6 @@ func run() int {
 	configPath := fs.String("config", "", "path of the YAML configuration file (required)")
 	logFormat := fs.String("log-format", "json", "log format: json or console")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	grace := fs.Duration("shutdown-grace", 20*time.Second, "how long running jobs may finish after SIGTERM before they are handed back")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -56,7 +55,7 @@ func run() int {
 	defer stop()
 
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	svc, err := service.Start(startCtx, cfg, service.Options{Logger: log, ShutdownGrace: *grace})
+	svc, err := service.Start(startCtx, cfg, service.Options{Logger: log})
 	cancel()
 	if err != nil {
 		log.Error("start", zap.Error(err))

@@ -19,11 +19,22 @@ import (
 
 // Config is the whole worker configuration file.
 type Config struct {
-	NATS    NATS     `yaml:"nats"`
-	Vault   Vault    `yaml:"vault"`
-	Results Results  `yaml:"results"`
-	Retry   Retry    `yaml:"retry"`
+	NATS    NATS    `yaml:"nats"`
+	Vault   Vault   `yaml:"vault"`
+	Results Results `yaml:"results"`
+	Retry   Retry   `yaml:"retry"`
+	// ShutdownGrace bounds how long running jobs may finish after SIGTERM
+	// before they are handed back to the stream.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// HTTP serves /metrics, /healthz and /readyz.
+	HTTP    HTTP     `yaml:"http"`
 	Targets []Target `yaml:"targets"`
+}
+
+// HTTP configures the operations endpoint.
+type HTTP struct {
+	// Listen is host:port; empty turns the endpoint off.
+	Listen string `yaml:"listen"`
 }
 
 // NATS says how the worker reaches NATS and names its JetStream objects.
@@ -34,6 +45,16 @@ type NATS struct {
 	Prefix          string        `yaml:"prefix"`
 	Replicas        int           `yaml:"replicas"`
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// Partitions is how many partitions the jobs stream spreads targets
+	// over; each partition is worked by one process at a time. Change it
+	// only while the jobs stream is empty.
+	Partitions int `yaml:"partitions"`
+	// AckWait is how long a job may go without a sign of life before the
+	// server redelivers it (to another process when its worker died).
+	AckWait time.Duration `yaml:"ack_wait"`
+	// LeaseTTL is how long a process keeps a partition without renewing
+	// its lease; a dead process's partitions move after it.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // Embedded configures the in-process nats-server started when NATS.URL is empty.
@@ -77,15 +98,19 @@ func Default() Config {
 			Prefix:          "dbusers",
 			Replicas:        1,
 			DuplicateWindow: 10 * time.Minute,
+			Partitions:      8,
+			AckWait:         30 * time.Second,
+			LeaseTTL:        15 * time.Second,
 		},
-		Vault:   Vault{XKeySeedFile: "./data/worker.xk", TTL: 5 * time.Minute},
-		Results: Results{MaxAge: 24 * time.Hour},
-		Retry:   Retry{Budget: 5 * time.Minute},
+		ShutdownGrace: 20 * time.Second,
+		Vault:         Vault{XKeySeedFile: "./data/worker.xk", TTL: 5 * time.Minute},
+		Results:       Results{MaxAge: 24 * time.Hour},
+		Retry:         Retry{Budget: 5 * time.Minute},
 	}
 }
 
-// Load reads the file at path and parses it with the process environment.
-// It does not validate; call Validate.
+// Load reads the file at path, parses it with the process environment and
+// validates it.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -93,6 +118,9 @@ func Load(path string) (*Config, error) {
 	}
 	cfg, err := Parse(data, os.LookupEnv)
 	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, nil
@@ -281,6 +309,20 @@ func (c *Config) Validate() error {
 	if c.NATS.DuplicateWindow < minDuplicateWindow {
 		add("nats.duplicate_window", "must be at least %s, got %s", minDuplicateWindow, c.NATS.DuplicateWindow)
 	}
+	if c.NATS.Partitions < 1 || c.NATS.Partitions > 256 {
+		add("nats.partitions", "must be 1 to 256, got %d", c.NATS.Partitions)
+	}
+	if c.NATS.AckWait < time.Second {
+		add("nats.ack_wait", "must be at least 1s, got %s", c.NATS.AckWait)
+	}
+	if c.NATS.LeaseTTL < time.Second {
+		add("nats.lease_ttl", "must be at least 1s, got %s", c.NATS.LeaseTTL)
+	}
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			add("http.listen", "want host:port or empty")
+		}
+	}
 	if c.Vault.XKeySeedFile == "" {
 		add("vault.xkey_seed_file", "must not be empty")
 	}
@@ -291,6 +333,7 @@ func (c *Config) Validate() error {
 		{"vault.ttl", c.Vault.TTL},
 		{"results.max_age", c.Results.MaxAge},
 		{"retry.budget", c.Retry.Budget},
+		{"shutdown_grace", c.ShutdownGrace},
 	} {
 		if d.v <= 0 {
 			add(d.path, "must be positive, got %s", d.v)

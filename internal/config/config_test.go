@@ -33,10 +33,14 @@ func TestDefault(t *testing.T) {
 			Prefix:          "dbusers",
 			Replicas:        1,
 			DuplicateWindow: 10 * time.Minute,
+			Partitions:      8,
+			AckWait:         30 * time.Second,
+			LeaseTTL:        15 * time.Second,
 		},
-		Vault:   Vault{XKeySeedFile: "./data/worker.xk", TTL: 5 * time.Minute},
-		Results: Results{MaxAge: 24 * time.Hour},
-		Retry:   Retry{Budget: 5 * time.Minute},
+		Vault:         Vault{XKeySeedFile: "./data/worker.xk", TTL: 5 * time.Minute},
+		Results:       Results{MaxAge: 24 * time.Hour},
+		Retry:         Retry{Budget: 5 * time.Minute},
+		ShutdownGrace: 20 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Default() = %+v, want %+v", got, want)
@@ -259,6 +263,13 @@ func TestValidate(t *testing.T) {
 		{"seed file empty", func(c *Config) { c.Vault.XKeySeedFile = "" }, "vault.xkey_seed_file"},
 		{"listen not host:port", func(c *Config) { c.NATS.Embedded.Listen = "4222" }, "nats.embedded.listen"},
 		{"store dir empty", func(c *Config) { c.NATS.Embedded.StoreDir = "" }, "nats.embedded.store_dir"},
+		{"partitions 0", func(c *Config) { c.NATS.Partitions = 0 }, "nats.partitions"},
+		{"partitions 257", func(c *Config) { c.NATS.Partitions = 257 }, "nats.partitions"},
+		{"ack wait short", func(c *Config) { c.NATS.AckWait = 500 * time.Millisecond }, "nats.ack_wait"},
+		{"lease ttl short", func(c *Config) { c.NATS.LeaseTTL = 0 }, "nats.lease_ttl"},
+		{"shutdown grace zero", func(c *Config) { c.ShutdownGrace = 0 }, "shutdown_grace"},
+		{"http listen bad", func(c *Config) { c.HTTP.Listen = "9090" }, "http.listen"},
+		{"http listen set", func(c *Config) { c.HTTP.Listen = "127.0.0.1:9090" }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -321,6 +332,8 @@ func TestLoad(t *testing.T) {
 	}{
 		{"file", new(minimal), false},
 		{"missing file", nil, true},
+		{"invalid values are refused at load", new(strings.Replace(minimal, "name: my-app", "name: Bad Name", 1)), true},
+		{"short duplicate window is refused at load", new(minimal + "nats:\n  duplicate_window: 30s\n"), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

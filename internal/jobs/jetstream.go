@@ -60,3 +60,22 @@ func (i *KVIntents) Put(ctx context.Context, key, jobID string) error {
 	_, err := i.kv.Put(ctx, key, []byte(jobID))
 	return err
 }
+
+// StreamPending is Pending on the jobs stream.
+type StreamPending struct{ stream jetstream.Stream }
+
+// NewStreamPending returns Pending reading the jobs stream (which should
+// allow direct gets).
+func NewStreamPending(stream jetstream.Stream) *StreamPending { return &StreamPending{stream: stream} }
+
+// First returns the sequence of the oldest job at or after from on filter.
+func (p *StreamPending) First(ctx context.Context, filter string, from uint64) (uint64, error) {
+	msg, err := p.stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return msg.Sequence, nil
+}

@@ -9,20 +9,22 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/internal/streams"
 )
 
 // Ops is what the worker needs from one target's MySQL side.
 type Ops interface {
-	Create(ctx context.Context, username, password string, readOnly, resume bool) error
+	Create(ctx context.Context, username, password string, readOnly bool, intent mysqlops.Intent) error
 	ResetPassword(ctx context.Context, username, password string) (mysqlops.Account, error)
-	Delete(ctx context.Context, username string, resume bool) (mysqlops.Account, error)
+	Delete(ctx context.Context, username string, intent mysqlops.Intent) (mysqlops.Account, error)
 	List(ctx context.Context, after string, limit int) ([]mysqlops.Account, string, error)
 	// Abandon drops a possibly half-made account of a create that gives up.
-	Abandon(ctx context.Context, username string) error
+	Abandon(ctx context.Context, username string, intent mysqlops.Intent) error
 }
 
 // Sealer opens chosen passwords and seals generated ones (the worker's
@@ -45,6 +47,13 @@ type ResultStore interface {
 	Lookup(ctx context.Context, subject string) (data []byte, ok bool, err error)
 }
 
+// Pending finds jobs still in the jobs stream (not yet acknowledged).
+type Pending interface {
+	// First returns the stream sequence of the oldest job at or after
+	// sequence from whose stored subject matches filter, or 0 when none.
+	First(ctx context.Context, filter string, from uint64) (uint64, error)
+}
+
 // Intents records which job last started to create or drop a username, so
 // that a retried job recognizes its own half-done work.
 type Intents interface {
@@ -52,14 +61,37 @@ type Intents interface {
 	Put(ctx context.Context, key, jobID string) error
 }
 
+// Observer is told what the worker does, for metrics. Its methods must not
+// block.
+type Observer interface {
+	// JobDone is called once per job answered: outcome is "ok", "error"
+	// or "already_done" (answered from its stored result); code is the
+	// error code of an "error".
+	JobDone(op Op, outcome string, code Code, d time.Duration)
+	// Retry is called before each retry of a job, with the error's class.
+	Retry(op Op, class string)
+	// HandedBack is called when a job goes back to the stream unfinished.
+	HandedBack(reason string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) JobDone(Op, string, Code, time.Duration) {}
+func (nopObserver) Retry(Op, string)                        {}
+func (nopObserver) HandedBack(string)                       {}
+
 // Config is what a Worker is built from.
 type Config struct {
-	Prefix           string
-	Targets          map[string]Ops
-	Keys             Sealer
-	Secrets          SecretStore
-	Results          ResultStore
-	Intents          Intents
+	Prefix  string
+	Targets map[string]Ops
+	Keys    Sealer
+	Secrets SecretStore
+	Results ResultStore
+	Intents Intents
+	// Pending, when set, makes each target's jobs wait for the target's
+	// older jobs still in the stream (held by a process that died, or
+	// waiting for redelivery), so order holds across processes.
+	Pending          Pending
 	GeneratePassword func() (string, error)
 	// RetryBudget is how long a job's transient MySQL faults are retried,
 	// counted from when this worker received it.
@@ -71,6 +103,8 @@ type Config struct {
 	// context ends; then its statement is cancelled and the job handed back.
 	ShutdownGrace time.Duration
 	Logger        *zap.Logger
+	// Observer receives metrics events; none when nil.
+	Observer Observer
 }
 
 // Worker takes jobs from the jobs consumer and runs each target's jobs in
@@ -95,11 +129,16 @@ type lane struct {
 	key     string
 	queue   []*delivery
 	current *delivery
+	// acked holds the stream sequences this lane acknowledged whose
+	// deletion the stream may not have applied yet. Only the lane's own
+	// goroutine touches it.
+	acked map[uint64]struct{}
 }
 
 type delivery struct {
 	msg      jetstream.Msg
 	received time.Time
+	lane     *lane // nil in unit tests that call process directly
 }
 
 // NewWorker checks cfg and returns a Worker.
@@ -123,6 +162,9 @@ func NewWorker(cfg Config) (*Worker, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
 	}
 	w := &Worker{cfg: cfg, log: cfg.Logger, lanes: map[string]*lane{}}
 	w.stopCtx, w.stopNow = context.WithCancel(context.Background())
@@ -192,7 +234,7 @@ func (w *Worker) Run(ctx context.Context, consumer jetstream.Consumer, ready fun
 // dispatch is the consumer callback: it queues the job on its target's
 // lane and never blocks, so one slow target cannot stall the others.
 func (w *Worker) dispatch(msg jetstream.Msg) {
-	key := targetToken(w.cfg.Prefix, msg.Subject())
+	key := targetToken(w.cfg.Prefix, streams.OriginalSubject(w.cfg.Prefix, msg.Subject()))
 	d := &delivery{msg: msg, received: time.Now()}
 	w.mu.Lock()
 	if w.stopping {
@@ -202,11 +244,12 @@ func (w *Worker) dispatch(msg jetstream.Msg) {
 	}
 	l, ok := w.lanes[key]
 	if !ok {
-		l = &lane{key: key}
+		l = &lane{key: key, acked: map[uint64]struct{}{}}
 		w.lanes[key] = l
 		w.running.Add(1)
 		go w.runLane(l)
 	}
+	d.lane = l
 	l.queue = append(l.queue, d)
 	w.mu.Unlock()
 }
@@ -264,12 +307,6 @@ func targetToken(prefix, subject string) string {
 	return tok
 }
 
-// ResultSubject is where the result of a job with result id id on target
-// token target is published.
-func ResultSubject(prefix, target, id string) string {
-	return prefix + ".results." + target + "." + id
-}
-
 // process runs one job to its terminal result, or hands it back.
 func (w *Worker) process(d *delivery) {
 	start := time.Now()
@@ -279,20 +316,43 @@ func (w *Worker) process(d *delivery) {
 	if meta, err := msg.Metadata(); err == nil {
 		seq, delivered = meta.Sequence.Stream, meta.NumDelivered
 	}
-	headerID := msg.Headers().Get("Nats-Msg-Id")
+	headerID := msg.Headers().Get(jetstream.MsgIDHeader)
 	body := msg.Data()
-	target := targetToken(w.cfg.Prefix, msg.Subject())
+	published := streams.OriginalSubject(w.cfg.Prefix, msg.Subject())
+	target := targetToken(w.cfg.Prefix, published)
 	res := Result{ID: ResultID(headerID, body, seq), Target: target}
-	subject := ResultSubject(w.cfg.Prefix, target, res.ID)
+	subject := streams.ResultSubject(w.cfg.Prefix, target, res.ID)
 
-	job, jerr := Parse(w.cfg.Prefix, msg.Subject(), headerID, body)
+	job, jerr := Parse(w.cfg.Prefix, published, headerID, body)
 	res.Op = job.Op
 	if res.Op == "" {
-		res.Op = Op(opToken(msg.Subject()))
+		res.Op = Op(opToken(published))
 	}
 	log := w.log.With(zap.String("job_id", res.ID), zap.String("target", target),
 		zap.String("op", string(res.Op)), zap.String("username", job.Username),
 		zap.Uint64("delivery", delivered))
+
+	// A job id already answered (republished after the duplicate window,
+	// or redelivered after its result was stored) changes nothing: its
+	// stored result is published again, whatever the body says now.
+	if validTarget(target) && !strings.HasPrefix(res.ID, "seq-") {
+		stored, ok, err := w.lookup(subject)
+		if err != nil {
+			w.handBack(d, log, "look up an earlier result", err)
+			return
+		}
+		if ok {
+			if err := w.publish(subject, stored); err != nil {
+				w.handBack(d, log, "republish the stored result", err)
+				return
+			}
+			w.ack(d, seq)
+			log.Info("job", zap.Int("attempt", 0), zap.Duration("duration", time.Since(start)),
+				zap.String("outcome", "already_done"))
+			w.cfg.Observer.JobDone(res.Op, "already_done", "", time.Since(start))
+			return
+		}
+	}
 
 	var password string
 	var ops Ops
@@ -307,21 +367,9 @@ func (w *Worker) process(d *delivery) {
 	}
 
 	if jerr == nil {
-		// A job id already answered (republished after the duplicate
-		// window, or redelivered after its result was stored) changes
-		// nothing: its stored result is published again.
-		stored, ok, err := w.lookup(d, subject)
-		if err != nil {
-			w.handBack(d, log, "look up an earlier result", err)
-			return
-		}
-		if ok {
-			if err := w.publish(d, subject, stored); err != nil {
-				w.handBack(d, log, "republish the stored result", err)
-				return
-			}
-			_ = msg.Ack()
-			log.Info("job", zap.String("outcome", "already_done"), zap.Duration("duration", time.Since(start)))
+		turn, err := w.inTurn(d, seq)
+		if err != nil || !turn {
+			w.handBack(d, log, "an older job of this target is still pending", err)
 			return
 		}
 	}
@@ -345,17 +393,90 @@ func (w *Worker) process(d *delivery) {
 		res.Status = StatusOK
 	}
 	data := res.AppendJSON(make([]byte, 0, 512))
-	if err := w.publish(d, subject, data); err != nil {
+	err := w.publish(subject, data)
+	if errors.Is(err, nats.ErrMaxPayload) {
+		// Retrying cannot help: answer with a short error instead.
+		jerr = Errorf(CodeInternal, "the result is larger than the NATS server accepts; ask for a smaller page (limit)")
+		res.Status, res.Error, res.Users, res.Next = StatusError, jerr, nil, ""
+		data = res.AppendJSON(data[:0])
+		err = w.publish(subject, data)
+	}
+	if err != nil {
 		w.handBack(d, log, "publish the result", err)
 		return
 	}
-	_ = msg.Ack()
-	fields := []zap.Field{zap.Int("attempt", attempts), zap.Duration("duration", time.Since(start)),
+	w.ack(d, seq)
+	elapsed := time.Since(start)
+	fields := []zap.Field{zap.Int("attempt", attempts), zap.Duration("duration", elapsed),
 		zap.String("outcome", res.Status)}
+	var code Code
 	if jerr != nil {
+		code = jerr.Code
 		fields = append(fields, zap.String("code", string(jerr.Code)), zap.String("error", jerr.Message))
 	}
 	log.Info("job", fields...)
+	w.cfg.Observer.JobDone(res.Op, res.Status, code, elapsed)
+}
+
+// ack acknowledges a finished job. The ack is not waited for; the lane
+// remembers it so that its next job's order check does not mistake the
+// finished job for a pending one.
+func (w *Worker) ack(d *delivery, seq uint64) {
+	_ = d.msg.Ack()
+	if d.lane != nil && seq != 0 {
+		d.lane.acked[seq] = struct{}{}
+	}
+}
+
+// inTurn reports whether a job may run now: no older job of its target is
+// still in the stream, other than ones this lane has just acknowledged.
+func (w *Worker) inTurn(d *delivery, seq uint64) (bool, error) {
+	filter := targetFilter(w.cfg.Prefix, d.msg.Subject())
+	if w.cfg.Pending == nil || d.lane == nil || seq == 0 || filter == "" {
+		return true, nil
+	}
+	ctx, cancel := context.WithTimeout(w.hardCtx, 5*time.Second)
+	defer cancel()
+	from := uint64(1)
+	for range 64 {
+		first, err := w.cfg.Pending.First(ctx, filter, from)
+		if err != nil {
+			return false, err
+		}
+		if first == 0 || first >= seq {
+			// Acknowledged sequences below the oldest pending one are
+			// gone from the stream: forget them.
+			for s := range d.lane.acked {
+				if s < first || first == 0 {
+					delete(d.lane.acked, s)
+				}
+			}
+			return true, nil
+		}
+		if _, ok := d.lane.acked[first]; !ok {
+			return false, nil
+		}
+		from = first + 1
+	}
+	return false, nil
+}
+
+// targetFilter returns the stored-subject filter of a partitioned job's
+// target, "P.jobs.<partition>.<target>.>", or "" for an unpartitioned one.
+func targetFilter(prefix, stored string) string {
+	rest, ok := strings.CutPrefix(stored, prefix+".jobs.")
+	if !ok {
+		return ""
+	}
+	part, rest, ok := strings.Cut(rest, ".")
+	if !ok {
+		return ""
+	}
+	target, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return ""
+	}
+	return prefix + ".jobs." + part + "." + target + ".>"
 }
 
 func (w *Worker) openPassword(job Job) (string, *Error) {
@@ -372,6 +493,7 @@ func (w *Worker) openPassword(job Job) (string, *Error) {
 // handBack returns a job to the stream for a later delivery.
 func (w *Worker) handBack(d *delivery, log *zap.Logger, what string, err error) {
 	_ = d.msg.NakWithDelay(time.Second)
+	w.cfg.Observer.HandedBack(what)
 	log.Warn("job handed back", zap.String("while", what), zap.Error(err))
 }
 
@@ -389,7 +511,7 @@ func (w *Worker) natsRetry(op func(ctx context.Context) error) error {
 	}, b)
 }
 
-func (w *Worker) lookup(_ *delivery, subject string) (data []byte, ok bool, err error) {
+func (w *Worker) lookup(subject string) (data []byte, ok bool, err error) {
 	err = w.natsRetry(func(ctx context.Context) error {
 		var lerr error
 		data, ok, lerr = w.cfg.Results.Lookup(ctx, subject)
@@ -398,8 +520,14 @@ func (w *Worker) lookup(_ *delivery, subject string) (data []byte, ok bool, err 
 	return data, ok, err
 }
 
-func (w *Worker) publish(_ *delivery, subject string, data []byte) error {
-	return w.natsRetry(func(ctx context.Context) error { return w.cfg.Results.Publish(ctx, subject, data) })
+func (w *Worker) publish(subject string, data []byte) error {
+	return w.natsRetry(func(ctx context.Context) error {
+		err := w.cfg.Results.Publish(ctx, subject, data)
+		if errors.Is(err, nats.ErrMaxPayload) {
+			return backoff.Permanent(err)
+		}
+		return err
+	})
 }
 
 // natsError marks a failure of the worker's own NATS side (vault, intents)
@@ -432,8 +560,7 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password string, res *Re
 	}
 
 	attempts := 0
-	claimed := false // this job's intent is recorded
-	touched := false // a create statement may have reached the server
+	intent := &jobIntent{store: w.cfg.Intents, key: job.Target + "." + job.Username, id: job.ID}
 	deadline := d.received.Add(w.cfg.RetryBudget)
 	b := backoff.WithContext(backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(100*time.Millisecond),
@@ -442,20 +569,18 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password string, res *Re
 	var lastErr error
 	err := backoff.RetryNotify(func() error {
 		attempts++
-		err := w.apply(ops, job, password, generated, &claimed, res)
+		err := w.apply(ops, job, password, generated, intent, res)
 		if err == nil {
 			return nil
 		}
 		lastErr = err
-		if job.Op == OpCreate && !mysqlops.NothingSent(err) {
-			touched = true
-		}
 		if classify(err) == mysqlops.Permanent {
 			return backoff.Permanent(err)
 		}
 		return err
 	}, b, func(err error, wait time.Duration) {
 		_ = d.msg.InProgress()
+		w.cfg.Observer.Retry(job.Op, classify(err).String())
 		w.log.Warn("retrying", zap.String("job_id", job.ID), zap.String("target", job.Target),
 			zap.Int("attempt", attempts), zap.String("class", classify(err).String()),
 			zap.Duration("wait", wait), zap.Error(err))
@@ -463,16 +588,19 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password string, res *Re
 	if err == nil {
 		return attempts, nil, false
 	}
-	if w.stopCtx.Err() != nil && classify(lastErr) != mysqlops.Permanent {
-		return attempts, nil, true // shutting down: hand back, another run retries
+	var ne natsError
+	if errors.As(lastErr, &ne) || (w.stopCtx.Err() != nil && classify(lastErr) != mysqlops.Permanent) {
+		// The worker's own NATS side failed, or it is stopping: nothing
+		// to tell the requester yet; another delivery finishes the job.
+		return attempts, nil, true
 	}
 	jerr := toJobError(lastErr)
-	if job.Op == OpCreate && touched && jerr.Code != CodeUserExists {
+	if job.Op == OpCreate && jerr.Code != CodeUserExists {
 		// Never leave an account without its grant once the job has
 		// ended: drop what this job may have made, or keep the job.
 		ctx, cancel := context.WithTimeout(w.hardCtx, 10*time.Second)
 		defer cancel()
-		if aerr := ops.Abandon(ctx, job.Username); aerr != nil {
+		if aerr := ops.Abandon(ctx, job.Username, intent); aerr != nil {
 			w.log.Warn("cannot drop a possibly half-made account; the job stays queued",
 				zap.String("job_id", job.ID), zap.String("target", job.Target), zap.Error(aerr))
 			return attempts, nil, true
@@ -482,15 +610,25 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password string, res *Re
 }
 
 // apply runs one attempt of a job.
-func (w *Worker) apply(ops Ops, job Job, password string, generated bool, claimed *bool, res *Result) error {
+func (w *Worker) apply(ops Ops, job Job, password string, generated bool, intent *jobIntent, res *Result) error {
 	ctx := w.hardCtx
+	if generated && res.Secret == nil {
+		// The sealed password goes to the vault before MySQL changes:
+		// an account must never have a password nobody can read. An
+		// entry of a job that then fails expires unread.
+		sealed, err := w.cfg.Keys.SealPassword(job.ID, password, job.ReplyKey)
+		if err != nil {
+			return fmt.Errorf("seal the generated password: %w", err)
+		}
+		key, expires, err := w.cfg.Secrets.Put(ctx, job.Target, job.ID, sealed)
+		if err != nil {
+			return natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
+		}
+		res.Secret = &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
+	}
 	switch job.Op {
 	case OpCreate:
-		resume, err := w.claim(ctx, job, claimed)
-		if err != nil {
-			return err
-		}
-		if err := ops.Create(ctx, job.Username, password, job.ReadOnly, resume); err != nil {
+		if err := ops.Create(ctx, job.Username, password, job.ReadOnly, intent); err != nil {
 			return err
 		}
 		res.User = &Account{Username: job.Username, ReadOnly: job.ReadOnly}
@@ -501,11 +639,7 @@ func (w *Worker) apply(ops Ops, job Job, password string, generated bool, claime
 		}
 		res.User = &Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
 	case OpDelete:
-		resume, err := w.claim(ctx, job, claimed)
-		if err != nil {
-			return err
-		}
-		acct, err := ops.Delete(ctx, job.Username, resume)
+		acct, err := ops.Delete(ctx, job.Username, intent)
 		if err != nil {
 			return err
 		}
@@ -520,43 +654,40 @@ func (w *Worker) apply(ops Ops, job Job, password string, generated bool, claime
 			res.Users[i] = Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
 		}
 		res.Next = next
-		return nil
-	}
-	if generated {
-		sealed, err := w.cfg.Keys.SealPassword(job.ID, password, job.ReplyKey)
-		if err != nil {
-			return fmt.Errorf("seal the generated password: %w", err)
-		}
-		key, expires, err := w.cfg.Secrets.Put(ctx, job.Target, job.ID, sealed)
-		if err != nil {
-			return natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
-		}
-		res.Secret = &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
 	}
 	return nil
 }
 
-// claim records that this job is about to create or drop job.Username and
-// says whether an existing (create) or missing (delete) account may be this
-// job's own earlier work: true when the intent was already this job's, from
-// an earlier delivery, or was recorded by an earlier attempt of this one
-// (*claimed).
-func (w *Worker) claim(ctx context.Context, job Job, claimed *bool) (bool, error) {
-	if *claimed {
+// jobIntent is a job's view of the intent record of its username.
+type jobIntent struct {
+	store    Intents
+	key, id  string
+	recorded bool // this delivery recorded it
+}
+
+// Mine reports whether this job recorded the intent, now or in an earlier
+// delivery.
+func (i *jobIntent) Mine(ctx context.Context) (bool, error) {
+	if i.recorded {
 		return true, nil
 	}
-	key := job.Target + "." + job.Username
-	prev, err := w.cfg.Intents.Get(ctx, key)
+	prev, err := i.store.Get(ctx, i.key)
 	if err != nil {
 		return false, natsError{fmt.Errorf("read the intent record: %w", err)}
 	}
-	if prev != job.ID {
-		if err := w.cfg.Intents.Put(ctx, key, job.ID); err != nil {
-			return false, natsError{fmt.Errorf("write the intent record: %w", err)}
-		}
+	return prev == i.id, nil
+}
+
+// Record notes that this job is about to create or drop the account.
+func (i *jobIntent) Record(ctx context.Context) error {
+	if i.recorded {
+		return nil
 	}
-	*claimed = true
-	return prev == job.ID, nil
+	if err := i.store.Put(ctx, i.key, i.id); err != nil {
+		return natsError{fmt.Errorf("write the intent record: %w", err)}
+	}
+	i.recorded = true
+	return nil
 }
 
 // toJobError maps an operation's final error to a contract error.

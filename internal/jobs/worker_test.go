@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/internal/streams"
 )
 
 // fakeMsg is a jetstream.Msg that records what the worker did with it.
@@ -61,12 +62,18 @@ func (m *fakeMsg) InProgress() error {
 func (m *fakeMsg) Term() error                 { return m.Ack() }
 func (m *fakeMsg) TermWithReason(string) error { return m.Ack() }
 
-// fakeOps records every call that would reach MySQL.
+// fakeOps records every call that would reach MySQL. Its errs are returned
+// by successive Create/Reset/Delete calls. It follows the real Target's
+// shape: an error that proves nothing was sent, or (with exists) a failed
+// read of the account, returns before the intent is consulted; otherwise
+// the intent is recorded before the statement's error is returned.
 type fakeOps struct {
 	mu         sync.Mutex
 	calls      []string
-	errs       []error // returned by successive Create/Reset/Delete calls, then nil
+	errs       []error
 	abandonErr error
+	// exists makes Create find an existing account (and Delete find none).
+	exists bool
 }
 
 func (f *fakeOps) next(call string) error {
@@ -80,23 +87,68 @@ func (f *fakeOps) next(call string) error {
 	f.errs = f.errs[1:]
 	return err
 }
-func (f *fakeOps) Create(_ context.Context, u, _ string, ro, resume bool) error {
-	return f.next("create " + u)
+func (f *fakeOps) Create(ctx context.Context, u, _ string, _ bool, intent mysqlops.Intent) error {
+	err := f.next("create " + u)
+	if err != nil && mysqlops.NothingSent(err) {
+		return err
+	}
+	if f.exists {
+		if err != nil {
+			return err // the state could not be read
+		}
+		mine, ierr := intent.Mine(ctx)
+		if ierr != nil {
+			return ierr
+		}
+		if !mine {
+			return mysqlops.ErrUserExists
+		}
+		f.record("adopt " + u)
+		return nil
+	}
+	if rerr := intent.Record(ctx); rerr != nil {
+		return rerr
+	}
+	return err
 }
 func (f *fakeOps) ResetPassword(_ context.Context, u, _ string) (mysqlops.Account, error) {
 	return mysqlops.Account{Username: u}, f.next("reset " + u)
 }
-func (f *fakeOps) Delete(_ context.Context, u string, _ bool) (mysqlops.Account, error) {
-	return mysqlops.Account{Username: u}, f.next("delete " + u)
+func (f *fakeOps) Delete(ctx context.Context, u string, intent mysqlops.Intent) (mysqlops.Account, error) {
+	err := f.next("delete " + u)
+	if err != nil && mysqlops.NothingSent(err) {
+		return mysqlops.Account{Username: u}, err
+	}
+	if f.exists { // already gone
+		if err != nil {
+			return mysqlops.Account{Username: u}, err
+		}
+		mine, ierr := intent.Mine(ctx)
+		if ierr != nil || !mine {
+			return mysqlops.Account{Username: u}, errors.Join(ierr, mysqlops.ErrUserNotFound)
+		}
+		return mysqlops.Account{Username: u}, err
+	}
+	if rerr := intent.Record(ctx); rerr != nil {
+		return mysqlops.Account{Username: u}, rerr
+	}
+	return mysqlops.Account{Username: u}, err
 }
 func (f *fakeOps) List(context.Context, string, int) ([]mysqlops.Account, string, error) {
 	return nil, "", f.next("list")
 }
-func (f *fakeOps) Abandon(_ context.Context, u string) error {
+func (f *fakeOps) Abandon(ctx context.Context, u string, intent mysqlops.Intent) error {
+	mine, err := intent.Mine(ctx)
+	if err != nil || !mine {
+		return err
+	}
+	f.record("abandon " + u)
+	return f.abandonErr
+}
+func (f *fakeOps) record(call string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, "abandon "+u)
-	return f.abandonErr
+	f.calls = append(f.calls, call)
 }
 func (f *fakeOps) Calls() []string {
 	f.mu.Lock()
@@ -158,6 +210,16 @@ func (i *fakeIntents) Put(_ context.Context, k, v string) error {
 	return nil
 }
 
+// stored returns a published job subject as the jobs stream stores it, in
+// partition 0.
+func stored(subject string) string {
+	rest := strings.TrimPrefix(subject, "dbusers.jobs.")
+	if !strings.Contains(rest, ".") {
+		return subject
+	}
+	return "dbusers.jobs.0." + rest
+}
+
 type harness struct {
 	w       *Worker
 	ops     *fakeOps
@@ -196,13 +258,13 @@ func replyKey(t *testing.T) string {
 // run processes one job and returns its message and decoded result.
 func (h *harness) run(t *testing.T, op, id, body string) (*fakeMsg, Result) {
 	t.Helper()
-	m := &fakeMsg{subject: "dbusers.jobs.app.user." + op, header: nats.Header{}, data: []byte(body), seq: 7}
+	m := &fakeMsg{subject: stored("dbusers.jobs.app.user." + op), header: nats.Header{}, data: []byte(body), seq: 7}
 	if id != "" {
 		m.header.Set("Nats-Msg-Id", id)
 	}
 	h.w.process(&delivery{msg: m, received: time.Now()})
 	var res Result
-	if data, ok := h.results.stored[ResultSubject("dbusers", "app", ResultID(id, m.data, 7))]; ok {
+	if data, ok := h.results.stored[streams.ResultSubject("dbusers", "app", ResultID(id, m.data, 7))]; ok {
 		if err := json.Unmarshal(data, &res); err != nil {
 			t.Fatalf("result does not decode: %v", err)
 		}
@@ -257,9 +319,9 @@ func TestJobOnlyErrorsComeBeforeTarget(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := &fakeMsg{subject: tt.subject, header: nats.Header{}, data: []byte(tt.body), seq: 9}
+			m := &fakeMsg{subject: stored(tt.subject), header: nats.Header{}, data: []byte(tt.body), seq: 9}
 			h.w.process(&delivery{msg: m, received: time.Now()})
-			subj := ResultSubject("dbusers", targetToken("dbusers", tt.subject), ResultID("", m.data, 9))
+			subj := streams.ResultSubject("dbusers", targetToken("dbusers", tt.subject), ResultID("", m.data, 9))
 			var res Result
 			if err := json.Unmarshal(h.results.stored[subj], &res); err != nil {
 				t.Fatalf("no result on %s: %v", subj, err)
@@ -309,6 +371,7 @@ func TestRetriesAndFailures(t *testing.T) {
 		wantCalls  []string
 		handedBack bool
 		noAbandon  bool
+		exists     bool
 	}{
 		{name: "transient then ok", op: "delete", body: `{"id":"r1","username":"good_user"}`,
 			errs: []error{errRefused, &mysql.MySQLError{Number: 1213}}, budget: 10 * time.Second,
@@ -334,12 +397,25 @@ func TestRetriesAndFailures(t *testing.T) {
 			errs: []error{mysqlops.ErrForeign}, budget: time.Second, wantCode: CodeForeignUser},
 		{name: "not found", op: "delete", body: `{"id":"r9","username":"good_user"}`,
 			errs: []error{mysqlops.ErrUserNotFound}, budget: time.Second, wantCode: CodeUserNotFound},
+		// A retried create must not take over an account that existed
+		// before it, nor drop it when it gives up.
+		{name: "existing account after a lost reply stays someone else's", op: "create",
+			body: `{"id":"r10","username":"good_user","reply_key":"KEY"}`, exists: true,
+			errs: []error{errLost}, budget: 10 * time.Second, wantCode: CodeUserExists, noAbandon: true},
+		{name: "existing account, MySQL flapping: not dropped", op: "create",
+			body: `{"id":"r11","username":"good_user","reply_key":"KEY"}`, exists: true,
+			errs:   []error{errLost, errLost, errLost, errLost, errLost, errLost, errLost, errLost},
+			budget: 300 * time.Millisecond, wantCode: CodeUnavailable, noAbandon: true},
+		{name: "missing account after a lost reply is not found", op: "delete",
+			body: `{"id":"r12","username":"good_user"}`, exists: true,
+			errs: []error{errLost}, budget: 10 * time.Second, wantCode: CodeUserNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, tt.budget)
 			h.ops.errs = tt.errs
 			h.ops.abandonErr = tt.abandonErr
+			h.ops.exists = tt.exists
 			body := strings.ReplaceAll(tt.body, "KEY", replyKey(t))
 			var id struct{ ID string }
 			_ = json.Unmarshal([]byte(body), &id)
@@ -370,6 +446,55 @@ func TestRetriesAndFailures(t *testing.T) {
 			}
 			if res.Error != nil && strings.Contains(res.Error.Message, "gggggggg") {
 				t.Fatal("the generated password leaked into the error message")
+			}
+		})
+	}
+}
+
+// fakePending says which sequences are still in the stream.
+type fakePending struct{ seqs []uint64 }
+
+func (p fakePending) First(_ context.Context, _ string, from uint64) (uint64, error) {
+	for _, s := range p.seqs {
+		if s >= from {
+			return s, nil
+		}
+	}
+	return 0, nil
+}
+
+func TestOlderPendingJobHoldsBackNewerOne(t *testing.T) {
+	tests := []struct {
+		name    string
+		pending []uint64 // in the stream; the job itself is 7
+		acked   []uint64 // acknowledged by this lane already
+		wantRun bool
+	}{
+		{"oldest", []uint64{7, 9}, nil, true},
+		{"older job pending elsewhere", []uint64{3, 7}, nil, false},
+		{"older job acked by this lane", []uint64{3, 7}, []uint64{3}, true},
+		{"two older, one acked", []uint64{3, 5, 7}, []uint64{3}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, time.Second)
+			h.w.cfg.Pending = fakePending{seqs: tt.pending}
+			l := &lane{key: "app", acked: map[uint64]struct{}{}}
+			for _, s := range tt.acked {
+				l.acked[s] = struct{}{}
+			}
+			m := &fakeMsg{subject: stored("dbusers.jobs.app.user.delete"), header: nats.Header{},
+				data: []byte(`{"id":"t1","username":"good_user"}`), seq: 7}
+			h.w.process(&delivery{msg: m, received: time.Now(), lane: l})
+			ran := len(h.ops.Calls()) > 0
+			if ran != tt.wantRun {
+				t.Fatalf("ran = %v, want %v (calls %q)", ran, tt.wantRun, h.ops.Calls())
+			}
+			if !tt.wantRun && (!m.naked || m.acked || h.results.pubs != 0) {
+				t.Fatalf("held-back job: naked %v acked %v results %d; want handed back, no result", m.naked, m.acked, h.results.pubs)
+			}
+			if tt.wantRun && !m.acked {
+				t.Fatal("job that ran was not acked")
 			}
 		})
 	}

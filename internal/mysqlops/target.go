@@ -125,23 +125,46 @@ func grantPrivileges(readOnly bool) string {
 	return "ALL PRIVILEGES" // the grant the protected user has
 }
 
-// Create makes username@'%' with password and its grant. When resume is
-// true, an existing account that has no privileges outside the target's
-// database is taken to be this job's own half-made one from an earlier
-// attempt: its password is reset and the grant completed. If the GRANT fails
-// for good, the new account is dropped again, so no account is left without
-// its grant.
-func (t *Target) Create(ctx context.Context, username, password string, readOnly bool, resume bool) error {
+// Intent is the record of which job last began to create or drop a
+// username. MariaDB's account statements commit on their own and are not
+// atomic, so after a crash or a lost reply only this record tells a
+// retried job that the account it finds (create) or misses (delete) is its
+// own doing.
+type Intent interface {
+	// Mine reports whether this job recorded the intent, in this or an
+	// earlier attempt or delivery.
+	Mine(ctx context.Context) (bool, error)
+	// Record notes that this job is about to send the statement.
+	Record(ctx context.Context) error
+}
+
+// Create makes username@'%' with password and its grant. An existing
+// account is ErrUserExists, unless intent says this job recorded it before
+// an earlier CREATE USER: then it is this job's own half-made account, and
+// its password is set and its grant completed. A protected user always
+// exists. If the GRANT fails for good, the new account is dropped again, so
+// no account is left without its grant.
+func (t *Target) Create(ctx context.Context, username, password string, readOnly bool, intent Intent) error {
+	if t.protected[username] {
+		return ErrUserExists
+	}
 	st, err := t.inspect(ctx, username)
 	if err != nil {
 		return err
 	}
 	if st.exists {
-		if !resume || st.foreign {
+		if st.foreign {
+			return ErrUserExists
+		}
+		mine, err := intent.Mine(ctx)
+		if err != nil {
+			return err
+		}
+		if !mine {
 			return ErrUserExists
 		}
 		if err := t.execSecret(ctx, "ALTER USER ?@'%' IDENTIFIED BY ?", username, password); err != nil {
-			return fmt.Errorf("set password of the existing account: %w", err)
+			return fmt.Errorf("set password of the half-made account: %w", err)
 		}
 		if st.granted && st.readOnly != readOnly {
 			if err := t.revokeAll(ctx, username); err != nil {
@@ -149,6 +172,9 @@ func (t *Target) Create(ctx context.Context, username, password string, readOnly
 			}
 		}
 		return t.grant(ctx, username, readOnly)
+	}
+	if err := intent.Record(ctx); err != nil {
+		return err
 	}
 	if err := t.execSecret(ctx, "CREATE USER ?@'%' IDENTIFIED BY ?", username, password); err != nil {
 		if errors.Is(err, &mysql.MySQLError{Number: 1396}) {
@@ -169,11 +195,18 @@ func (t *Target) Create(ctx context.Context, username, password string, readOnly
 	return nil
 }
 
-// Abandon drops username@'%' when it is adoptable (exists with no privileges
-// outside the target's database). A job that gives up after a create whose
-// outcome is unknown calls it, so that no half-made account outlives the
-// job. It returns nil when there is nothing to drop.
-func (t *Target) Abandon(ctx context.Context, username string) error {
+// Abandon is called by a create job that gives up: if intent says this job
+// may have sent CREATE USER and the account exists with no privileges
+// outside the target's database, it is dropped, so that no half-made
+// account outlives the job. Otherwise nothing is touched.
+func (t *Target) Abandon(ctx context.Context, username string, intent Intent) error {
+	if t.protected[username] {
+		return nil
+	}
+	mine, err := intent.Mine(ctx)
+	if err != nil || !mine {
+		return err
+	}
 	st, err := t.inspect(ctx, username)
 	if err != nil {
 		return err
@@ -217,16 +250,25 @@ func (t *Target) ResetPassword(ctx context.Context, username, password string) (
 }
 
 // Delete drops an account that belongs to the target, then ends its open
-// sessions (a dropped account's session otherwise keeps working). When
-// resume is true and the account is already gone, it was dropped by an
-// earlier attempt of the same job: the sessions are ended and the delete
-// reports success.
-func (t *Target) Delete(ctx context.Context, username string, resume bool) (Account, error) {
+// sessions (a dropped account's session otherwise keeps working). When the
+// account is already gone and intent says this job recorded the drop
+// earlier, the sessions are ended and the delete reports success.
+func (t *Target) Delete(ctx context.Context, username string, intent Intent) (Account, error) {
 	acct, err := t.owned(ctx, username)
-	if errors.Is(err, ErrUserNotFound) && resume {
-		return acct, t.killSessions(ctx, username)
+	if errors.Is(err, errGone) {
+		mine, ierr := intent.Mine(ctx)
+		if ierr != nil {
+			return acct, ierr
+		}
+		if mine {
+			return acct, t.killSessions(ctx, username)
+		}
+		return acct, ErrUserNotFound
 	}
 	if err != nil {
+		return acct, err
+	}
+	if err := intent.Record(ctx); err != nil {
 		return acct, err
 	}
 	if err := t.exec(ctx, "DROP USER IF EXISTS ?@'%'", username); err != nil {
@@ -234,6 +276,10 @@ func (t *Target) Delete(ctx context.Context, username string, resume bool) (Acco
 	}
 	return acct, t.killSessions(ctx, username)
 }
+
+// errGone is owned's ErrUserNotFound for an account that does not exist at
+// all (rather than one that exists without privileges here).
+var errGone = fmt.Errorf("%w: no account of that name exists", ErrUserNotFound)
 
 // owned inspects username and returns its Account when it belongs to the
 // target and may be changed.
@@ -249,7 +295,7 @@ func (t *Target) owned(ctx context.Context, username string) (Account, error) {
 	acct.ReadOnly = st.readOnly
 	switch {
 	case !st.exists:
-		return acct, ErrUserNotFound
+		return acct, errGone
 	case st.foreign:
 		return acct, ErrForeign
 	case !st.granted && !st.inside:

@@ -9,6 +9,15 @@ import (
 	"github.com/dbusers/dbusers/internal/mysqltest"
 )
 
+// testIntent is an in-memory intent record.
+type testIntent struct{ mine, recorded bool }
+
+func (i *testIntent) Mine(context.Context) (bool, error) { return i.mine || i.recorded, nil }
+func (i *testIntent) Record(context.Context) error       { i.recorded = true; return nil }
+
+func fresh() *testIntent { return &testIntent{} }
+func mine() *testIntent  { return &testIntent{mine: true} }
+
 func newTarget(t *testing.T, f *mysqltest.Fixture) *mysqlops.Target {
 	t.Helper()
 	db, err := mysqlops.OpenDB(f.AdminDSN)
@@ -27,13 +36,13 @@ func TestCreateResetDeleteList(t *testing.T) {
 	f.DropUserLater(rw)
 	f.DropUserLater(ro)
 
-	if err := tg.Create(ctx, rw, "pw-rw-"+mysqltest.Password(), false, false); err != nil {
+	if err := tg.Create(ctx, rw, "pw-rw-"+mysqltest.Password(), false, fresh()); err != nil {
 		t.Fatalf("create rw: %v", err)
 	}
-	if err := tg.Create(ctx, ro, "pw-ro-"+mysqltest.Password(), true, false); err != nil {
+	if err := tg.Create(ctx, ro, "pw-ro-"+mysqltest.Password(), true, fresh()); err != nil {
 		t.Fatalf("create ro: %v", err)
 	}
-	if err := tg.Create(ctx, rw, "x"+mysqltest.Password(), false, false); !errors.Is(err, mysqlops.ErrUserExists) {
+	if err := tg.Create(ctx, rw, "x"+mysqltest.Password(), false, fresh()); !errors.Is(err, mysqlops.ErrUserExists) {
 		t.Fatalf("second create: got %v, want ErrUserExists", err)
 	}
 
@@ -92,17 +101,21 @@ func TestCreateResetDeleteList(t *testing.T) {
 	if _, err := f.Login(ro, newPW); err != nil {
 		t.Fatalf("login with new password: %v", err)
 	}
-	if _, err := tg.Delete(ctx, rw, false); err != nil {
+	in := fresh()
+	if _, err := tg.Delete(ctx, rw, in); err != nil {
 		t.Fatalf("delete: %v", err)
+	}
+	if !in.recorded {
+		t.Fatal("delete did not record its intent before DROP USER")
 	}
 	if f.AccountExists(rw) {
 		t.Fatal("account still exists after delete")
 	}
-	if _, err := tg.Delete(ctx, rw, false); !errors.Is(err, mysqlops.ErrUserNotFound) {
+	if _, err := tg.Delete(ctx, rw, fresh()); !errors.Is(err, mysqlops.ErrUserNotFound) {
 		t.Errorf("second delete: %v", err)
 	}
-	if _, err := tg.Delete(ctx, rw, true); err != nil {
-		t.Errorf("resumed delete of a dropped account: %v", err)
+	if _, err := tg.Delete(ctx, rw, mine()); err != nil {
+		t.Errorf("redelivered delete of the account it dropped: %v", err)
 	}
 }
 
@@ -115,11 +128,14 @@ func TestCreateResumeAdoptsHalfMadeAccount(t *testing.T) {
 	// An earlier attempt died between CREATE USER and GRANT.
 	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", u, "old-"+mysqltest.Password())
 
-	if err := tg.Create(ctx, u, mysqltest.Password(), false, false); !errors.Is(err, mysqlops.ErrUserExists) {
-		t.Fatalf("create without resume: %v", err)
+	if err := tg.Create(ctx, u, mysqltest.Password(), false, fresh()); !errors.Is(err, mysqlops.ErrUserExists) {
+		t.Fatalf("create of another job's account: %v", err)
+	}
+	if err := tg.Abandon(ctx, u, fresh()); err != nil || !f.AccountExists(u) {
+		t.Fatalf("a job that made nothing dropped the account: %v", err)
 	}
 	pw := "adopted-" + mysqltest.Password()
-	if err := tg.Create(ctx, u, pw, true, true); err != nil {
+	if err := tg.Create(ctx, u, pw, true, mine()); err != nil {
 		t.Fatalf("resume: %v", err)
 	}
 	c, err := f.Login(u, pw)
@@ -167,7 +183,7 @@ func TestForeignAccountsAreNeverTouched(t *testing.T) {
 		if _, err := tg.ResetPassword(ctx, u, mysqltest.Password()); !errors.Is(err, mysqlops.ErrForeign) {
 			t.Errorf("reset %s: %v, want ErrForeign", u, err)
 		}
-		if _, err := tg.Delete(ctx, u, false); err == nil {
+		if _, err := tg.Delete(ctx, u, mine()); err == nil {
 			t.Errorf("delete %s succeeded", u)
 		}
 		if !f.AccountExists(u) {
@@ -180,5 +196,42 @@ func TestForeignAccountsAreNeverTouched(t *testing.T) {
 	}
 	if len(accts) != 1 || accts[0].Username != f.Protected {
 		t.Errorf("list = %+v, want only the protected user", accts)
+	}
+}
+
+// TestProtectedUserIsNeverTakenOver: even a job whose intent record says
+// it made the account cannot adopt, reset or drop a protected user.
+func TestProtectedUserIsNeverTakenOver(t *testing.T) {
+	ctx := context.Background()
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	tg := newTarget(t, f)
+	if err := tg.Create(ctx, f.Protected, "x"+mysqltest.Password(), false, mine()); !errors.Is(err, mysqlops.ErrUserExists) {
+		t.Fatalf("create over the protected user: %v", err)
+	}
+	if err := tg.Abandon(ctx, f.Protected, mine()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tg.Delete(ctx, f.Protected, mine()); !errors.Is(err, mysqlops.ErrProtected) {
+		t.Fatalf("delete of the protected user: %v", err)
+	}
+	if !f.AccountExists(f.Protected) {
+		t.Fatal("the protected user was dropped")
+	}
+}
+
+// TestAbandonDropsOnlyItsOwnHalfMadeAccount: a create that gives up drops
+// the account it may have made, and nothing when the intent is not its own.
+func TestAbandonDropsOnlyItsOwnHalfMadeAccount(t *testing.T) {
+	ctx := context.Background()
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	tg := newTarget(t, f)
+	u := mysqltest.Username("aband_")
+	f.DropUserLater(u)
+	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", u, mysqltest.Password()) // CREATE ran, GRANT never did
+	if err := tg.Abandon(ctx, u, fresh()); err != nil || !f.AccountExists(u) {
+		t.Fatalf("abandon without intent: err %v, exists %v", err, f.AccountExists(u))
+	}
+	if err := tg.Abandon(ctx, u, mine()); err != nil || f.AccountExists(u) {
+		t.Fatalf("abandon with intent: err %v, exists %v", err, f.AccountExists(u))
 	}
 }

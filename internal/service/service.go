@@ -6,8 +6,12 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -21,7 +25,9 @@ import (
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/internal/natsserver"
+	"github.com/dbusers/dbusers/internal/partitions"
 	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/internal/telemetry"
 	"github.com/dbusers/dbusers/internal/vault"
 )
 
@@ -31,21 +37,21 @@ const Version = "0.1.0"
 // Options tune Start.
 type Options struct {
 	Logger *zap.Logger
-	// ShutdownGrace bounds how long running jobs may go on after Stop.
-	ShutdownGrace time.Duration
 }
 
 // Service is a running worker.
 type Service struct {
-	log     *zap.Logger
-	server  *server.Server // nil when connected to an outside NATS
-	nc      *nats.Conn
-	keys    *vault.Keys
-	closers []func()
-	info    micro.Service
-	cancel  context.CancelFunc
-	done    chan struct{}
-	runErr  error
+	log      *zap.Logger
+	server   *server.Server // nil when connected to an outside NATS
+	nc       *nats.Conn
+	keys     *vault.Keys
+	closers  []func()
+	info     micro.Service
+	http     *telemetry.Server
+	metrics  *telemetry.Metrics
+	balancer *partitions.Balancer
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // Start brings the worker up and returns once jobs are being taken and the
@@ -58,10 +64,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 	s := &Service{log: log, done: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			s.close()
+			_ = s.Stop()
 		}
 	}()
 
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if s.keys, err = vault.LoadOrCreateKeys(cfg.Vault.XKeySeedFile); err != nil {
 		return nil, fmt.Errorf("vault.xkey_seed_file: %w", err)
 	}
@@ -78,6 +87,9 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		DuplicateWindow: cfg.NATS.DuplicateWindow,
 		ResultsMaxAge:   cfg.Results.MaxAge,
 		VaultTTL:        cfg.Vault.TTL,
+		Partitions:      cfg.NATS.Partitions,
+		AckWait:         cfg.NATS.AckWait,
+		LeaseTTL:        cfg.NATS.LeaseTTL,
 	})
 	if err != nil {
 		return nil, err
@@ -90,44 +102,133 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 	if err != nil {
 		return nil, err
 	}
-	w, err := jobs.NewWorker(jobs.Config{
+	s.metrics = telemetry.NewMetrics(func(ctx context.Context) (float64, error) {
+		return pendingJobs(ctx, objs)
+	})
+	workerCfg := jobs.Config{
 		Prefix:           cfg.NATS.Prefix,
 		Targets:          targets,
 		Keys:             s.keys,
 		Secrets:          vault.NewStore(objs.Vault, cfg.Vault.TTL),
 		Results:          jobs.NewStreamResults(js, objs.Results),
 		Intents:          jobs.NewKVIntents(objs.Intents),
+		Pending:          jobs.NewStreamPending(objs.Jobs),
 		GeneratePassword: gen,
 		RetryBudget:      cfg.Retry.Budget,
-		ShutdownGrace:    opts.ShutdownGrace,
+		AckWait:          cfg.NATS.AckWait,
+		ShutdownGrace:    cfg.ShutdownGrace,
 		Logger:           log,
-	})
-	if err != nil {
+		Observer:         s.metrics,
+	}
+	// Fail now on a config the worker refuses, not in every partition.
+	if _, err := jobs.NewWorker(workerCfg); err != nil {
 		return nil, err
 	}
+	runPartition := func(ctx context.Context, n int) {
+		w, _ := jobs.NewWorker(workerCfg)
+		if err := w.Run(ctx, objs.Partitions[n], nil); err != nil {
+			log.Error("partition worker", zap.Int("partition", n), zap.Error(err))
+		}
+	}
+	s.balancer = partitions.New(partitions.Config{
+		KV:         objs.Leases,
+		ID:         instanceID(),
+		Partitions: cfg.NATS.Partitions,
+		TTL:        cfg.NATS.LeaseTTL,
+		Run:        runPartition,
+		Logger:     log,
+	})
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	ready := make(chan struct{})
+	var wg sync.WaitGroup
+	miscReady, balanced := make(chan struct{}), make(chan struct{})
+	// Jobs too short to partition are all invalid; every process answers them.
+	misc, _ := jobs.NewWorker(workerCfg)
+	wg.Go(func() {
+		if err := misc.Run(runCtx, objs.Misc, func() { close(miscReady) }); err != nil {
+			log.Error("misc worker", zap.Error(err))
+			close(miscReady)
+		}
+	})
+	wg.Go(func() { s.balancer.Run(runCtx, func() { close(balanced) }) })
 	go func() {
-		defer close(s.done)
-		s.runErr = w.Run(runCtx, objs.Consumer, func() { close(ready) })
+		wg.Wait()
+		close(s.done)
 	}()
-	select {
-	case <-ready:
-	case <-s.done:
-		return nil, s.runErr
+	<-miscReady
+	<-balanced
+
+	if cfg.HTTP.Listen != "" {
+		if s.http, err = telemetry.Serve(cfg.HTTP.Listen, s.metrics, s.readiness(js, cfg, objs, targets)); err != nil {
+			return nil, err
+		}
 	}
 	// The info endpoint comes last: answering it promises that jobs are
 	// being taken.
 	if s.info, err = serveInfo(s.nc, cfg.NATS.Prefix, s.keys.PublicKey()); err != nil {
-		cancel()
-		<-s.done
 		return nil, err
 	}
 	log.Info("worker ready", zap.String("nats", s.ClientURL()), zap.String("prefix", cfg.NATS.Prefix),
-		zap.Int("targets", len(targets)), zap.String("xkey", s.keys.PublicKey()))
+		zap.Int("targets", len(targets)), zap.Ints("partitions", s.balancer.Held()),
+		zap.String("xkey", s.keys.PublicKey()))
 	return s, nil
+}
+
+// instanceID names this process among the workers: host, pid and a random
+// part, so a restarted process is a new member.
+func instanceID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%x", strings.NewReplacer(".", "_", " ", "_", "*", "_", ">", "_").Replace(host), os.Getpid(), b)
+}
+
+// pendingJobs sums the jobs waiting in every partition and the misc consumer.
+func pendingJobs(ctx context.Context, objs *streams.Objects) (float64, error) {
+	var total float64
+	for _, c := range append(objs.Partitions[:len(objs.Partitions):len(objs.Partitions)], objs.Misc) {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		total += float64(info.NumPending) + float64(info.NumAckPending)
+	}
+	return total, nil
+}
+
+// readiness is what /readyz checks: NATS connected, streams present, and
+// every target reachable.
+func (s *Service) readiness(js jetstream.JetStream, cfg *config.Config, objs *streams.Objects, targets map[string]jobs.Ops) map[string]telemetry.Check {
+	checks := map[string]telemetry.Check{
+		"nats": func(context.Context) error {
+			if st := s.nc.Status(); st != nats.CONNECTED {
+				return fmt.Errorf("NATS connection is %s", st)
+			}
+			return nil
+		},
+		"streams": func(ctx context.Context) error {
+			for _, st := range []jetstream.Stream{objs.Jobs, objs.Results} {
+				if _, err := js.Stream(ctx, st.CachedInfo().Config.Name); err != nil {
+					return fmt.Errorf("stream %s: %w", st.CachedInfo().Config.Name, err)
+				}
+			}
+			return nil
+		},
+	}
+	for name, t := range targets {
+		pinger, ok := t.(interface{ Ping(context.Context) error })
+		if !ok {
+			continue
+		}
+		checks["target "+name] = func(ctx context.Context) error {
+			if err := pinger.Ping(ctx); err != nil {
+				return fmt.Errorf("MySQL does not answer: %w", err)
+			}
+			return nil
+		}
+	}
+	return checks
 }
 
 func (s *Service) connect(cfg *config.Config) error {
@@ -211,6 +312,17 @@ func serveInfo(nc *nats.Conn, prefix, xkey string) (micro.Service, error) {
 	return svc, nil
 }
 
+// HTTPAddr is the address of the operations endpoint, "" when off.
+func (s *Service) HTTPAddr() string {
+	if s.http == nil {
+		return ""
+	}
+	return s.http.Addr()
+}
+
+// Partitions returns the partitions this process works now.
+func (s *Service) Partitions() []int { return s.balancer.Held() }
+
 // ClientURL is the NATS URL clients use: the embedded server's, or the
 // configured one.
 func (s *Service) ClientURL() string {
@@ -232,12 +344,16 @@ func (s *Service) Stop() error {
 	if s.info != nil {
 		_ = s.info.Stop()
 	}
+	if s.http != nil {
+		_ = s.http.Close()
+		s.http = nil
+	}
 	if s.cancel != nil {
 		s.cancel()
 		<-s.done
 	}
 	s.close()
-	return s.runErr
+	return nil
 }
 
 func (s *Service) close() {

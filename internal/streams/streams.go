@@ -14,19 +14,24 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ConsumerName is the durable name of the worker's pull consumer on the jobs
-// stream; every worker process shares it.
-const ConsumerName = "worker"
+// Consumer names on the jobs stream. Each partition has its own durable
+// consumer, worked by one process at a time (see internal/partitions); jobs
+// whose subject has too few tokens to be partitioned go to the misc
+// consumer, which every process shares (they are all invalid_job).
+const (
+	PartitionConsumerPrefix = "worker-p"
+	MiscConsumerName        = "worker-misc"
+	// legacyConsumerName is the single consumer of versions before
+	// partitioning; its filter overlaps the partitions', so it is removed.
+	legacyConsumerName = "worker"
+)
 
 // Fixed settings of contract §1.
 const (
 	// MaxJobSize bounds one job message (headers included): a job is a small
 	// JSON object, and the bound keeps a stray publish from filling the stream.
 	MaxJobSize = 64 * 1024
-	// AckWait is how long a delivered job may go unacknowledged before it is
-	// redelivered; long jobs extend it with InProgress.
-	AckWait = 30 * time.Second
-	// MaxAckPending bounds the jobs in flight across all worker processes.
+	// MaxAckPending bounds the jobs in flight on one partition.
 	MaxAckPending = 4096
 )
 
@@ -37,20 +42,26 @@ type Settings struct {
 	DuplicateWindow time.Duration
 	ResultsMaxAge   time.Duration
 	VaultTTL        time.Duration
+	Partitions      int
+	AckWait         time.Duration
+	LeaseTTL        time.Duration
 }
 
 // Objects are handles on the JetStream objects Ensure created or updated.
 type Objects struct {
-	Jobs     jetstream.Stream
-	Results  jetstream.Stream
-	Vault    jetstream.KeyValue
-	Intents  jetstream.KeyValue
-	Consumer jetstream.Consumer
+	Jobs       jetstream.Stream
+	Results    jetstream.Stream
+	Vault      jetstream.KeyValue
+	Intents    jetstream.KeyValue
+	Leases     jetstream.KeyValue
+	Partitions []jetstream.Consumer // index = partition number
+	Misc       jetstream.Consumer
 }
 
 // Names returns the jobs and results stream names and the vault and intents
 // bucket names: the upper-cased prefix plus "_JOBS", "_RESULTS", "_VAULT",
-// "_INTENTS", as contract §1 says. A valid prefix (^[A-Za-z0-9_-]+$) needs no
+// "_INTENTS", as contract §1 says (the intents bucket is this worker's
+// addition). A valid prefix (^[A-Za-z0-9_-]+$) needs no
 // other mapping: JetStream stream names refuse only whitespace, '.', '*',
 // '>', '/' and '\', and bucket names allow [A-Za-z0-9_-], so a '-' is kept.
 func Names(prefix string) (jobs, results, vault, intents string) {
@@ -58,8 +69,39 @@ func Names(prefix string) (jobs, results, vault, intents string) {
 	return p + "_JOBS", p + "_RESULTS", p + "_VAULT", p + "_INTENTS"
 }
 
+// LeasesName returns the name of the bucket of partition leases and worker
+// heartbeats: the upper-cased prefix plus "_LEASES".
+func LeasesName(prefix string) string { return strings.ToUpper(prefix) + "_LEASES" }
+
 // JobsSubject returns the subject filter of all jobs: "P.jobs.>".
 func JobsSubject(prefix string) string { return prefix + ".jobs.>" }
+
+// PartitionSubject returns the stored-subject filter of one partition:
+// "P.jobs.<n>.>". The stream rewrites "P.jobs.<target>.<rest>" to
+// "P.jobs.<partition of target>.<target>.<rest>" as it stores a job.
+func PartitionSubject(prefix string, n int) string {
+	return fmt.Sprintf("%s.jobs.%d.>", prefix, n)
+}
+
+// PartitionConsumer returns the durable name of partition n's consumer.
+func PartitionConsumer(n int) string { return fmt.Sprintf("%s%d", PartitionConsumerPrefix, n) }
+
+// OriginalSubject undoes the stream's partition rewrite: it returns the
+// subject the job was published on. A stored subject with one token after
+// "P.jobs." was not rewritten (the transform needs two); every longer one
+// carries the partition as its first token there.
+func OriginalSubject(prefix, stored string) string {
+	head := prefix + ".jobs."
+	rest, ok := strings.CutPrefix(stored, head)
+	if !ok {
+		return stored
+	}
+	_, after, found := strings.Cut(rest, ".")
+	if !found {
+		return stored
+	}
+	return head + after
+}
 
 // ResultsSubject returns the subject filter of all results: "P.results.>".
 func ResultsSubject(prefix string) string { return prefix + ".results.>" }
@@ -77,13 +119,17 @@ func (s Settings) validate() error {
 	if !prefixRe.MatchString(s.Prefix) {
 		errs = append(errs, fmt.Errorf("prefix %q must match %s", s.Prefix, prefixRe))
 	}
+	if s.Partitions < 1 || s.Partitions > 256 {
+		errs = append(errs, fmt.Errorf("partitions %d must be 1 to 256", s.Partitions))
+	}
 	if s.Replicas < 1 || s.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("replicas %d must be 1 to 5", s.Replicas))
 	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"duplicate window", s.DuplicateWindow}, {"results max age", s.ResultsMaxAge}, {"vault TTL", s.VaultTTL}} {
+	}{{"duplicate window", s.DuplicateWindow}, {"results max age", s.ResultsMaxAge}, {"vault TTL", s.VaultTTL},
+		{"ack wait", s.AckWait}, {"lease TTL", s.LeaseTTL}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.v))
 		}
@@ -114,6 +160,15 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 		// A publisher must get an error rather than an accepted job being
 		// dropped to make room.
 		Discard: jetstream.DiscardNew,
+		// All jobs of a target land in one partition (FNV-1a of the target
+		// token), so one process at a time works them, in order.
+		SubjectTransform: &jetstream.SubjectTransformConfig{
+			Source:      s.Prefix + ".jobs.*.>",
+			Destination: fmt.Sprintf("%s.jobs.{{partition(%d,1)}}.{{wildcard(1)}}.>", s.Prefix, s.Partitions),
+		},
+		// The worker reads the oldest pending job of a target by subject
+		// before it runs a newer one.
+		AllowDirect: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("streams: jobs stream %s: %w", jobsName, err)
@@ -155,18 +210,84 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 	if err != nil {
 		return nil, fmt.Errorf("streams: intents bucket %s: %w", intentsName, err)
 	}
-	o.Consumer, err = js.CreateOrUpdateConsumer(ctx, jobsName, jetstream.ConsumerConfig{
-		Durable:       ConsumerName,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		FilterSubject: JobsSubject(s.Prefix),
-		AckWait:       AckWait,
-		// Never give up on a job: every accepted job must get its result.
-		MaxDeliver:    -1,
-		MaxAckPending: MaxAckPending,
+	leasesName := LeasesName(s.Prefix)
+	o.Leases, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   leasesName,
+		TTL:      s.LeaseTTL,
+		History:  1,
+		Storage:  jetstream.MemoryStorage, // leases are worthless after a restart
+		Replicas: s.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("streams: consumer %s on %s: %w", ConsumerName, jobsName, err)
+		return nil, fmt.Errorf("streams: leases bucket %s: %w", leasesName, err)
+	}
+	if err := removeStale(ctx, js, o.Jobs, s.Partitions); err != nil {
+		return nil, err
+	}
+	consumer := func(name, filter string) (jetstream.Consumer, error) {
+		c, err := js.CreateOrUpdateConsumer(ctx, jobsName, jetstream.ConsumerConfig{
+			Durable:       name,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			FilterSubject: filter,
+			AckWait:       s.AckWait,
+			// Never give up on a job: every accepted job must get its result.
+			MaxDeliver:    -1,
+			MaxAckPending: MaxAckPending,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("streams: consumer %s on %s: %w", name, jobsName, err)
+		}
+		return c, nil
+	}
+	for n := range s.Partitions {
+		c, err := consumer(PartitionConsumer(n), PartitionSubject(s.Prefix, n))
+		if err != nil {
+			return nil, err
+		}
+		o.Partitions = append(o.Partitions, c)
+	}
+	if o.Misc, err = consumer(MiscConsumerName, s.Prefix+".jobs.*"); err != nil {
+		return nil, err
 	}
 	return &o, nil
+}
+
+// removeStale deletes consumers that would overlap the partition consumers
+// or that belong to partitions beyond the configured count. A stale
+// partition consumer that still holds jobs is an error: deleting it would
+// strand them.
+func removeStale(ctx context.Context, js jetstream.JetStream, jobs jetstream.Stream, partitions int) error {
+	stream := jobs.CachedInfo().Config.Name
+	lister := jobs.ListConsumers(ctx)
+	var stale []string
+	for info := range lister.Info() {
+		name := info.Name
+		if name == legacyConsumerName {
+			stale = append(stale, name)
+			continue
+		}
+		num, ok := strings.CutPrefix(name, PartitionConsumerPrefix)
+		if !ok {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscanf(num, "%d", &n); err != nil || n < partitions {
+			continue
+		}
+		if info.NumPending > 0 || info.NumAckPending > 0 {
+			return fmt.Errorf("streams: partition consumer %s still holds %d jobs but nats.partitions is %d: "+
+				"run with the old partition count until the jobs stream is empty", name, info.NumPending+uint64(info.NumAckPending), partitions)
+		}
+		stale = append(stale, name)
+	}
+	if err := lister.Err(); err != nil {
+		return fmt.Errorf("streams: list consumers of %s: %w", stream, err)
+	}
+	for _, name := range stale {
+		if err := js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("streams: delete stale consumer %s: %w", name, err)
+		}
+	}
+	return nil
 }

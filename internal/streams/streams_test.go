@@ -2,6 +2,7 @@ package streams
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,6 +40,9 @@ var settings = Settings{
 	DuplicateWindow: 10 * time.Minute,
 	ResultsMaxAge:   24 * time.Hour,
 	VaultTTL:        5 * time.Minute,
+	Partitions:      4,
+	AckWait:         30 * time.Second,
+	LeaseTTL:        15 * time.Second,
 }
 
 func TestNamesAndSubjects(t *testing.T) {
@@ -102,7 +106,18 @@ func TestEnsureIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ci, err := o.Consumer.Info(ctx)
+	if len(o.Partitions) != 4 {
+		t.Fatalf("%d partition consumers, want 4", len(o.Partitions))
+	}
+	ci, err := o.Partitions[3].Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi, err := o.Misc.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := o.Leases.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +134,11 @@ func TestEnsureIdempotent(t *testing.T) {
 		{"jobs duplicates", jc.Duplicates, 15 * time.Minute},
 		{"jobs max msg size", jc.MaxMsgSize, int32(64 * 1024)},
 		{"jobs discard", jc.Discard, jetstream.DiscardNew},
+		{"jobs transform source", jc.SubjectTransform.Source, "dbusers.jobs.*.>"},
+		{"jobs transform destination", jc.SubjectTransform.Destination, "dbusers.jobs.{{partition(4,1)}}.{{wildcard(1)}}.>"},
+		{"leases bucket", ls.Bucket(), "DBUSERS_LEASES"},
+		{"leases ttl", ls.TTL(), 15 * time.Second},
+		{"misc consumer filter", mi.Config.FilterSubject, "dbusers.jobs.*"},
 		{"results name", rc.Name, "DBUSERS_RESULTS"},
 		{"results subjects", rc.Subjects[0], "dbusers.results.>"},
 		{"results retention", rc.Retention, jetstream.LimitsPolicy},
@@ -132,10 +152,10 @@ func TestEnsureIdempotent(t *testing.T) {
 		{"intents bucket", is.Bucket(), "DBUSERS_INTENTS"},
 		{"intents ttl", is.TTL(), 24 * time.Hour},
 		{"intents history", is.History(), int64(1)},
-		{"consumer name", cc.Durable, ConsumerName},
+		{"consumer name", cc.Durable, "worker-p3"},
 		{"consumer ack", cc.AckPolicy, jetstream.AckExplicitPolicy},
 		{"consumer deliver", cc.DeliverPolicy, jetstream.DeliverAllPolicy},
-		{"consumer filter", cc.FilterSubject, "dbusers.jobs.>"},
+		{"consumer filter", cc.FilterSubject, "dbusers.jobs.3.>"},
 		{"consumer ack wait", cc.AckWait, 30 * time.Second},
 		{"consumer max deliver", cc.MaxDeliver, -1},
 		{"consumer max ack pending", cc.MaxAckPending, 4096},
@@ -161,6 +181,8 @@ func TestEnsureRejectsSettings(t *testing.T) {
 		{"zero dup window", func(s *Settings) { s.DuplicateWindow = 0 }},
 		{"zero max age", func(s *Settings) { s.ResultsMaxAge = 0 }},
 		{"zero vault ttl", func(s *Settings) { s.VaultTTL = 0 }},
+		{"zero partitions", func(s *Settings) { s.Partitions = 0 }},
+		{"zero ack wait", func(s *Settings) { s.AckWait = 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,5 +239,52 @@ func TestJobsStreamLimits(t *testing.T) {
 	}
 	if info.State.Msgs != 3 {
 		t.Errorf("jobs stream holds %d messages, want 3", info.State.Msgs)
+	}
+}
+
+func TestPartitioning(t *testing.T) {
+	js := startJS(t)
+	ctx := t.Context()
+	o, err := Ensure(ctx, js, settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A target's jobs always land in the same partition; the stored subject
+	// maps back to the published one.
+	seen := map[string]string{}
+	for i, subj := range []string{"dbusers.jobs.app.user.create", "dbusers.jobs.app.user.delete",
+		"dbusers.jobs.shop.user.list", "dbusers.jobs.app.x", "dbusers.jobs.lonely"} {
+		ack, err := js.Publish(ctx, subj, []byte("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := o.Jobs.GetMsg(ctx, ack.Sequence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := OriginalSubject("dbusers", m.Subject); got != subj {
+			t.Errorf("#%d: stored %s maps back to %s, want %s", i, m.Subject, got, subj)
+		}
+		target := strings.Split(subj, ".")[2]
+		part := strings.Split(m.Subject, ".")[2]
+		if subj == "dbusers.jobs.lonely" {
+			if m.Subject != subj {
+				t.Errorf("a one-token job subject was rewritten to %s", m.Subject)
+			}
+			continue
+		}
+		if prev, ok := seen[target]; ok && prev != part {
+			t.Errorf("target %s in partitions %s and %s", target, prev, part)
+		}
+		seen[target] = part
+	}
+	// A smaller partition count with jobs left in a dropped partition is
+	// refused; the legacy single consumer is removed.
+	fewer := settings
+	fewer.Partitions = 1
+	if seen["app"] != "0" || seen["shop"] != "0" {
+		if _, err := Ensure(ctx, js, fewer); err == nil || !strings.Contains(err.Error(), "still holds") {
+			t.Errorf("shrinking partitions with pending jobs: %v", err)
+		}
 	}
 }
