@@ -74,6 +74,66 @@ type env struct {
 	logs *logBuffer
 	seq  int
 	mu   sync.Mutex
+	// svcKey is the worker's xkey when the worker is another process.
+	svcKey string
+}
+
+// workerPub is the worker's curve public key.
+func (e *env) workerPub() string {
+	if e.svcKey != "" {
+		return e.svcKey
+	}
+	return e.svc.PublicKey()
+}
+
+// workerKey asks the info endpoint for the worker's xkey.
+func workerKey(t *testing.T, nc *nats.Conn) string {
+	t.Helper()
+	msg, err := nc.Request(prefix+".info", nil, 10*time.Second)
+	if err != nil {
+		t.Fatalf("info endpoint: %v", err)
+	}
+	var info struct{ XKey string }
+	if err := json.Unmarshal(msg.Data, &info); err != nil || info.XKey == "" {
+		t.Fatalf("info answer %s: %v", msg.Data, err)
+	}
+	return info.XKey
+}
+
+// storedResults polls the results stream until every id in want has a
+// result there.
+func storedResults(t *testing.T, e *env, want map[string]bool, timeout time.Duration) map[string]jobs.Result {
+	t.Helper()
+	stream, err := e.js.Stream(t.Context(), "DBUSERS_RESULTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]jobs.Result{}
+	deadline := time.Now().Add(timeout)
+	for len(got) < len(want) {
+		for id := range want {
+			if _, ok := got[id]; ok {
+				continue
+			}
+			target, _, _ := strings.Cut(id, "-")
+			msg, err := stream.GetLastMsgForSubject(t.Context(), prefix+".results."+target+"."+id)
+			if err != nil {
+				continue
+			}
+			var res jobs.Result
+			if err := json.Unmarshal(msg.Data, &res); err != nil {
+				t.Fatal(err)
+			}
+			got[id] = res
+		}
+		if len(got) < len(want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d results stored after %v", len(got), len(want), timeout)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return got
 }
 
 // target is one configured target for startWorker.
@@ -215,7 +275,7 @@ func (e *env) job(target, op string, fields map[string]any) jobs.Result {
 // sealFor seals a chosen password for the worker.
 func (e *env) sealFor(r requester, jobID, password string) string {
 	e.t.Helper()
-	s, err := vault.SealChosenPassword(r.kp, e.svc.PublicKey(), jobID, password)
+	s, err := vault.SealChosenPassword(r.kp, e.workerPub(), jobID, password)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -270,7 +330,7 @@ func (e *env) readSecret(r requester, jobID string, s *jobs.Secret) string {
 	if err != nil {
 		e.t.Fatalf("vault get %s: %v", s.Key, err)
 	}
-	pw, err := vault.OpenGeneratedPassword(r.kp, e.svc.PublicKey(), entry.Value(), jobID)
+	pw, err := vault.OpenGeneratedPassword(r.kp, e.workerPub(), entry.Value(), jobID)
 	if err != nil {
 		e.t.Fatalf("open the generated password: %v", err)
 	}

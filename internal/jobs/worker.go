@@ -561,11 +561,13 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password string, res *Re
 
 	attempts := 0
 	intent := &jobIntent{store: w.cfg.Intents, key: job.Target + "." + job.Username, id: job.ID}
-	deadline := d.received.Add(w.cfg.RetryBudget)
-	b := backoff.WithContext(backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(100*time.Millisecond),
-		backoff.WithMaxInterval(5*time.Second),
-		backoff.WithMaxElapsedTime(max(time.Until(deadline), time.Millisecond))), w.stopCtx)
+	b := backoff.WithContext(&budgetBackOff{
+		next: backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(100*time.Millisecond),
+			backoff.WithMaxInterval(5*time.Second),
+			backoff.WithMaxElapsedTime(0)),
+		deadline: d.received.Add(w.cfg.RetryBudget),
+	}, w.stopCtx)
 	var lastErr error
 	err := backoff.RetryNotify(func() error {
 		attempts++
@@ -608,6 +610,24 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password string, res *Re
 	}
 	return attempts, jerr, false
 }
+
+// budgetBackOff retries until the budget's deadline and makes the last
+// attempt at the deadline itself, so that "unavailable" means MySQL stayed
+// unreachable through the whole budget.
+type budgetBackOff struct {
+	next     backoff.BackOff
+	deadline time.Time
+}
+
+func (b *budgetBackOff) NextBackOff() time.Duration {
+	left := time.Until(b.deadline)
+	if left <= 0 {
+		return backoff.Stop
+	}
+	return min(b.next.NextBackOff(), left)
+}
+
+func (b *budgetBackOff) Reset() { b.next.Reset() }
 
 // apply runs one attempt of a job.
 func (w *Worker) apply(ops Ops, job Job, password string, generated bool, intent *jobIntent, res *Result) error {

@@ -102,14 +102,24 @@ type Options struct {
 	// AdminGrants replaces the admin's grants (each a full GRANT statement
 	// with %s for the account); contract §5.7's set when nil.
 	AdminGrants []string
+	// Server puts the fixture on a test's own server instead of the
+	// shared one.
+	Server *Server
 }
 
 // NewFixture creates a database, its protected user and its admin.
 func NewFixture(t testing.TB, opts Options) *Fixture {
 	t.Helper()
-	root := Root(t)
-	cfg, _ := mysql.ParseDSN(RootDSN())
-	f := &Fixture{Root: root, Database: opts.Database, addr: cfg.Addr, t: t}
+	var root *sql.DB
+	var addr string
+	if opts.Server != nil {
+		root, addr = Open(t, opts.Server.RootDSN()), opts.Server.Addr()
+	} else {
+		root = Root(t)
+		cfg, _ := mysql.ParseDSN(RootDSN())
+		addr = cfg.Addr
+	}
+	f := &Fixture{Root: root, Database: opts.Database, addr: addr, t: t}
 	if f.Database == "" {
 		f.Database = "dbu_" + Token(10)
 	}
@@ -182,6 +192,21 @@ func (f *Fixture) Login(user, password string) (*sql.Conn, error) {
 	}
 	f.t.Cleanup(func() { c.Close() })
 	return c, nil
+}
+
+// CanLogin logs in as user with password once, and closes the connection;
+// nil means it logged in.
+func (f *Fixture) CanLogin(user, password string) error {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = user, password, "tcp", f.addr, f.Database
+	cfg.Timeout = 5 * time.Second
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return err
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	return db.Ping()
 }
 
 // AccountExists reports whether any account named user exists (any host).

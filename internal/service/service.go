@@ -169,6 +169,11 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 	if s.info, err = serveInfo(s.nc, cfg.NATS.Prefix, s.keys.PublicKey()); err != nil {
 		return nil, err
 	}
+	// The server must know the endpoint's subscription before Start says
+	// the worker is ready.
+	if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
+		return nil, fmt.Errorf("info endpoint: %w", err)
+	}
 	log.Info("worker ready", zap.String("nats", s.ClientURL()), zap.String("prefix", cfg.NATS.Prefix),
 		zap.Int("targets", len(targets)), zap.Ints("partitions", s.balancer.Held()),
 		zap.String("xkey", s.keys.PublicKey()))

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"regexp"
 	"strings"
 	"time"
@@ -215,7 +216,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 		Bucket:   leasesName,
 		TTL:      s.LeaseTTL,
 		History:  1,
-		Storage:  jetstream.MemoryStorage, // leases are worthless after a restart
+		Storage:  jetstream.FileStorage, // a memory bucket would vanish with a server restart
 		Replicas: s.Replicas,
 	})
 	if err != nil {
@@ -290,4 +291,13 @@ func removeStale(ctx context.Context, js jetstream.JetStream, jobs jetstream.Str
 		}
 	}
 	return nil
+}
+
+// Partition returns the partition that the jobs of target land in: FNV-1a
+// of the target token modulo the partition count, as the stream's
+// {{partition}} transform computes it.
+func Partition(target string, partitions int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(target))
+	return int(h.Sum32() % uint32(partitions))
 }

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -272,6 +273,9 @@ func TestPartitioning(t *testing.T) {
 				t.Errorf("a one-token job subject was rewritten to %s", m.Subject)
 			}
 			continue
+		}
+		if want := fmt.Sprint(Partition(target, settings.Partitions)); part != want {
+			t.Errorf("target %s stored in partition %s, Partition says %s", target, part, want)
 		}
 		if prev, ok := seen[target]; ok && prev != part {
 			t.Errorf("target %s in partitions %s and %s", target, prev, part)
