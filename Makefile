@@ -7,6 +7,7 @@ all: build
 
 build:
 	$(GO) build -o bin/worker ./cmd/worker
+	$(GO) build -o bin/dbusers ./cmd/dbusers
 
 ## run: the worker on its embedded NATS with the dev config (deploy/dev.yaml)
 run:

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/dbusers/dbusers/client"
+)
+
+// Defaults of the global flags.
+const (
+	defaultNATSURL = "nats://127.0.0.1:4222"
+	defaultTimeout = 30 * time.Second
+)
+
+// terminal reads passwords from the terminal on stdin without echo.
+type terminal interface {
+	ReadPassword() (string, error)
+}
+
+// stdio is what a run of the CLI reads and writes.
+type stdio struct {
+	in  io.Reader
+	out io.Writer
+	err io.Writer
+	// term is the terminal on stdin; nil when stdin is not a terminal (the
+	// password is then stdin's first line).
+	term terminal
+	// stderrIsTTY shows rotate's progress bar.
+	stderrIsTTY bool
+}
+
+// app is one run of the CLI: its stdio and its global flags.
+type app struct {
+	stdio
+	natsURL   string
+	creds     string
+	target    string
+	prefix    string
+	workerKey string
+	timeout   time.Duration
+	json      bool
+}
+
+// failure is an error already worded for the user: run prints it as is.
+// It wraps its cause, when it has one, for errors.Is and errors.As.
+type failure struct {
+	msg   string
+	cause error
+}
+
+func (f *failure) Error() string { return f.msg }
+
+// Unwrap returns the error the failure words, or nil.
+func (f *failure) Unwrap() error { return f.cause }
+
+// failf returns a failure of the CLI's own, with no underlying error.
+func failf(format string, args ...any) error { return &failure{msg: fmt.Sprintf(format, args...)} }
+
+// fail returns a failure that words cause for the user.
+func fail(cause error, format string, args ...any) error {
+	return &failure{msg: fmt.Sprintf(format, args...), cause: cause}
+}
+
+// run runs the CLI with args (without the program name) and returns the
+// exit status: 0, or 1 after printing the error to stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, std stdio) int {
+	a := &app{stdio: std}
+	root := a.rootCommand(getenv)
+	root.SetArgs(args)
+	root.SetIn(std.in)
+	root.SetOut(std.out)
+	root.SetErr(std.err)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
+	}
+	if f, ok := errors.AsType[*failure](err); ok {
+		fmt.Fprintln(std.err, f.msg)
+	} else {
+		// Cobra's own errors: flags and arguments.
+		fmt.Fprintf(std.err, "%s\nRun '%s --help' for usage.\n", capitalize(err.Error()), cmd.CommandPath())
+	}
+	return 1
+}
+
+func (a *app) rootCommand(getenv func(string) string) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "dbusers",
+		Short: "Manage the users of a managed MySQL database",
+		Long: `dbusers manages the users of a managed MySQL database (a target) through
+the dbusers worker, over NATS. Passwords never travel in clear: a chosen
+password is sealed to the worker's key, a generated one is read once from
+the worker's vault.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	f := root.PersistentFlags()
+	f.StringVar(&a.natsURL, "nats-url", envOr(getenv, "DBUSERS_NATS_URL", defaultNATSURL), "NATS server of the worker [$DBUSERS_NATS_URL]")
+	f.StringVar(&a.creds, "creds", getenv("DBUSERS_CREDS"), "NATS credentials file (.creds) [$DBUSERS_CREDS]")
+	f.StringVar(&a.target, "target", getenv("DBUSERS_TARGET"), "the database (target) to manage, as the worker's config names it [$DBUSERS_TARGET]")
+	f.StringVar(&a.prefix, "prefix", envOr(getenv, "DBUSERS_PREFIX", client.DefaultPrefix), "subject prefix of the worker (its nats.prefix) [$DBUSERS_PREFIX]")
+	f.StringVar(&a.workerKey, "worker-xkey", getenv("DBUSERS_WORKER_XKEY"), "pin the worker's curve public key (X…) instead of asking the worker [$DBUSERS_WORKER_XKEY]")
+	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "how long to wait for the worker (per account for database-users-rotate)")
+	f.BoolVar(&a.json, "json", false, "print the result as JSON")
+	root.AddCommand(a.listCommand(), a.createCommand(), a.updatePasswordCommand(), a.deleteCommand(), a.rotateCommand())
+	return root
+}
+
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// session is a connection to the worker for one command.
+type session struct {
+	c  *client.Client
+	nc *nats.Conn
+}
+
+// connect checks the flags, connects to NATS and checks that a worker
+// answers, so that no prompt is shown when nothing would take the job.
+func (a *app) connect(ctx context.Context) (*session, error) {
+	if a.target == "" {
+		return nil, failf("No target: give --target or set DBUSERS_TARGET (the target's name in the worker's config).")
+	}
+	if err := client.CheckTarget(a.target); err != nil {
+		return nil, failf("Invalid target %q: it must match ^[a-z0-9][a-z0-9_-]{0,62}$.", a.target)
+	}
+	if a.timeout <= 0 {
+		return nil, failf("Invalid --timeout %v: it must be positive.", a.timeout)
+	}
+	opts := []nats.Option{nats.Name("dbusers-cli"), nats.Timeout(min(a.timeout, 5*time.Second))}
+	if a.creds != "" {
+		opts = append(opts, nats.UserCredentials(a.creds))
+	}
+	nc, err := nats.Connect(a.natsURL, opts...)
+	if err != nil {
+		return nil, fail(err, "Cannot connect to NATS at %s: %v.\nIs the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?", redactURL(a.natsURL), err)
+	}
+	copts := []client.Option{client.WithPrefix(a.prefix), client.WithTimeout(a.timeout)}
+	if a.workerKey != "" {
+		copts = append(copts, client.WithWorkerKey(a.workerKey))
+	}
+	c, err := client.New(nc, copts...)
+	if err != nil {
+		nc.Close()
+		return nil, fail(err, "%s.", capitalize(strings.TrimPrefix(err.Error(), "client: ")))
+	}
+	s := &session{c: c, nc: nc}
+	ictx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	if _, err := c.WorkerInfo(ictx); err != nil {
+		s.close()
+		return nil, a.describe(err, "")
+	}
+	return s, nil
+}
+
+func (s *session) close() { s.nc.Close() }
+
+// describe words an error of the client for the user. username is the
+// account the command was about ("" for none).
+func (a *app) describe(err error, username string) error {
+	if ce, ok := errors.AsType[*client.Error](err); ok {
+		return fail(err, "%s", a.describeCode(ce, username))
+	}
+	switch {
+	case errors.Is(err, client.ErrNoWorker):
+		return fail(err, "No dbusers worker answered at %s (prefix %q).\nIs the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?",
+			redactURL(a.natsURL), a.prefix)
+	case errors.Is(err, client.ErrNoResult) && errors.Is(err, context.Canceled):
+		return fail(err, "Interrupted before the worker answered; the job is queued and may still run.")
+	case errors.Is(err, client.ErrNoResult):
+		return fail(err, "The worker did not answer within %v; the job is queued and runs once a worker takes it.\n"+
+			"Is the worker running and reaching its database? Check with database-users-list; --timeout sets the wait.", a.timeout)
+	case errors.Is(err, client.ErrSecretGone):
+		return fail(err, "User %q was changed, but its generated password could not be read from the vault (expired or already read).\n"+
+			"Set a new one with database-users-update-password.", username)
+	case errors.Is(err, context.Canceled):
+		return fail(err, "Interrupted.")
+	}
+	return fail(err, "%s.", capitalize(strings.TrimPrefix(err.Error(), "client: ")))
+}
+
+func (a *app) describeCode(e *client.Error, username string) string {
+	switch e.Code {
+	case client.CodeUserExists:
+		return fmt.Sprintf("User %q already exists", username)
+	case client.CodeUserNotFound:
+		return fmt.Sprintf("User %q does not exist", username)
+	case client.CodeProtectedUser:
+		return fmt.Sprintf("User %q is protected", username)
+	case client.CodeForeignUser:
+		return fmt.Sprintf("User %q is not managed here: it holds privileges outside the database of target %q, so it is left untouched", username, a.target)
+	case client.CodeInvalidUsername:
+		return "Invalid username: " + e.Message
+	case client.CodeInvalidPassword:
+		return "Invalid password: " + e.Message
+	case client.CodeUnknownTarget:
+		return fmt.Sprintf("Unknown target %q: the worker has no target of that name (check --target or DBUSERS_TARGET)", a.target)
+	case client.CodeUnavailable:
+		return fmt.Sprintf("The database of target %q is unavailable: %s", a.target, e.Message)
+	case client.CodeInvalidJob:
+		return "Invalid request: " + e.Message
+	}
+	return "The worker failed: " + e.Message
+}
+
+// redactURL drops the user info, which may hold a password or a token, of
+// each URL of a comma-separated NATS server list.
+func redactURL(s string) string {
+	urls := strings.Split(s, ",")
+	for i, raw := range urls {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			urls[i] = "(unparsable URL)"
+			continue
+		}
+		u.User = nil
+		urls[i] = u.String()
+	}
+	return strings.Join(urls, ",")
+}
+
+// capitalize upper-cases the first letter of a message.
+func capitalize(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}

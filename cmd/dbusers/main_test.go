@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dbusers/dbusers/client"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of testdata/")
+
+// fakeTerminal answers ReadPassword with scripted lines.
+type fakeTerminal struct {
+	lines []string
+	err   error
+}
+
+func (f *fakeTerminal) ReadPassword() (string, error) {
+	if len(f.lines) == 0 {
+		if f.err != nil {
+			return "", f.err
+		}
+		return "", errors.New("no more input")
+	}
+	l := f.lines[0]
+	f.lines = f.lines[1:]
+	return l, nil
+}
+
+// runCLI runs the CLI in-process with no environment.
+func runCLI(t *testing.T, stdin string, term terminal, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(t.Context(), args, func(string) string { return "" },
+		stdio{in: strings.NewReader(stdin), out: &out, err: &errOut, term: term})
+	return out.String(), errOut.String(), code
+}
+
+func TestRenderTable(t *testing.T) {
+	tests := []struct {
+		name     string
+		accounts []client.Account
+		want     string
+	}{
+		{
+			name: "the platform's example",
+			accounts: []client.Account{
+				{Username: "my_app_4553", Protected: true},
+				{Username: "my_app_4553_rw"},
+				{Username: "my_app_4553_ro", ReadOnly: true},
+			},
+			want: `+----------------+-----------+-----------+
+|    USERNAME    | READ-ONLY | PROTECTED |
++----------------+-----------+-----------+
+| my_app_4553    | false     | true      |
+| my_app_4553_rw | false     | false     |
+| my_app_4553_ro | true      | false     |
++----------------+-----------+-----------+
+`,
+		},
+		{
+			name:     "odd gap: the extra space goes right",
+			accounts: []client.Account{{Username: "abcdefghi"}},
+			want: `+-----------+-----------+-----------+
+| USERNAME  | READ-ONLY | PROTECTED |
++-----------+-----------+-----------+
+| abcdefghi | false     | false     |
++-----------+-----------+-----------+
+`,
+		},
+		{
+			name: "no users",
+			want: `+----------+-----------+-----------+
+| USERNAME | READ-ONLY | PROTECTED |
++----------+-----------+-----------+
++----------+-----------+-----------+
+`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := writeAccounts(&b, tt.accounts); err != nil {
+				t.Fatal(err)
+			}
+			if b.String() != tt.want {
+				t.Errorf("got\n%s\nwant\n%s", b.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestReadPasswordOnTerminal(t *testing.T) {
+	const good = "A-good-password-of-32-characters"
+	const prompts = promptPassword + promptConfirmation
+	tests := []struct {
+		name       string
+		lines      []string
+		want       string
+		wantErr    string
+		wantStderr string
+	}{
+		{name: "chosen and confirmed", lines: []string{good, good}, want: good, wantStderr: prompts},
+		{name: "empty: generated, no confirmation", lines: []string{""}, want: "", wantStderr: promptPassword},
+		{
+			name:  "mismatch, then confirmed",
+			lines: []string{good, good + "x", good, good}, want: good,
+			wantStderr: prompts + "Password and confirmation do not match.\n" + prompts,
+		},
+		{
+			name:  "too short, then empty",
+			lines: []string{"short", ""}, want: "",
+			wantStderr: promptPassword + "Password has 5 characters; 24 to 64 are allowed.\n" + promptPassword,
+		},
+		{
+			name:    "three failures",
+			lines:   []string{"short", "has a space in it, which is refused", good, "other"},
+			wantErr: "No valid password after 3 tries: nothing was changed.",
+			wantStderr: promptPassword + "Password has 5 characters; 24 to 64 are allowed.\n" +
+				promptPassword + "Password character at position 4 is not allowed (printable ASCII other than ' and \").\n" +
+				prompts + "Password and confirmation do not match.\n",
+		},
+		{
+			name:  "a quote is refused",
+			lines: []string{`quote"in-a-password-long-enough`, good, good}, want: good,
+			wantStderr: promptPassword + "Password character at position 6 is not allowed (printable ASCII other than ' and \").\n" + prompts,
+		},
+		{name: "read error", lines: nil, wantErr: "Cannot read the password: no more input.", wantStderr: promptPassword},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var errOut bytes.Buffer
+			a := &app{stdio: stdio{err: &errOut, term: &fakeTerminal{lines: tt.lines}}}
+			got, err := a.readPassword()
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+			} else if err != nil || got != tt.want {
+				t.Fatalf("readPassword = %q, %v; want %q", got, err, tt.want)
+			}
+			if errOut.String() != tt.wantStderr {
+				t.Errorf("stderr\n%q\nwant\n%q", errOut.String(), tt.wantStderr)
+			}
+		})
+	}
+}
+
+func TestReadPasswordFromStdin(t *testing.T) {
+	const good = `A-good\password-of-32-characters`
+	tests := []struct {
+		name    string
+		stdin   string
+		want    string
+		wantErr string
+	}{
+		{name: "first line", stdin: good + "\nsecond line\n", want: good},
+		{name: "CRLF", stdin: good + "\r\n", want: good},
+		{name: "no newline", stdin: good, want: good},
+		{name: "empty line: generated", stdin: "\n" + good + "\n", want: ""},
+		{name: "no input: generated", stdin: "", want: ""},
+		{name: "too long", stdin: strings.Repeat("x", 65) + "\n", wantErr: "Invalid password: password has 65 characters; 24 to 64 are allowed."},
+		{name: "a space", stdin: "a password with spaces in it\n", wantErr: "Invalid password: password character at position 2 is not allowed (printable ASCII other than ' and \")."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &app{stdio: stdio{in: strings.NewReader(tt.stdin)}}
+			got, err := a.readPassword()
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("readPassword = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestUsageErrors: what is refused before any connection.
+func TestUsageErrors(t *testing.T) {
+	const run = "\nRun 'dbusers %s --help' for usage.\n"
+	tests := []struct {
+		name       string
+		args       []string
+		wantStderr string
+	}{
+		{"create without username", []string{"database-users-create"}, "Expected one <username> argument, got 0" + fmt.Sprintf(run, "database-users-create")},
+		{"delete with two usernames", []string{"database-users-delete", "aaaaaa", "bbbbbb"}, "Expected one <username> argument, got 2" + fmt.Sprintf(run, "database-users-delete")},
+		{"list with an argument", []string{"database-users-list", "x"}, `Unexpected arguments ["x"]: database-users-list takes none` + fmt.Sprintf(run, "database-users-list")},
+		{"unknown flag", []string{"database-users-list", "--bogus"}, "Unknown flag: --bogus" + fmt.Sprintf(run, "database-users-list")},
+		{"bad timeout", []string{"--timeout", "soon", "database-users-list"}, `Invalid argument "soon" for "--timeout" flag: time: invalid duration "soon"` + fmt.Sprintf(run, "database-users-list")},
+		{"unknown command", []string{"database-users-frobnicate"}, `Unknown command "database-users-frobnicate" for "dbusers"` + "\nRun 'dbusers --help' for usage.\n"},
+		{"invalid username", []string{"database-users-create", "abc"}, `Invalid username: username "abc" has 3 characters; 6 to 32 are allowed` + "\n"},
+		{"reserved username", []string{"database-users-delete", "mysql_admin"}, `Invalid username: username "mysql_admin" is reserved`},
+		{"no target", []string{"database-users-list"}, "No target: give --target or set DBUSERS_TARGET (the target's name in the worker's config).\n"},
+		{"bad target", []string{"--target", "My.App", "database-users-list"}, `Invalid target "My.App": it must match ^[a-z0-9][a-z0-9_-]{0,62}$.` + "\n"},
+		{"rotate without users", []string{"database-users-rotate", "--out", "x"}, "Give the usernames to rotate, or --all for every user.\n"},
+		{"rotate with both", []string{"database-users-rotate", "--all", "my_user", "--out", "x"}, "Give either --all or usernames, not both.\n"},
+		{"rotate without --out", []string{"database-users-rotate", "--all"}, "Give --out FILE: the new credentials are written there, never to the terminal.\n"},
+		{"rotate invalid username", []string{"database-users-rotate", "my_user", "Bad", "--out", "x"}, `Invalid username: username "Bad" has 3 characters; 6 to 32 are allowed` + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, code := runCLI(t, "", nil, tt.args...)
+			if code != 1 || stdout != "" {
+				t.Errorf("exit %d, stdout %q; want 1 and nothing", code, stdout)
+			}
+			if strings.HasSuffix(tt.wantStderr, "\n") && stderr != tt.wantStderr || !strings.HasPrefix(stderr, tt.wantStderr) {
+				t.Errorf("stderr\n%q\nwant\n%q", stderr, tt.wantStderr)
+			}
+		})
+	}
+}
+
+// TestRotateRefusesExistingFile: credentials are never written over a
+// file, checked before anything is sent.
+func TestRotateRefusesExistingFile(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "creds.jsonl")
+	if err := os.WriteFile(out, []byte("earlier\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := runCLI(t, "", nil, "--target", "app", "database-users-rotate", "--all", "--out", out)
+	want := out + " already exists: give a new file (credentials are never written over an existing file).\n"
+	if code != 1 || stderr != want {
+		t.Fatalf("exit %d, stderr %q; want 1, %q", code, stderr, want)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "earlier\n" {
+		t.Fatalf("the existing file changed: %q", b)
+	}
+}
+
+// TestHelp compares every command's --help with testdata/<command>.help
+// (go test -update rewrites them).
+func TestHelp(t *testing.T) {
+	for _, cmd := range []string{"", "database-users-list", "database-users-create", "database-users-update-password",
+		"database-users-delete", "database-users-rotate"} {
+		name := cmp(cmd, "dbusers")
+		t.Run(name, func(t *testing.T) {
+			args := []string{"--help"}
+			if cmd != "" {
+				args = []string{cmd, "--help"}
+			}
+			stdout, stderr, code := runCLI(t, "", nil, args...)
+			if code != 0 || stderr != "" {
+				t.Fatalf("exit %d, stderr %q", code, stderr)
+			}
+			golden := filepath.Join("testdata", name+".help")
+			if *update {
+				if err := os.WriteFile(golden, []byte(stdout), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if stdout != string(want) {
+				t.Errorf("--help differs from %s (go test -update rewrites it):\n%s", golden, stdout)
+			}
+		})
+	}
+}
+
+func cmp(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// TestDescribe: each error of the client is worded for people.
+func TestDescribe(t *testing.T) {
+	a := &app{natsURL: "nats://alice:secret@127.0.0.1:4222", prefix: "dbusers", target: "my-app", timeout: 30e9}
+	e := func(code client.Code, msg string) error {
+		return &client.Error{Code: code, Message: msg, JobID: "job-1"}
+	}
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{e(client.CodeUserExists, "x"), `User "my_user" already exists`},
+		{e(client.CodeUserNotFound, "x"), `User "my_user" does not exist`},
+		{e(client.CodeProtectedUser, "x"), `User "my_user" is protected`},
+		{e(client.CodeForeignUser, "x"), `User "my_user" is not managed here: it holds privileges outside the database of target "my-app", so it is left untouched`},
+		{e(client.CodeInvalidUsername, "too short"), `Invalid username: too short`},
+		{e(client.CodeInvalidPassword, "too short"), `Invalid password: too short`},
+		{e(client.CodeUnknownTarget, "x"), `Unknown target "my-app": the worker has no target of that name (check --target or DBUSERS_TARGET)`},
+		{e(client.CodeUnavailable, "MySQL down"), `The database of target "my-app" is unavailable: MySQL down`},
+		{e(client.CodeInvalidJob, "bad id"), `Invalid request: bad id`},
+		{e(client.CodeInternal, "boom"), `The worker failed: boom`},
+		{fmt.Errorf("client: %w on dbusers.info: %w", client.ErrNoWorker, errors.New("nats: no responders")),
+			"No dbusers worker answered at nats://127.0.0.1:4222 (prefix \"dbusers\").\nIs the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?"},
+		{fmt.Errorf("client: %w: job x: %w", client.ErrNoResult, context.DeadlineExceeded),
+			"The worker did not answer within 30s; the job is queued and runs once a worker takes it.\nIs the worker running and reaching its database? Check with database-users-list; --timeout sets the wait."},
+		{fmt.Errorf("client: %w: job x: %w", client.ErrNoResult, context.Canceled), "Interrupted before the worker answered; the job is queued and may still run."},
+		{fmt.Errorf("client: job x: %w", client.ErrSecretGone),
+			"User \"my_user\" was changed, but its generated password could not be read from the vault (expired or already read).\nSet a new one with database-users-update-password."},
+		{errors.New("client: something odd"), "Something odd."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			got := a.describe(tt.err, "my_user")
+			if got.Error() != tt.want {
+				t.Errorf("got  %q\nwant %q", got, tt.want)
+			}
+			if !errors.Is(got, tt.err) {
+				t.Errorf("the worded error does not wrap %v", tt.err)
+			}
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"nats://alice:secret@host:4222", "nats://host:4222"},
+		{"nats://s3cr3t-token@host:4222,nats://other:4222", "nats://host:4222,nats://other:4222"},
+	}
+	for _, tt := range tests {
+		if got := redactURL(tt.in); got != tt.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestRotateSummary: skipped and failed users in the order given, then the
+// counts; users never sent are counted once.
+func TestRotateSummary(t *testing.T) {
+	protected := &client.Error{Code: client.CodeProtectedUser, Message: "x", JobID: "j2"}
+	missing := &client.Error{Code: client.CodeUserNotFound, Message: "x", JobID: "j3"}
+	notSent := fmt.Errorf("client: rotate: not sent: %w", context.Canceled)
+	tests := []struct {
+		name       string
+		results    []client.RotateResult
+		skipped    []string
+		lost       map[string]error
+		wantStdout string
+		wantStderr string
+		wantErr    string
+	}{
+		{
+			name:       "all rotated",
+			results:    []client.RotateResult{{Username: "user_a", Password: "p", JobID: "j1"}},
+			skipped:    []string{"owner_user"},
+			wantStdout: "Rotated: 1, skipped: 1, failed: 0\nNew credentials are in out.jsonl\n",
+			wantStderr: "Skipped: User \"owner_user\" is protected\n",
+		},
+		{
+			name: "skipped, failed, lost and not sent",
+			results: []client.RotateResult{
+				{Username: "user_a", Password: "p", JobID: "j1"},
+				{Username: "owner_user", Err: protected, JobID: "j2"},
+				{Username: "missing_user", Err: missing, JobID: "j3"},
+				{Username: "user_lost", Password: "p", JobID: "j4"},
+				{Username: "user_late1", Err: notSent},
+				{Username: "user_late2", Err: notSent},
+			},
+			lost:       map[string]error{"user_lost": errors.New("disk full")},
+			wantStdout: "Rotated: 1, skipped: 1, failed: 4\nNew credentials are in out.jsonl\n",
+			wantStderr: "Skipped: User \"owner_user\" is protected\n" +
+				"Failed: User \"missing_user\" does not exist\n" +
+				"Failed: User \"user_lost\" got a new password that could not be written to out.jsonl (disk full): rotate it again\n" +
+				"Interrupted: 2 users were not sent, and keep their passwords.\n",
+			wantErr: "4 of 6 users could not be rotated.",
+		},
+		{
+			name:       "nothing to rotate",
+			wantStdout: "Rotated: 0, skipped: 0, failed: 0\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			a := &app{stdio: stdio{out: &out, err: &errOut}, target: "app", timeout: 30e9}
+			err := a.rotateSummary("out.jsonl", tt.results, tt.skipped, tt.lost)
+			if (err == nil) != (tt.wantErr == "") || err != nil && err.Error() != tt.wantErr {
+				t.Errorf("error %v, want %q", err, tt.wantErr)
+			}
+			if out.String() != tt.wantStdout || errOut.String() != tt.wantStderr {
+				t.Errorf("stdout %q\nwant   %q\nstderr %q\nwant   %q", out.String(), tt.wantStdout, errOut.String(), tt.wantStderr)
+			}
+		})
+	}
+}
