@@ -17,7 +17,14 @@ cat >&2 <<MSG
     nats -s ${url} req dbusers.jobs.demo.user.list '{"id":"first-list"}' -H Nats-Msg-Id:first-list
     nats -s ${url} stream get DBUSERS_RESULTS --last-for dbusers.results.demo.first-list
 
+  Or with the platform's commands (make build, then):
+
+    export DBUSERS_NATS_URL=${url} DBUSERS_TARGET=demo
+    bin/dbusers database-users-list
+    bin/dbusers database-users-create --read-only my_reader
+
   Worker info (its public xkey):  nats -s ${url} req dbusers.info ''
+  Metrics and health:              curl -s 127.0.0.1:14280/readyz
   Stop with Ctrl-C.
 
 MSG

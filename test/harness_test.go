@@ -159,7 +159,7 @@ func startWorker(t *testing.T, targets []config.Target, edit func(*config.Config
 		t.Fatalf("config: %v", err)
 	}
 	logs := &logBuffer{}
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, zap.DebugLevel))
+	log := zap.New(zapcoreFor(logs))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	svc, err := service.Start(ctx, &cfg, service.Options{Logger: log})
@@ -381,4 +381,9 @@ func jetstreamFor(t *testing.T, nc *nats.Conn) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	return js
+}
+
+// zapcoreFor writes JSON log lines into w.
+func zapcoreFor(w *logBuffer) zapcore.Core {
+	return zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), w, zap.DebugLevel)
 }

@@ -1,0 +1,101 @@
+package test
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dbusers/dbusers/internal/config"
+	"github.com/dbusers/dbusers/internal/mysqltest"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestMetricsHealthAndReadiness: /metrics counts jobs by op and outcome,
+// /healthz answers, and /readyz names the target that does not answer.
+func TestMetricsHealthAndReadiness(t *testing.T) {
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := l.Addr().String()
+	l.Close()
+	dead := config.Target{Name: "dead", DSN: "adm:pw@tcp(" + deadAddr + ")/", Database: "gone_db"}
+	e := startWorker(t, []config.Target{target("app", f), dead}, func(c *config.Config) {
+		c.HTTP.Listen = "127.0.0.1:0"
+		c.Retry.Budget = time.Second
+	})
+	base := "http://" + e.svc.HTTPAddr()
+
+	wantOK(t, e.job("app", "list", map[string]any{}))
+	wantCode(t, e.job("app", "delete", map[string]any{"username": "ghost_user"}), "user_not_found")
+	wantCode(t, e.job("dead", "delete", map[string]any{"username": "ghost_user"}), "unavailable")
+
+	code, body := get(t, base+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, line := range []string{
+		`dbusers_jobs_total{code="",op="user.list",outcome="ok"} 1`,
+		`dbusers_jobs_total{code="user_not_found",op="user.delete",outcome="error"} 1`,
+		`dbusers_jobs_total{code="unavailable",op="user.delete",outcome="error"} 1`,
+		`dbusers_job_duration_seconds_count{op="user.list"} 1`,
+		`dbusers_jobs_pending 0`,
+	} {
+		if !strings.Contains(body, line) {
+			t.Errorf("/metrics lacks %s", line)
+		}
+	}
+	if !strings.Contains(body, `dbusers_retries_total{class="transient",op="user.delete"}`) {
+		t.Error("/metrics does not count the retries of the unavailable job")
+	}
+
+	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d", code)
+	}
+	code, body = get(t, base+"/readyz")
+	var report map[string]string
+	if err := json.Unmarshal([]byte(body), &report); err != nil {
+		t.Fatalf("/readyz body %q: %v", body, err)
+	}
+	if code != http.StatusServiceUnavailable || report["target dead"] == "ok" || report["target app"] != "ok" ||
+		report["nats"] != "ok" || report["streams"] != "ok" {
+		t.Fatalf("/readyz = %d %v, want 503 naming the dead target only", code, report)
+	}
+}
+
+// TestMicroServiceDiscovery: the worker shows up to `nats micro ls` as the
+// dbusers service with its info endpoint.
+func TestMicroServiceDiscovery(t *testing.T) {
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	e := startWorker(t, []config.Target{target("app", f)}, nil)
+	msg, err := e.nc.Request("$SRV.INFO.dbusers", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Name      string
+		Version   string
+		Endpoints []struct{ Name, Subject string }
+	}
+	if err := json.Unmarshal(msg.Data, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Name != "dbusers" || len(info.Endpoints) != 1 || info.Endpoints[0].Subject != prefix+".info" {
+		t.Fatalf("service info %+v", info)
+	}
+}
