@@ -60,8 +60,18 @@ func publishPlan(t *testing.T, nc *nats.Conn, plan []planned) map[string]bool {
 		msg := nats.NewMsg(prefix + ".jobs." + j.target + ".user." + j.op)
 		msg.Data = body
 		msg.Header.Set("Nats-Msg-Id", j.id)
-		if _, err := js.PublishMsg(t.Context(), msg); err != nil {
-			t.Fatalf("publish: %v", err)
+		// While a cluster elects a new leader a publish can time out;
+		// retrying with the same Nats-Msg-Id is safe, as for any publisher.
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			_, err := js.PublishMsg(t.Context(), msg)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("publish %s: %v", j.id, err)
+				return want
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 		want[j.id] = true
 	}

@@ -45,7 +45,15 @@ func TestMetricsHealthAndReadiness(t *testing.T) {
 	wantCode(t, e.job("app", "delete", map[string]any{"username": "ghost_user"}), "user_not_found")
 	wantCode(t, e.job("dead", "delete", map[string]any{"username": "ghost_user"}), "unavailable")
 
-	code, body := get(t, base+"/metrics")
+	// A job is counted right after its result is published: poll.
+	var code int
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code, body = get(t, base+"/metrics")
+		if strings.Count(body, "dbusers_jobs_total{") >= 3 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}
