@@ -15,6 +15,7 @@ import (
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/internal/natstest"
 	"github.com/dbusers/dbusers/internal/streams"
 )
 
@@ -129,17 +130,7 @@ func verifyPlan(t *testing.T, e *env, fixtures map[string]*mysqltest.Fixture, pl
 // can be restarted in place.
 func natsOnTCP(t *testing.T, storeDir string, port int) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: storeDir, ServerName: "fault-nats",
-		Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
+	return natstest.Run(t, natstest.Options{StoreDir: storeDir, Port: port, ServerName: "fault-nats"})
 }
 
 // TestWorkerKilled runs 1,000 mixed jobs over three targets through a

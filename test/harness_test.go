@@ -24,6 +24,7 @@ import (
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/internal/natstest"
 	"github.com/dbusers/dbusers/internal/service"
 	"github.com/dbusers/dbusers/internal/vault"
 )
@@ -33,17 +34,7 @@ const prefix = "dbusers"
 // startNATS runs an in-process JetStream server on a random port.
 func startNATS(t *testing.T) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(),
-		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
+	return natstest.Run(t, natstest.Options{})
 }
 
 // logBuffer collects the worker's log output for inspection.

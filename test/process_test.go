@@ -89,10 +89,9 @@ func TestWorkerBinaryStopsOnSIGTERM(t *testing.T) {
 	}
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "worker")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/worker")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	bin, err := workerBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
