@@ -71,6 +71,12 @@ func TestMetricsHealthAndReadiness(t *testing.T) {
 	if !strings.Contains(body, `dbusers_retries_total{class="transient",op="user.delete"}`) {
 		t.Error("/metrics does not count the retries of the unavailable job")
 	}
+	if !strings.Contains(body, `dbusers_mysql_errors_total{class="transient"}`) {
+		t.Error("/metrics does not count MySQL errors by class")
+	}
+	if strings.Contains(body, `dbusers_mysql_errors_total{class="permanent"}`) {
+		t.Error("user_not_found was counted as a MySQL error")
+	}
 
 	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d", code)

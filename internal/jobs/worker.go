@@ -70,6 +70,9 @@ type Observer interface {
 	JobDone(op Op, outcome string, code Code, d time.Duration)
 	// Retry is called before each retry of a job, with the error's class.
 	Retry(op Op, class string)
+	// MySQLError is called for every failed attempt that MySQL failed,
+	// with the error's class.
+	MySQLError(class string)
 	// HandedBack is called when a job goes back to the stream unfinished.
 	HandedBack(reason string)
 }
@@ -79,6 +82,7 @@ type nopObserver struct{}
 func (nopObserver) JobDone(Op, string, Code, time.Duration) {}
 func (nopObserver) Retry(Op, string)                        {}
 func (nopObserver) HandedBack(string)                       {}
+func (nopObserver) MySQLError(string)                       {}
 
 // Config is what a Worker is built from.
 type Config struct {
@@ -576,6 +580,9 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password string, res *Re
 			return nil
 		}
 		lastErr = err
+		if ne := (natsError{}); !errors.As(err, &ne) && !isOutcome(err) {
+			w.cfg.Observer.MySQLError(classify(err).String())
+		}
 		if classify(err) == mysqlops.Permanent {
 			return backoff.Permanent(err)
 		}
@@ -708,6 +715,13 @@ func (i *jobIntent) Record(ctx context.Context) error {
 	}
 	i.recorded = true
 	return nil
+}
+
+// isOutcome reports whether err is an answer about the account (exists,
+// not found, protected, foreign) rather than a failure.
+func isOutcome(err error) bool {
+	return errors.Is(err, mysqlops.ErrUserExists) || errors.Is(err, mysqlops.ErrUserNotFound) ||
+		errors.Is(err, mysqlops.ErrProtected) || errors.Is(err, mysqlops.ErrForeign)
 }
 
 // toJobError maps an operation's final error to a contract error.

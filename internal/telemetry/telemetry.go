@@ -25,6 +25,7 @@ type Metrics struct {
 	jobs      *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	retries   *prometheus.CounterVec
+	mysqlErrs *prometheus.CounterVec
 	handBacks *prometheus.CounterVec
 }
 
@@ -46,12 +47,16 @@ func NewMetrics(pending func(context.Context) (float64, error)) *Metrics {
 			Name: "dbusers_retries_total",
 			Help: "Retried attempts, by op and the class of the MySQL error (transient, unknown_outcome).",
 		}, []string{"op", "class"}),
+		mysqlErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dbusers_mysql_errors_total",
+			Help: "Failed attempts that MySQL failed, by class (transient, unknown_outcome, permanent).",
+		}, []string{"class"}),
 		handBacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dbusers_jobs_handed_back_total",
 			Help: "Jobs returned to the stream unfinished, by reason.",
 		}, []string{"reason"}),
 	}
-	m.registry.MustRegister(m.jobs, m.duration, m.retries, m.handBacks,
+	m.registry.MustRegister(m.jobs, m.duration, m.retries, m.mysqlErrs, m.handBacks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pending != nil {
 		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -78,6 +83,9 @@ func (m *Metrics) JobDone(op jobs.Op, outcome string, code jobs.Code, d time.Dur
 
 // Retry counts a retried attempt.
 func (m *Metrics) Retry(op jobs.Op, class string) { m.retries.WithLabelValues(string(op), class).Inc() }
+
+// MySQLError counts a failed attempt by the class of its MySQL error.
+func (m *Metrics) MySQLError(class string) { m.mysqlErrs.WithLabelValues(class).Inc() }
 
 // HandedBack counts a job returned unfinished.
 func (m *Metrics) HandedBack(reason string) { m.handBacks.WithLabelValues(reason).Inc() }
