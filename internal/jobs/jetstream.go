@@ -61,15 +61,20 @@ func (i *KVIntents) Put(ctx context.Context, key, jobID string) error {
 	return err
 }
 
-// StreamPending is Pending on the jobs stream.
-type StreamPending struct{ stream jetstream.Stream }
+// StreamJobs is JobsStream on the jobs stream.
+type StreamJobs struct{ stream jetstream.Stream }
 
-// NewStreamPending returns Pending reading the jobs stream (which should
+// NewStreamJobs returns the JobsStream of the jobs stream (which should
 // allow direct gets).
-func NewStreamPending(stream jetstream.Stream) *StreamPending { return &StreamPending{stream: stream} }
+func NewStreamJobs(stream jetstream.Stream) *StreamJobs { return &StreamJobs{stream: stream} }
+
+// Erase securely deletes the job at seq.
+func (p *StreamJobs) Erase(ctx context.Context, seq uint64) error {
+	return p.stream.SecureDeleteMsg(ctx, seq)
+}
 
 // First returns the sequence of the oldest job at or after from on filter.
-func (p *StreamPending) First(ctx context.Context, filter string, from uint64) (uint64, error) {
+func (p *StreamJobs) First(ctx context.Context, filter string, from uint64) (uint64, error) {
 	msg, err := p.stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,11 +48,15 @@ type ResultStore interface {
 	Lookup(ctx context.Context, subject string) (data []byte, ok bool, err error)
 }
 
-// Pending finds jobs still in the jobs stream (not yet acknowledged).
-type Pending interface {
+// JobsStream is what the worker reads and erases in the jobs stream
+// besides consuming it.
+type JobsStream interface {
 	// First returns the stream sequence of the oldest job at or after
 	// sequence from whose stored subject matches filter, or 0 when none.
 	First(ctx context.Context, filter string, from uint64) (uint64, error)
+	// Erase deletes a job and overwrites its bytes on disk: a sealed
+	// password must not stay in the store's files after its job ends.
+	Erase(ctx context.Context, seq uint64) error
 }
 
 // Intents records which job last started to create or drop a username, so
@@ -92,10 +97,11 @@ type Config struct {
 	Secrets SecretStore
 	Results ResultStore
 	Intents Intents
-	// Pending, when set, makes each target's jobs wait for the target's
+	// Jobs, when set, makes each target's jobs wait for the target's
 	// older jobs still in the stream (held by a process that died, or
-	// waiting for redelivery), so order holds across processes.
-	Pending          Pending
+	// waiting for redelivery), so order holds across processes, and erases
+	// jobs that carried a sealed password once they are answered.
+	Jobs             JobsStream
 	GeneratePassword func() (string, error)
 	// RetryBudget is how long a job's transient MySQL faults are retried,
 	// counted from when this worker received it.
@@ -350,7 +356,9 @@ func (w *Worker) process(d *delivery) {
 				w.handBack(d, log, "republish the stored result", err)
 				return
 			}
-			w.ack(d, seq)
+			if !w.finish(d, seq) {
+				return
+			}
 			log.Info("job", zap.Int("attempt", 0), zap.Duration("duration", time.Since(start)),
 				zap.String("outcome", "already_done"))
 			w.cfg.Observer.JobDone(res.Op, "already_done", "", time.Since(start))
@@ -409,7 +417,9 @@ func (w *Worker) process(d *delivery) {
 		w.handBack(d, log, "publish the result", err)
 		return
 	}
-	w.ack(d, seq)
+	if !w.finish(d, seq) {
+		return
+	}
 	elapsed := time.Since(start)
 	fields := []zap.Field{zap.Int("attempt", attempts), zap.Duration("duration", elapsed),
 		zap.String("outcome", res.Status)}
@@ -422,9 +432,30 @@ func (w *Worker) process(d *delivery) {
 	w.cfg.Observer.JobDone(res.Op, res.Status, code, elapsed)
 }
 
-// ack acknowledges a finished job. The ack is not waited for; the lane
-// remembers it so that its next job's order check does not mistake the
-// finished job for a pending one.
+// finish erases a job that carried a sealed password and acknowledges it.
+// The ack is not waited for; the lane remembers it so that its next job's
+// order check does not mistake the finished job for a pending one. It
+// returns false when the job could not be erased: it is then handed back,
+// and its next delivery answers from the stored result and erases it.
+func (w *Worker) finish(d *delivery, seq uint64) bool {
+	if w.cfg.Jobs != nil && seq != 0 && bytes.Contains(d.msg.Data(), []byte(`"password"`)) {
+		err := w.natsRetry(func(ctx context.Context) error {
+			err := w.cfg.Jobs.Erase(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return nil // erased by an earlier delivery
+			}
+			return err
+		})
+		if err != nil {
+			w.handBack(d, w.log, "erase the job's sealed password", err)
+			return false
+		}
+	}
+	w.ack(d, seq)
+	return true
+}
+
+// ack acknowledges a finished job (see finish).
 func (w *Worker) ack(d *delivery, seq uint64) {
 	_ = d.msg.Ack()
 	if d.lane != nil && seq != 0 {
@@ -436,14 +467,14 @@ func (w *Worker) ack(d *delivery, seq uint64) {
 // still in the stream, other than ones this lane has just acknowledged.
 func (w *Worker) inTurn(d *delivery, seq uint64) (bool, error) {
 	filter := targetFilter(w.cfg.Prefix, d.msg.Subject())
-	if w.cfg.Pending == nil || d.lane == nil || seq == 0 || filter == "" {
+	if w.cfg.Jobs == nil || d.lane == nil || seq == 0 || filter == "" {
 		return true, nil
 	}
 	ctx, cancel := context.WithTimeout(w.hardCtx, 5*time.Second)
 	defer cancel()
 	from := uint64(1)
 	for range 64 {
-		first, err := w.cfg.Pending.First(ctx, filter, from)
+		first, err := w.cfg.Jobs.First(ctx, filter, from)
 		if err != nil {
 			return false, err
 		}

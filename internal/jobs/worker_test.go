@@ -454,6 +454,8 @@ func TestRetriesAndFailures(t *testing.T) {
 // fakePending says which sequences are still in the stream.
 type fakePending struct{ seqs []uint64 }
 
+func (p fakePending) Erase(context.Context, uint64) error { return nil }
+
 func (p fakePending) First(_ context.Context, _ string, from uint64) (uint64, error) {
 	for _, s := range p.seqs {
 		if s >= from {
@@ -478,7 +480,7 @@ func TestOlderPendingJobHoldsBackNewerOne(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, time.Second)
-			h.w.cfg.Pending = fakePending{seqs: tt.pending}
+			h.w.cfg.Jobs = fakePending{seqs: tt.pending}
 			l := &lane{key: "app", acked: map[uint64]struct{}{}}
 			for _, s := range tt.acked {
 				l.acked[s] = struct{}{}

@@ -65,6 +65,14 @@ func (f flavor) globalHolders() string {
 		" UNION SELECT USER FROM mysql.global_grants"
 }
 
+// accountsTable is the table with one row per account.
+func (f flavor) accountsTable() string {
+	if f == flavorMariaDB {
+		return "mysql.global_priv"
+	}
+	return "mysql.user"
+}
+
 // roleHolders is a query for the usernames granted a role or a proxy.
 func (f flavor) roleHolders() string {
 	if f == flavorMariaDB {
@@ -99,10 +107,14 @@ type state struct {
 	readOnly bool // granted, and none of the write privileges
 }
 
-// inspect reads the privilege tables for username. The reads are not a
-// snapshot, but the caller serializes operations per target and account
-// statements of other tenants cannot turn a foreign account into ours.
-func (t *Target) inspect(ctx context.Context, username string) (state, error) {
+// inspect reads the privilege tables for username in one round trip. With
+// anyHost, an account of that name on any host counts (create must refuse
+// it; delete ends every session of the name); without it only
+// username@'%' is looked at, through primary keys and the User index, so
+// a reset costs the server almost nothing beyond its ALTER USER. The reads
+// are not a snapshot, but the caller serializes operations per target and
+// other tenants' account statements cannot turn a foreign account into ours.
+func (t *Target) inspect(ctx context.Context, username string, anyHost bool) (state, error) {
 	var st state
 	fl, err := t.detect(ctx)
 	if err != nil {
@@ -111,71 +123,55 @@ func (t *Target) inspect(ctx context.Context, username string) (state, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 
-	var q string
+	u, db, pattern := username, t.database, escapePattern(t.database)
+	var parts []string
+	var args []any
+	col := func(expr string, a ...any) {
+		parts = append(parts, "("+expr+")")
+		args = append(args, a...)
+	}
+	// The account at '%' and its global privileges.
 	if fl == flavorMariaDB {
-		q = "SELECT COUNT(*), COALESCE(SUM(Host <> '%' OR JSON_VALUE(Priv, '$.access') <> '0'), 0) FROM mysql.global_priv WHERE User = ?"
+		col("SELECT COUNT(*) FROM mysql.global_priv WHERE Host = '%' AND User = ?", u)
+		col("SELECT COUNT(*) FROM mysql.global_priv WHERE Host = '%' AND User = ? AND JSON_VALUE(Priv, '$.access') <> '0'", u)
 	} else {
-		q = "SELECT (SELECT COUNT(*) FROM mysql.user WHERE User = ?), (SELECT COUNT(*) FROM (" + fl.globalHolders() + ") g WHERE g.User = ?)"
+		col("SELECT COUNT(*) FROM mysql.user WHERE Host = '%' AND User = ?", u)
+		col("SELECT COUNT(*) FROM ("+fl.globalHolders()+") g WHERE g.User = ?", u)
 	}
-	var accounts, global int
-	args := []any{username}
-	if fl != flavorMariaDB {
-		args = append(args, username)
+	// Accounts of the same name on other hosts.
+	if anyHost {
+		col("SELECT COUNT(*) FROM "+fl.accountsTable()+" WHERE User = ? AND Host <> '%'", u)
+	} else {
+		col("SELECT 0")
 	}
-	if err := t.db.QueryRowContext(ctx, q, args...).Scan(&accounts, &global); err != nil {
-		return st, fmt.Errorf("read accounts: %w", err)
+	// Database-level grants (mysql.db has an index on User).
+	here := "User = ? AND Host = '%' AND Db IN (?, ?)"
+	col("SELECT COUNT(*) FROM mysql.db WHERE User = ? AND NOT (Host = '%' AND Db IN (?, ?))", u, db, pattern)
+	col("SELECT COUNT(*) FROM mysql.db WHERE "+here+" AND Select_priv = 'Y'", u, db, pattern)
+	col("SELECT COUNT(*) FROM mysql.db WHERE "+here+" AND Select_priv <> 'Y'", u, db, pattern)
+	col("SELECT COUNT(*) FROM mysql.db WHERE "+here+" AND "+fl.writeExpr(""), u, db, pattern)
+	// Object-level grants and roles elsewhere, then object grants here.
+	col(`SELECT (SELECT COUNT(*) FROM mysql.tables_priv WHERE User = ? AND (Host <> '%' OR Db <> ?)) +
+		(SELECT COUNT(*) FROM mysql.columns_priv WHERE User = ? AND (Host <> '%' OR Db <> ?)) +
+		(SELECT COUNT(*) FROM mysql.procs_priv WHERE User = ? AND (Host <> '%' OR Db <> ?)) +
+		(SELECT COUNT(*) FROM (`+fl.roleHolders()+`) r WHERE r.User = ?)`, u, db, u, db, u, db, u)
+	col(`SELECT (SELECT COUNT(*) FROM mysql.tables_priv WHERE User = ? AND Host = '%' AND Db = ?) +
+		(SELECT COUNT(*) FROM mysql.procs_priv WHERE User = ? AND Host = '%' AND Db = ?)`, u, db, u, db)
+
+	var atPercent, global, otherHosts, elsewhere, granted, noSelect, writes, outside, inside int
+	err = t.db.QueryRowContext(ctx, "SELECT "+strings.Join(parts, ", "), args...).
+		Scan(&atPercent, &global, &otherHosts, &elsewhere, &granted, &noSelect, &writes, &outside, &inside)
+	if err != nil {
+		return st, fmt.Errorf("read the account's privileges: %w", err)
 	}
-	st.exists = accounts > 0
+	st.exists = atPercent > 0 || otherHosts > 0
 	if !st.exists {
 		return st, nil
 	}
-	st.foreign = global > 0
-
-	rows, err := t.db.QueryContext(ctx,
-		"SELECT Host = '%' AND Db IN (?, ?), Select_priv = 'Y', "+fl.writeExpr("")+" FROM mysql.db WHERE User = ?",
-		t.database, escapePattern(t.database), username)
-	if err != nil {
-		return st, fmt.Errorf("read database grants: %w", err)
-	}
-	canWrite := false
-	for rows.Next() {
-		var here, sel, write bool
-		if err := rows.Scan(&here, &sel, &write); err != nil {
-			rows.Close()
-			return st, fmt.Errorf("read database grants: %w", err)
-		}
-		switch {
-		case !here:
-			st.foreign = true
-		case sel:
-			st.granted = true
-			canWrite = canWrite || write
-		default:
-			st.inside = true
-			canWrite = canWrite || write
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return st, fmt.Errorf("read database grants: %w", err)
-	}
-	st.readOnly = st.granted && !canWrite
-
-	var outside, inside int
-	err = t.db.QueryRowContext(ctx, `SELECT
-		(SELECT COUNT(*) FROM mysql.tables_priv WHERE User = ? AND (Host <> '%' OR Db <> ?)) +
-		(SELECT COUNT(*) FROM mysql.columns_priv WHERE User = ? AND (Host <> '%' OR Db <> ?)) +
-		(SELECT COUNT(*) FROM mysql.procs_priv WHERE User = ? AND (Host <> '%' OR Db <> ?)) +
-		(SELECT COUNT(*) FROM (`+fl.roleHolders()+`) r WHERE r.User = ?),
-		(SELECT COUNT(*) FROM mysql.tables_priv WHERE User = ? AND Host = '%' AND Db = ?) +
-		(SELECT COUNT(*) FROM mysql.procs_priv WHERE User = ? AND Host = '%' AND Db = ?)`,
-		username, t.database, username, t.database, username, t.database, username,
-		username, t.database, username, t.database).Scan(&outside, &inside)
-	if err != nil {
-		return st, fmt.Errorf("read object grants: %w", err)
-	}
-	st.foreign = st.foreign || outside > 0
-	st.inside = st.inside || inside > 0
+	st.foreign = atPercent == 0 || global > 0 || otherHosts > 0 || elsewhere > 0 || outside > 0
+	st.granted = granted > 0
+	st.inside = noSelect > 0 || inside > 0
+	st.readOnly = st.granted && writes == 0
 	return st, nil
 }
 

@@ -148,7 +148,7 @@ func (t *Target) Create(ctx context.Context, username, password string, readOnly
 	if t.protected[username] {
 		return ErrUserExists
 	}
-	st, err := t.inspect(ctx, username)
+	st, err := t.inspect(ctx, username, true)
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func (t *Target) Abandon(ctx context.Context, username string, intent Intent) er
 	if err != nil || !mine {
 		return err
 	}
-	st, err := t.inspect(ctx, username)
+	st, err := t.inspect(ctx, username, true)
 	if err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func (t *Target) revokeAll(ctx context.Context, username string) error {
 // ResetPassword sets a new password on an account that belongs to the target.
 // Open sessions are left alone.
 func (t *Target) ResetPassword(ctx context.Context, username, password string) (Account, error) {
-	acct, err := t.owned(ctx, username)
+	acct, err := t.owned(ctx, username, false)
 	if err != nil {
 		return acct, err
 	}
@@ -254,7 +254,8 @@ func (t *Target) ResetPassword(ctx context.Context, username, password string) (
 // account is already gone and intent says this job recorded the drop
 // earlier, the sessions are ended and the delete reports success.
 func (t *Target) Delete(ctx context.Context, username string, intent Intent) (Account, error) {
-	acct, err := t.owned(ctx, username)
+	// Delete looks at every host: it ends every session of the name.
+	acct, err := t.owned(ctx, username, true)
 	if errors.Is(err, errGone) {
 		mine, ierr := intent.Mine(ctx)
 		if ierr != nil {
@@ -283,12 +284,12 @@ var errGone = fmt.Errorf("%w: no account of that name exists", ErrUserNotFound)
 
 // owned inspects username and returns its Account when it belongs to the
 // target and may be changed.
-func (t *Target) owned(ctx context.Context, username string) (Account, error) {
+func (t *Target) owned(ctx context.Context, username string, anyHost bool) (Account, error) {
 	acct := Account{Username: username, Protected: t.protected[username]}
 	if acct.Protected {
 		return acct, ErrProtected
 	}
-	st, err := t.inspect(ctx, username)
+	st, err := t.inspect(ctx, username, anyHost)
 	if err != nil {
 		return acct, err
 	}

@@ -179,7 +179,16 @@ func TestForeignAccountsAreNeverTouched(t *testing.T) {
 	f.Exec("GRANT SELECT ON `"+f.Database+"`.* TO ?@'%'", local)
 	f.Exec("CREATE USER ?@'localhost' IDENTIFIED BY ?", local, mysqltest.Password())
 
-	for _, u := range []string{two, glob, tbl, local, other.Protected, other.Admin, f.Admin} {
+	// A reset touches only username@'%'; its namesake on another host is
+	// a different account, left as it is.
+	if _, err := tg.ResetPassword(ctx, local, mysqltest.Password()); err != nil {
+		t.Errorf("reset %s@'%%' beside %s@localhost: %v", local, local, err)
+	}
+	// A delete ends every session of the name, so a namesake makes it foreign.
+	if _, err := tg.Delete(ctx, local, mine()); !errors.Is(err, mysqlops.ErrForeign) {
+		t.Errorf("delete %s with a namesake on another host: %v, want ErrForeign", local, err)
+	}
+	for _, u := range []string{two, glob, tbl, other.Protected, other.Admin, f.Admin} {
 		if _, err := tg.ResetPassword(ctx, u, mysqltest.Password()); !errors.Is(err, mysqlops.ErrForeign) {
 			t.Errorf("reset %s: %v, want ErrForeign", u, err)
 		}

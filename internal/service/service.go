@@ -112,7 +112,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		Secrets:          vault.NewStore(objs.Vault, cfg.Vault.TTL),
 		Results:          jobs.NewStreamResults(js, objs.Results),
 		Intents:          jobs.NewKVIntents(objs.Intents),
-		Pending:          jobs.NewStreamPending(objs.Jobs),
+		Jobs:             jobs.NewStreamJobs(objs.Jobs),
 		GeneratePassword: gen,
 		RetryBudget:      cfg.Retry.Budget,
 		AckWait:          cfg.NATS.AckWait,
