@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/internal/streams"
 )
 
 // collect reads results from sub until every id in want has one, and
@@ -206,3 +208,47 @@ type recordIntent struct{ recorded bool }
 
 func (i *recordIntent) Mine(context.Context) (bool, error) { return i.recorded, nil }
 func (i *recordIntent) Record(context.Context) error       { i.recorded = true; return nil }
+
+// TestStuckTargetHoldsUpOnlyItself: 5,000 jobs (more than the old 4,096
+// ack-pending window) of a target whose MySQL does
+// not answer, published ahead of another target's jobs in the same
+// partition: the other target's jobs still finish at once.
+func TestStuckTargetHoldsUpOnlyItself(t *testing.T) {
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	// Two target names in one partition.
+	var stuckName string
+	for i := 0; ; i++ {
+		if name := fmt.Sprintf("stuck%d", i); streams.Partition(name, 8) == streams.Partition("live", 8) {
+			stuckName = name
+			break
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := l.Addr().String()
+	l.Close()
+	stuck := config.Target{Name: stuckName, DSN: "adm:pw@tcp(" + deadAddr + ")/", Database: "gone_db"}
+	e := startWorker(t, []config.Target{target("live", f), stuck}, func(c *config.Config) { c.Retry.Budget = 5 * time.Minute })
+
+	js := e.js
+	for i := range 5000 {
+		body := fmt.Sprintf(`{"id":"stuck-%d","username":"stuck_user%d"}`, i, i)
+		if _, err := js.PublishAsync(prefix+".jobs."+stuckName+".user.delete", []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("publishing the stuck target's jobs did not finish")
+	}
+	start := time.Now()
+	for i := range 20 {
+		wantOK(t, e.job("live", "list", map[string]any{"id": fmt.Sprintf("live-%d", i)}))
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Fatalf("the live target's 20 jobs took %v behind a stuck target in its partition", took)
+	}
+}

@@ -25,6 +25,18 @@ func (r *StreamResults) Publish(ctx context.Context, subject string, data []byte
 	return err
 }
 
+// PublishNew publishes data on subject only if the stream holds no message
+// on it yet (expected last subject sequence 0).
+func (r *StreamResults) PublishNew(ctx context.Context, subject string, data []byte) (bool, error) {
+	_, err := r.js.Publish(ctx, subject, data, jetstream.WithExpectLastSequencePerSubject(0))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return true, nil
+	}
+	return false, err
+}
+
 // Lookup returns the result stored on subject, if any.
 func (r *StreamResults) Lookup(ctx context.Context, subject string) ([]byte, bool, error) {
 	msg, err := r.stream.GetLastMsgForSubject(ctx, subject)

@@ -44,6 +44,9 @@ type SecretStore interface {
 // ResultStore publishes results and finds one already published.
 type ResultStore interface {
 	Publish(ctx context.Context, subject string, data []byte) error
+	// PublishNew publishes data on subject unless a result is stored
+	// there already, which it reports with exists=true.
+	PublishNew(ctx context.Context, subject string, data []byte) (exists bool, err error)
 	// Lookup returns the stored result on subject, or ok=false.
 	Lookup(ctx context.Context, subject string) (data []byte, ok bool, err error)
 }
@@ -123,10 +126,13 @@ type Worker struct {
 	cfg Config
 	log *zap.Logger
 
-	mu       sync.Mutex
-	lanes    map[string]*lane
-	stopping bool
-	running  sync.WaitGroup
+	mu    sync.Mutex
+	lanes map[string]*lane
+	// lastAcked is, per target, the stream sequence of the newest job this
+	// worker acknowledged; the stream may not have applied the ack yet.
+	lastAcked map[string]uint64
+	stopping  bool
+	running   sync.WaitGroup
 
 	stopCtx  context.Context // ends when shutdown starts: no new attempts
 	stopNow  context.CancelFunc
@@ -139,10 +145,6 @@ type lane struct {
 	key     string
 	queue   []*delivery
 	current *delivery
-	// acked holds the stream sequences this lane acknowledged whose
-	// deletion the stream may not have applied yet. Only the lane's own
-	// goroutine touches it.
-	acked map[uint64]struct{}
 }
 
 type delivery struct {
@@ -176,7 +178,7 @@ func NewWorker(cfg Config) (*Worker, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, lanes: map[string]*lane{}}
+	w := &Worker{cfg: cfg, log: cfg.Logger, lanes: map[string]*lane{}, lastAcked: map[string]uint64{}}
 	w.stopCtx, w.stopNow = context.WithCancel(context.Background())
 	w.hardCtx, w.hardStop = context.WithCancel(context.Background())
 	return w, nil
@@ -254,15 +256,30 @@ func (w *Worker) dispatch(msg jetstream.Msg) {
 	}
 	l, ok := w.lanes[key]
 	if !ok {
-		l = &lane{key: key, acked: map[uint64]struct{}{}}
+		l = &lane{key: key}
 		w.lanes[key] = l
 		w.running.Add(1)
 		go w.runLane(l)
+	}
+	if len(l.queue) >= MaxQueuedPerTarget {
+		// The consumer delivers a partition in stream order, up to its
+		// ack-pending limit: a target that is stuck or flooded must not
+		// fill that window, or the partition's other targets would wait
+		// behind it. Its excess goes back for later; the order check keeps
+		// its jobs in order when they return.
+		w.mu.Unlock()
+		_ = msg.NakWithDelay(2 * time.Second)
+		w.cfg.Observer.HandedBack("target queue full")
+		return
 	}
 	d.lane = l
 	l.queue = append(l.queue, d)
 	w.mu.Unlock()
 }
+
+// MaxQueuedPerTarget bounds the jobs of one target waiting in a worker; see
+// dispatch. It is well under the partition consumers' ack-pending limit.
+const MaxQueuedPerTarget = 1024
 
 // runLane processes one lane's jobs in order and ends when it is empty.
 func (w *Worker) runLane(l *lane) {
@@ -342,30 +359,7 @@ func (w *Worker) process(d *delivery) {
 		zap.String("op", string(res.Op)), zap.String("username", job.Username),
 		zap.Uint64("delivery", delivered))
 
-	// A job id already answered (republished after the duplicate window,
-	// or redelivered after its result was stored) changes nothing: its
-	// stored result is published again, whatever the body says now.
-	if validTarget(target) && !strings.HasPrefix(res.ID, "seq-") {
-		stored, ok, err := w.lookup(subject)
-		if err != nil {
-			w.handBack(d, log, "look up an earlier result", err)
-			return
-		}
-		if ok {
-			if err := w.publish(subject, stored); err != nil {
-				w.handBack(d, log, "republish the stored result", err)
-				return
-			}
-			if !w.finish(d, seq) {
-				return
-			}
-			log.Info("job", zap.Int("attempt", 0), zap.Duration("duration", time.Since(start)),
-				zap.String("outcome", "already_done"))
-			w.cfg.Observer.JobDone(res.Op, "already_done", "", time.Since(start))
-			return
-		}
-	}
-
+	// Everything decided from the job alone comes first.
 	var password string
 	var ops Ops
 	if jerr == nil && job.SealedPassword != "" {
@@ -377,8 +371,22 @@ func (w *Worker) process(d *delivery) {
 			jerr = Errorf(CodeUnknownTarget, "target %q is not configured on this worker", job.Target)
 		}
 	}
-
-	if jerr == nil {
+	// A job id already answered (republished after the duplicate window,
+	// or redelivered after its result was stored) changes nothing: its
+	// stored result is published again, whatever the body says now. A
+	// valid job looks first; a refused one publishes only where no result
+	// is stored yet, which tells the same in one round trip.
+	keyed := validTarget(target) && !strings.HasPrefix(res.ID, "seq-")
+	if jerr == nil && keyed {
+		stored, ok, err := w.lookup(subject)
+		if err != nil {
+			w.handBack(d, log, "look up an earlier result", err)
+			return
+		}
+		if ok {
+			w.answerStored(d, log, seq, subject, stored, res.Op, start)
+			return
+		}
 		turn, err := w.inTurn(d, seq)
 		if err != nil || !turn {
 			w.handBack(d, log, "an older job of this target is still pending", err)
@@ -405,7 +413,22 @@ func (w *Worker) process(d *delivery) {
 		res.Status = StatusOK
 	}
 	data := res.AppendJSON(make([]byte, 0, 512))
-	err := w.publish(subject, data)
+	var err error
+	if jerr != nil && keyed && !executed(jerr) {
+		var exists bool
+		exists, err = w.publishNew(subject, data)
+		if err == nil && exists {
+			stored, ok, lerr := w.lookup(subject)
+			if lerr != nil || !ok {
+				w.handBack(d, log, "look up an earlier result", lerr)
+				return
+			}
+			w.answerStored(d, log, seq, subject, stored, res.Op, start)
+			return
+		}
+	} else {
+		err = w.publish(subject, data)
+	}
 	if errors.Is(err, nats.ErrMaxPayload) {
 		// Retrying cannot help: answer with a short error instead.
 		jerr = Errorf(CodeInternal, "the result is larger than the NATS server accepts; ask for a smaller page (limit)")
@@ -432,13 +455,37 @@ func (w *Worker) process(d *delivery) {
 	w.cfg.Observer.JobDone(res.Op, res.Status, code, elapsed)
 }
 
+// executed reports whether an error came from running the job against
+// MySQL, as opposed to refusing it from the job alone.
+func executed(jerr *Error) bool {
+	switch jerr.Code {
+	case CodeInvalidJob, CodeInvalidUsername, CodeInvalidPassword, CodeUnknownTarget:
+		return false
+	}
+	return true
+}
+
+// answerStored republishes a job's stored result and finishes the job.
+func (w *Worker) answerStored(d *delivery, log *zap.Logger, seq uint64, subject string, stored []byte, op Op, start time.Time) {
+	if err := w.publish(subject, stored); err != nil {
+		w.handBack(d, log, "republish the stored result", err)
+		return
+	}
+	if !w.finish(d, seq) {
+		return
+	}
+	log.Info("job", zap.Int("attempt", 0), zap.Duration("duration", time.Since(start)),
+		zap.String("outcome", "already_done"))
+	w.cfg.Observer.JobDone(op, "already_done", "", time.Since(start))
+}
+
 // finish erases a job that carried a sealed password and acknowledges it.
 // The ack is not waited for; the lane remembers it so that its next job's
 // order check does not mistake the finished job for a pending one. It
 // returns false when the job could not be erased: it is then handed back,
 // and its next delivery answers from the stored result and erases it.
 func (w *Worker) finish(d *delivery, seq uint64) bool {
-	if w.cfg.Jobs != nil && seq != 0 && bytes.Contains(d.msg.Data(), []byte(`"password"`)) {
+	if w.cfg.Jobs != nil && seq != 0 && mayHoldPassword(d.msg.Data()) {
 		err := w.natsRetry(func(ctx context.Context) error {
 			err := w.cfg.Jobs.Erase(ctx, seq)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -455,45 +502,43 @@ func (w *Worker) finish(d *delivery, seq uint64) bool {
 	return true
 }
 
+// mayHoldPassword reports whether a job body may carry a password field:
+// the key spelled out, or written with \u escapes (the only JSON escape
+// that can spell letters).
+func mayHoldPassword(body []byte) bool {
+	return bytes.Contains(body, []byte("password")) || bytes.Contains(body, []byte(`\u`))
+}
+
 // ack acknowledges a finished job (see finish).
 func (w *Worker) ack(d *delivery, seq uint64) {
 	_ = d.msg.Ack()
 	if d.lane != nil && seq != 0 {
-		d.lane.acked[seq] = struct{}{}
+		w.mu.Lock()
+		w.lastAcked[d.lane.key] = max(w.lastAcked[d.lane.key], seq)
+		w.mu.Unlock()
 	}
 }
 
 // inTurn reports whether a job may run now: no older job of its target is
-// still in the stream, other than ones this lane has just acknowledged.
+// still in the stream. A target's jobs run in stream order, so every job
+// this worker acknowledged is older than any job of the target still
+// pending; the search starts after the newest of them, whose deletion the
+// stream may not have applied yet. One direct get.
 func (w *Worker) inTurn(d *delivery, seq uint64) (bool, error) {
 	filter := targetFilter(w.cfg.Prefix, d.msg.Subject())
 	if w.cfg.Jobs == nil || d.lane == nil || seq == 0 || filter == "" {
 		return true, nil
 	}
+	w.mu.Lock()
+	from := w.lastAcked[d.lane.key] + 1
+	w.mu.Unlock()
 	ctx, cancel := context.WithTimeout(w.hardCtx, 5*time.Second)
 	defer cancel()
-	from := uint64(1)
-	for range 64 {
-		first, err := w.cfg.Jobs.First(ctx, filter, from)
-		if err != nil {
-			return false, err
-		}
-		if first == 0 || first >= seq {
-			// Acknowledged sequences below the oldest pending one are
-			// gone from the stream: forget them.
-			for s := range d.lane.acked {
-				if s < first || first == 0 {
-					delete(d.lane.acked, s)
-				}
-			}
-			return true, nil
-		}
-		if _, ok := d.lane.acked[first]; !ok {
-			return false, nil
-		}
-		from = first + 1
+	first, err := w.cfg.Jobs.First(ctx, filter, from)
+	if err != nil {
+		return false, err
 	}
-	return false, nil
+	return first == 0 || first >= seq, nil
 }
 
 // targetFilter returns the stored-subject filter of a partitioned job's
@@ -553,6 +598,20 @@ func (w *Worker) lookup(subject string) (data []byte, ok bool, err error) {
 		return lerr
 	})
 	return data, ok, err
+}
+
+// publishNew publishes data on subject only when no result is stored there
+// yet; exists reports that one was.
+func (w *Worker) publishNew(subject string, data []byte) (exists bool, err error) {
+	err = w.natsRetry(func(ctx context.Context) error {
+		var perr error
+		exists, perr = w.cfg.Results.PublishNew(ctx, subject, data)
+		if errors.Is(perr, nats.ErrMaxPayload) {
+			return backoff.Permanent(perr)
+		}
+		return perr
+	})
+	return exists, err
 }
 
 func (w *Worker) publish(subject string, data []byte) error {

@@ -169,6 +169,15 @@ func (r *fakeResults) Publish(_ context.Context, subject string, data []byte) er
 	r.pubs++
 	return nil
 }
+func (r *fakeResults) PublishNew(ctx context.Context, subject string, data []byte) (bool, error) {
+	r.mu.Lock()
+	_, exists := r.stored[subject]
+	r.mu.Unlock()
+	if exists {
+		return true, nil
+	}
+	return false, r.Publish(ctx, subject, data)
+}
 func (r *fakeResults) Lookup(_ context.Context, subject string) ([]byte, bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -467,24 +476,22 @@ func (p fakePending) First(_ context.Context, _ string, from uint64) (uint64, er
 
 func TestOlderPendingJobHoldsBackNewerOne(t *testing.T) {
 	tests := []struct {
-		name    string
-		pending []uint64 // in the stream; the job itself is 7
-		acked   []uint64 // acknowledged by this lane already
-		wantRun bool
+		name      string
+		pending   []uint64 // in the stream; the job itself is 7
+		lastAcked uint64   // the newest job of the target this worker acked
+		wantRun   bool
 	}{
-		{"oldest", []uint64{7, 9}, nil, true},
-		{"older job pending elsewhere", []uint64{3, 7}, nil, false},
-		{"older job acked by this lane", []uint64{3, 7}, []uint64{3}, true},
-		{"two older, one acked", []uint64{3, 5, 7}, []uint64{3}, false},
+		{"oldest", []uint64{7, 9}, 0, true},
+		{"older job pending elsewhere", []uint64{3, 7}, 0, false},
+		{"older job acked here, deletion not applied yet", []uint64{3, 7}, 3, true},
+		{"two older, one acked", []uint64{3, 5, 7}, 3, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, time.Second)
 			h.w.cfg.Jobs = fakePending{seqs: tt.pending}
-			l := &lane{key: "app", acked: map[uint64]struct{}{}}
-			for _, s := range tt.acked {
-				l.acked[s] = struct{}{}
-			}
+			l := &lane{key: "app"}
+			h.w.lastAcked["app"] = tt.lastAcked
 			m := &fakeMsg{subject: stored("dbusers.jobs.app.user.delete"), header: nats.Header{},
 				data: []byte(`{"id":"t1","username":"good_user"}`), seq: 7}
 			h.w.process(&delivery{msg: m, received: time.Now(), lane: l})
@@ -495,9 +502,44 @@ func TestOlderPendingJobHoldsBackNewerOne(t *testing.T) {
 			if !tt.wantRun && (!m.naked || m.acked || h.results.pubs != 0) {
 				t.Fatalf("held-back job: naked %v acked %v results %d; want handed back, no result", m.naked, m.acked, h.results.pubs)
 			}
-			if tt.wantRun && !m.acked {
-				t.Fatal("job that ran was not acked")
+			if tt.wantRun && (!m.acked || h.w.lastAcked["app"] != 7) {
+				t.Fatalf("job that ran: acked %v, lastAcked %d", m.acked, h.w.lastAcked["app"])
 			}
 		})
+	}
+}
+
+func TestMayHoldPassword(t *testing.T) {
+	tests := map[string]bool{
+		`{"id":"a","username":"x","password":"c2VhbGVk"}`:      true,
+		`{"id":"a","username":"x","pass\u0077ord":"c2VhbGVk"}`: true,
+		`{"id":"a","username":"x"}`:                            false,
+		`{"id":"a","after":"user_a","limit":10}`:               false,
+		`not json but mentions password`:                       true,
+	}
+	for body, want := range tests {
+		if got := mayHoldPassword([]byte(body)); got != want {
+			t.Errorf("mayHoldPassword(%s) = %v, want %v", body, got, want)
+		}
+	}
+}
+
+// TestReplayWithInvalidBodyKeepsStoredResult: a job id answered before and
+// republished with a body that is now invalid (or for a target no longer
+// configured) is answered with the stored result, which stays as it was.
+func TestReplayWithInvalidBodyKeepsStoredResult(t *testing.T) {
+	h := newHarness(t, time.Second)
+	_, first := h.run(t, "delete", "rep-1", `{"id":"rep-1","username":"good_user"}`)
+	if first.Status != StatusOK {
+		t.Fatalf("first run: %+v", first)
+	}
+	subject := streams.ResultSubject("dbusers", "app", "rep-1")
+	before := string(h.results.stored[subject])
+	m, again := h.run(t, "delete", "rep-1", `{"id":"rep-1","username":"Bad Name!","extra":1}`)
+	if !m.acked || again.Status != StatusOK || string(h.results.stored[subject]) != before {
+		t.Fatalf("replay with an invalid body: acked %v, result %+v; the stored result must stay", m.acked, again)
+	}
+	if calls := h.ops.Calls(); len(calls) != 1 {
+		t.Fatalf("calls = %q, want the first delete only", calls)
 	}
 }

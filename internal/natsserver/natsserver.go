@@ -27,8 +27,11 @@ const readyTimeout = 10 * time.Second
 // Start runs an in-process nats-server with JetStream, listening on listen
 // (host:port; port 0 picks a free one) with its store in storeDir, and
 // returns once it accepts connections. A port already in use fails at once.
-// The caller stops it with Shutdown and WaitForShutdown. log may be nil.
-func Start(listen, storeDir string, log *zap.Logger) (*server.Server, error) {
+// With a storeKey, the store is encrypted at rest (ChaCha20-Poly1305), so
+// no job, result or sealed password is readable in its files, also after
+// deletion. The caller stops it with Shutdown and WaitForShutdown. log may
+// be nil.
+func Start(listen, storeDir, storeKey string, log *zap.Logger) (*server.Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -58,6 +61,10 @@ func Start(listen, storeDir string, log *zap.Logger) (*server.Server, error) {
 		JetStream:  true,
 		StoreDir:   storeDir,
 		NoSigs:     true, // the worker handles signals itself
+	}
+	if storeKey != "" {
+		opts.JetStreamKey = storeKey
+		opts.JetStreamCipher = server.ChaCha
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

@@ -1,6 +1,8 @@
 package natsserver
 
 import (
+	"bytes"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,7 +20,7 @@ import (
 
 func start(t *testing.T, listen, storeDir string, log *zap.Logger) *server.Server {
 	t.Helper()
-	s, err := Start(listen, storeDir, log)
+	s, err := Start(listen, storeDir, "", log)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -58,7 +60,7 @@ func TestStartServesJetStream(t *testing.T) {
 
 func TestRestartKeepsStreams(t *testing.T) {
 	store := t.TempDir()
-	first, err := Start("127.0.0.1:0", store, nil)
+	first, err := Start("127.0.0.1:0", store, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +105,7 @@ func TestStartErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			begin := time.Now()
-			s, err := Start(tt.listen, tt.store, nil)
+			s, err := Start(tt.listen, tt.store, "", nil)
 			if err == nil {
 				s.Shutdown()
 				t.Fatal("Start: want an error")
@@ -115,6 +117,73 @@ func TestStartErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
+			}
+		})
+	}
+}
+
+// TestStoreKeyEncryptsAtRest: with a store key, no payload, kept or
+// deleted, is readable in the store's files (without one, the kept payload
+// is: the control); the store reopens with the same key.
+func TestStoreKeyEncryptsAtRest(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		key       string
+		wantClear bool
+	}{
+		{"without key (control)", "", true},
+		{"with key", "0123456789abcdef0123456789abcdef", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			store := t.TempDir()
+			s, err := Start("127.0.0.1:0", store, tt.key, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+			js := connect(t, s)
+			st, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "SECRET", Subjects: []string{"secret.>"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			payload := "sealed-" + strings.Repeat("Z", 40)
+			deleted := "deleted-" + strings.Repeat("Y", 40)
+			ack, err := js.Publish(t.Context(), "secret.x", []byte(deleted))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.Publish(t.Context(), "secret.y", []byte(payload)); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.DeleteMsg(t.Context(), ack.Sequence); err != nil {
+				t.Fatal(err)
+			}
+			addr := s.Addr().String()
+			s.Shutdown()
+			s.WaitForShutdown()
+			found := false
+			_ = filepath.WalkDir(store, func(path string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					b, rerr := os.ReadFile(path)
+					if rerr == nil && bytes.Contains(b, []byte(payload)) {
+						found = true
+					}
+					if rerr == nil && tt.key != "" && bytes.Contains(b, []byte(deleted)) {
+						t.Errorf("a deleted payload is readable in %s", path)
+					}
+				}
+				return nil
+			})
+			if found != tt.wantClear {
+				t.Fatalf("payload in the store's files: %v, want %v", found, tt.wantClear)
+			}
+			again, err := Start(addr, store, tt.key, nil)
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			t.Cleanup(func() { again.Shutdown(); again.WaitForShutdown() })
+			if _, err := connect(t, again).Stream(t.Context(), "SECRET"); err != nil {
+				t.Fatalf("stream after reopening with the key: %v", err)
 			}
 		})
 	}

@@ -243,7 +243,11 @@ func (s *Service) connect(cfg *config.Config) error {
 		if cfg.NATS.Replicas > 1 {
 			return errors.New("nats.replicas: the embedded server is a single node; use replicas 1 or set nats.url to a cluster")
 		}
-		srv, err := natsserver.Start(cfg.NATS.Embedded.Listen, cfg.NATS.Embedded.StoreDir, s.log)
+		storeKey, err := s.keys.StoreKey()
+		if err != nil {
+			return err
+		}
+		srv, err := natsserver.Start(cfg.NATS.Embedded.Listen, cfg.NATS.Embedded.StoreDir, storeKey, s.log)
 		if err != nil {
 			return err
 		}

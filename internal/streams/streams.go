@@ -32,8 +32,10 @@ const (
 	// MaxJobSize bounds one job message (headers included): a job is a small
 	// JSON object, and the bound keeps a stray publish from filling the stream.
 	MaxJobSize = 64 * 1024
-	// MaxAckPending bounds the jobs in flight on one partition.
-	MaxAckPending = 4096
+	// MaxAckPending bounds the jobs in flight on one partition. The worker
+	// keeps at most 1,024 jobs of one target (jobs.MaxQueuedPerTarget), so
+	// a full window needs sixteen stuck targets in one partition.
+	MaxAckPending = 16384
 )
 
 // Settings are the configurable parts of the JetStream objects.

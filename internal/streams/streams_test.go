@@ -142,7 +142,7 @@ func TestEnsureIdempotent(t *testing.T) {
 		{"consumer filter", cc.FilterSubject, "dbusers.jobs.3.>"},
 		{"consumer ack wait", cc.AckWait, 30 * time.Second},
 		{"consumer max deliver", cc.MaxDeliver, -1},
-		{"consumer max ack pending", cc.MaxAckPending, 4096},
+		{"consumer max ack pending", cc.MaxAckPending, 16384},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {

@@ -6,7 +6,9 @@ package vault
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,6 +125,21 @@ func newKeys(kp nkeys.KeyPair) (*Keys, error) {
 
 // PublicKey returns the worker's curve public key ("X…"), as published on P.info.
 func (k *Keys) PublicKey() string { return k.pub }
+
+// StoreKey derives from the worker's seed the key that encrypts the
+// embedded nats-server's store at rest: the worker's one secret protects
+// both, and nothing else needs keeping.
+func (k *Keys) StoreKey() (string, error) {
+	seed, err := k.kp.Seed()
+	if err != nil {
+		return "", fmt.Errorf("vault: seed: %w", err)
+	}
+	defer wipe(seed)
+	h := sha256.New()
+	h.Write([]byte("dbusers jetstream store key\x00"))
+	h.Write(seed)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
 
 // OpenPassword opens a requester-chosen password: sealed is the job's
 // standard-base64 "password" field, senderPub the job's reply_key. The seal

@@ -1,0 +1,128 @@
+package vault_test
+
+// Benchmarks of sealing and opening passwords (issue 5). A seal is nacl box:
+// an X25519 shared key between the worker's key and the reply key, then
+// XSalsa20-Poly1305. The shared key is the expensive part, and the same for
+// every job of a batch that shares a reply key, so the benchmarks also show
+// what sealing costs once the shared key is known.
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+
+	"github.com/nats-io/nkeys"
+	"golang.org/x/crypto/curve25519"
+	"golang.org/x/crypto/nacl/box"
+
+	"github.com/dbusers/dbusers/internal/vault"
+)
+
+const (
+	benchJobID    = "job-01hzy3k8q4v7c2m9t5w6x0r1ab"
+	benchPassword = "Aq3vN7wL0pZ_x9Tb2Rk5Hs8Jd1Fg4Yc6Mn0Qe3Wu7Io2Pl5Ka8Sz1Xd4Cv7Bn9_r"
+)
+
+func benchKeys(b *testing.B) (*vault.Keys, nkeys.KeyPair, string) {
+	b.Helper()
+	worker, err := vault.LoadOrCreateKeys(filepath.Join(b.TempDir(), "worker.xk"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	requester, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub, err := requester.PublicKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return worker, requester, pub
+}
+
+// BenchmarkSealPassword is the worker sealing a generated password to a
+// reply key, as each generated-password job does now.
+func BenchmarkSealPassword(b *testing.B) {
+	worker, _, reqPub := benchKeys(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := worker.SealPassword(benchJobID, benchPassword, reqPub); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpenPassword is the worker opening a chosen password sealed by
+// the requester.
+func BenchmarkOpenPassword(b *testing.B) {
+	worker, requester, reqPub := benchKeys(b)
+	sealed, err := vault.SealChosenPassword(requester, worker.PublicKey(), benchJobID, benchPassword)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := worker.OpenPassword(sealed, reqPub, benchJobID); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSealParts splits a seal into its costs: the X25519 shared key
+// (box.Precompute, paid on every seal by nkeys), the payload encoding, and
+// the sealing itself with a shared key computed once (what a cache of
+// shared keys by reply key would leave per job).
+func BenchmarkSealParts(b *testing.B) {
+	var priv, peerPriv [32]byte
+	if _, err := rand.Read(priv[:]); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := rand.Read(peerPriv[:]); err != nil {
+		b.Fatal(err)
+	}
+	peerPubSlice, err := curve25519.X25519(peerPriv[:], curve25519.Basepoint)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var peerPub, shared [32]byte
+	copy(peerPub[:], peerPubSlice)
+	box.Precompute(&shared, &peerPub, &priv)
+	type payload struct {
+		JobID    *string `json:"job_id"`
+		Password *string `json:"password"`
+	}
+	jobID, password := benchJobID, benchPassword
+	plain, err := json.Marshal(payload{JobID: &jobID, Password: &password})
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	b.Run("x25519_shared_key", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			box.Precompute(&shared, &peerPub, &priv)
+		}
+	})
+	b.Run("payload_json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(payload{JobID: &jobID, Password: &password}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("seal_with_cached_shared_key", func(b *testing.B) {
+		out := make([]byte, 0, 4+24+len(plain)+box.Overhead)
+		b.ReportAllocs()
+		for b.Loop() {
+			var nonce [24]byte
+			if _, err := rand.Read(nonce[:]); err != nil {
+				b.Fatal(err)
+			}
+			out = append(out[:0], "xkv1"...)
+			out = append(out, nonce[:]...)
+			out = box.SealAfterPrecomputation(out, plain, &nonce, &shared)
+		}
+	})
+}
