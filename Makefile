@@ -31,3 +31,28 @@ lint:
 
 clean:
 	rm -rf bin data
+
+## bench: the performance benchmark of issue 5 (not part of test): the
+## worker against direct SQL on the local MariaDB, with a worker CPU
+## profile; prints a table and writes docs/benchmarks.md. Quick run:
+## make bench BENCH_FLAGS=-scale=0.1
+.PHONY: bench
+BENCH_FLAGS ?=
+bench:
+	scripts/mariadb-up.sh
+	$(GO) build -o bin/dbusers-bench ./cmd/dbusers-bench
+	bin/dbusers-bench -out docs/benchmarks.md -cpuprofile bin/worker-rotation.pprof $(BENCH_FLAGS)
+
+## fuzz: every fuzz target of the module (go test -list '^Fuzz'), one after
+## another, each for FUZZTIME (make fuzz FUZZTIME=5m). Their seed corpora
+## (testdata/fuzz/<FuzzName>/ and f.Add) run as unit tests in make test.
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz:
+	@list=$$($(GO) test -list '^Fuzz' $(PKGS)) || { echo "$$list"; exit 1; }; \
+	echo "$$list" | awk '/^Fuzz/ { n[++c] = $$1 } /^ok/ { for (i = 1; i <= c; i++) print $$2, n[i]; c = 0 }' | \
+	while read -r pkg name; do \
+		echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done

@@ -1,0 +1,220 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/dbusers/dbusers/internal/config"
+	"github.com/dbusers/dbusers/internal/jobs"
+	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/internal/streams"
+)
+
+// floodJob is one job of the flood test: what is published and the error
+// code its result must carry ("" for a valid job).
+type floodJob struct {
+	id, subject string
+	body        []byte
+	code        jobs.Code
+}
+
+// floodInvalid returns n invalid jobs for target, of kinds decided from
+// the job alone, each with its id as Nats-Msg-Id.
+func floodInvalid(target, replyKey string, n int) []floodJob {
+	kinds := []struct {
+		op   string
+		body string // %[1] is the id, %[2] a valid reply_key
+		code jobs.Code
+	}{
+		{"user.list", `not json %[1]s`, jobs.CodeInvalidJob},
+		{"user.create", `{"id":%[1]q,"username":"flood_user","readonly":true,"reply_key":%[2]q}`, jobs.CodeInvalidJob},
+		{"user.list", `{"id":%[1]q,"limit":0}`, jobs.CodeInvalidJob},
+		{"user.drop", `{"id":%[1]q}`, jobs.CodeInvalidJob},
+		{"user.delete", `{"id":%[1]q,"username":"root"}`, jobs.CodeInvalidUsername},
+		{"user.create", `{"id":%[1]q,"username":"flood_user","reply_key":%[2]q,"password":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`, jobs.CodeInvalidPassword},
+	}
+	out := make([]floodJob, n)
+	for i := range out {
+		k := kinds[i%len(kinds)]
+		id := fmt.Sprintf("bad-%05d", i)
+		out[i] = floodJob{id: id, subject: prefix + ".jobs." + target + "." + k.op,
+			body: fmt.Appendf(nil, k.body, id, replyKey), code: k.code}
+	}
+	return out
+}
+
+// floodCreate returns n create jobs for target, with generated passwords
+// (left in the vault), ids beginning with tag and unique usernames.
+func floodCreate(target, replyKey, tag string, n int) []floodJob {
+	run := mysqltest.Token(8) // usernames are server-wide
+	out := make([]floodJob, n)
+	for i := range out {
+		id := fmt.Sprintf("%s-%04d", tag, i)
+		out[i] = floodJob{id: id, subject: prefix + ".jobs." + target + ".user.create",
+			body: fmt.Appendf(nil, `{"id":%q,"username":"fl%s_%s_%03d","reply_key":%q}`, id, run, tag, i, replyKey)}
+	}
+	return out
+}
+
+// floodRun publishes batch over nc as fast as JetStream acks it and waits
+// until every job has its result on P.results.<target>.>, checking each
+// result's status and code. It returns how long that took, from the first
+// publish to the last result. It does not fail the test itself, so that it
+// can run in a goroutine.
+func floodRun(ctx context.Context, nc *nats.Conn, target string, batch []floodJob) (time.Duration, error) {
+	want := make(map[string]floodJob, len(batch))
+	for _, j := range batch {
+		want[j.id] = j
+	}
+	// Room for every result: a full channel would drop results.
+	results := make(chan *nats.Msg, 2*len(batch))
+	sub, err := nc.ChanSubscribe(prefix+".results."+target+".>", results)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.Flush(); err != nil {
+		return 0, err
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(512))
+	if err != nil {
+		return 0, err
+	}
+
+	start := time.Now()
+	acks := make([]jetstream.PubAckFuture, 0, len(batch))
+	for _, j := range batch {
+		msg := nats.NewMsg(j.subject)
+		msg.Data = j.body
+		msg.Header.Set(jetstream.MsgIDHeader, j.id)
+		f, err := js.PublishMsgAsync(msg)
+		if err != nil {
+			return 0, fmt.Errorf("publish %s: %w", j.id, err)
+		}
+		acks = append(acks, f)
+	}
+	for i, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return 0, fmt.Errorf("the jobs stream refused %s: %w", batch[i].id, err)
+		case <-ctx.Done():
+			return 0, fmt.Errorf("no ack for %s: %w", batch[i].id, ctx.Err())
+		}
+	}
+
+	got := make(map[string]bool, len(batch))
+	for len(got) < len(want) {
+		select {
+		case m := <-results:
+			var res jobs.Result
+			if err := json.Unmarshal(m.Data, &res); err != nil {
+				return 0, fmt.Errorf("result on %s: %w", m.Subject, err)
+			}
+			j, ok := want[res.ID]
+			if !ok {
+				continue // an earlier batch's
+			}
+			if got[res.ID] {
+				return 0, fmt.Errorf("two results for %s", res.ID)
+			}
+			got[res.ID] = true
+			switch {
+			case j.code == "" && res.Status != jobs.StatusOK:
+				return 0, fmt.Errorf("job %s failed: %+v", j.id, res.Error)
+			case j.code != "" && (res.Status != jobs.StatusError || res.Error == nil || res.Error.Code != j.code):
+				return 0, fmt.Errorf("job %s: result %+v (error %+v), want %s", j.id, res, res.Error, j.code)
+			}
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%d of %d results on %s.results.%s.>: %w", len(got), len(want), prefix, target, ctx.Err())
+		}
+	}
+	return time.Since(start), nil
+}
+
+// TestFloodOfInvalidJobs publishes 5,000 invalid jobs for target A (of
+// every kind decided from the job alone) at the same time as 100 create
+// jobs for target B: B's jobs finish in no more than twice the time they
+// take alone, and every invalid job gets its own error result, with the
+// right code, on P.results.A.>.
+func TestFloodOfInvalidJobs(t *testing.T) {
+	const (
+		invalid = 5000
+		valid   = 100
+	)
+	// A and B in different partitions, as two tenants usually are.
+	a, b := "flood-a", "flood-b"
+	parts := config.Default().NATS.Partitions
+	for i := 0; streams.Partition(a, parts) == streams.Partition(b, parts); i++ {
+		b = fmt.Sprintf("flood-b%d", i)
+	}
+	fa := mysqltest.NewFixture(t, mysqltest.Options{})
+	fb := mysqltest.NewFixture(t, mysqltest.Options{})
+	e := startWorker(t, []config.Target{target(a, fa), target(b, fb)}, nil)
+	ncA, ncB := connect(t, e.cfg.NATS.URL), connect(t, e.cfg.NATS.URL)
+	rk := newRequester(t).pub
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Second)
+	defer cancel()
+	// Warm up (pools, consumers), then B alone.
+	if _, err := floodRun(ctx, ncB, b, floodCreate(b, rk, "warm", 10)); err != nil {
+		t.Fatalf("warm-up: %v", err)
+	}
+	alone, err := floodRun(ctx, ncB, b, floodCreate(b, rk, "alone", valid))
+	if err != nil {
+		t.Fatalf("B alone: %v", err)
+	}
+
+	flood := floodInvalid(a, rk, invalid)
+	var (
+		wg                  sync.WaitGroup
+		start               = make(chan struct{})
+		floodTook, together time.Duration
+		floodErr, bErr      error
+	)
+	wg.Go(func() {
+		<-start
+		floodTook, floodErr = floodRun(ctx, ncA, a, flood)
+	})
+	wg.Go(func() {
+		<-start
+		together, bErr = floodRun(ctx, ncB, b, floodCreate(b, rk, "flood", valid))
+	})
+	close(start)
+	wg.Wait()
+	if floodErr != nil {
+		t.Fatalf("A's invalid jobs: %v", floodErr)
+	}
+	if bErr != nil {
+		t.Fatalf("B's jobs beside the flood: %v", bErr)
+	}
+	t.Logf("B's %d jobs: %v alone, %v beside %d invalid jobs of A (which took %v)", valid, alone, together, invalid, floodTook)
+	// The issue's bound is twice B's time alone, checked without the race
+	// detector. Under it (make test), every process on the two cores is
+	// slowed several times and CPU contention from the other test packages
+	// decides B's time; what is checked there is that B did not wait behind
+	// the flood: it finished in the first half of A's flood.
+	bound := 2 * alone
+	if raceDetector {
+		bound = floodTook / 2
+	}
+	if together > bound {
+		// Jobs handed back for a later delivery wait a second each.
+		handedBack := 0
+		for line := range strings.Lines(e.logs.String()) {
+			if strings.Contains(line, `"job handed back"`) && strings.Contains(line, `"target":"`+b+`"`) {
+				handedBack++
+			}
+		}
+		t.Fatalf("B's %d jobs took %v beside the flood, more than %v (%v alone; B's jobs handed back meanwhile: %d)",
+			valid, together, bound, alone, handedBack)
+	}
+}
