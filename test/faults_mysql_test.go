@@ -169,14 +169,7 @@ func TestStatementBoundedUnderBackupLock(t *testing.T) {
 	srv := mysqltest.StartServer(t)
 	f := mysqltest.NewFixture(t, mysqltest.Options{Server: srv})
 	ctx := context.Background()
-	lock, err := f.Root.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lock.Close() })
-	if _, err := lock.ExecContext(ctx, "FLUSH TABLES WITH READ LOCK"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := mysqltest.HoldBackupLock(t, f.Root)
 	db, err := mysqlops.OpenDB(f.AdminDSN)
 	if err != nil {
 		t.Fatal(err)
@@ -195,9 +188,7 @@ func TestStatementBoundedUnderBackupLock(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("the statement bound did not hold: %v", took)
 	}
-	if _, err := lock.ExecContext(ctx, "UNLOCK TABLES"); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 	if err := tg.Create(ctx, user, mysqltest.Password(), false, &recordIntent{recorded: true}); err != nil {
 		t.Fatalf("create after the lock: %v", err)
 	}

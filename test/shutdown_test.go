@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -24,15 +23,7 @@ func TestShutdownHandsBackAStuckJob(t *testing.T) {
 		c.ShutdownGrace = 2 * time.Second
 		c.NATS.AckWait = 2 * time.Second
 	})
-	ctx := context.Background()
-	lock, err := f.Root.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lock.Close() })
-	if _, err := lock.ExecContext(ctx, "FLUSH TABLES WITH READ LOCK"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := mysqltest.HoldBackupLock(t, f.Root)
 	sub, err := e.nc.SubscribeSync(prefix + ".results.own.>")
 	if err != nil {
 		t.Fatal(err)
@@ -53,9 +44,7 @@ func TestShutdownHandsBackAStuckJob(t *testing.T) {
 	if msg, err := sub.NextMsg(200 * time.Millisecond); err == nil {
 		t.Fatalf("a stopped worker published a result for a job it did not finish: %s", msg.Data)
 	}
-	if _, err := lock.ExecContext(ctx, "UNLOCK TABLES"); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 
 	next, err := service.Start(t.Context(), e.cfg, service.Options{})
 	if err != nil {

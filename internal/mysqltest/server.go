@@ -130,3 +130,24 @@ func (s *Server) WaitDown(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// HoldBackupLock takes FLUSH TABLES WITH READ LOCK on the server, as a
+// backup does, on a connection of its own, and returns the function that
+// releases it (also called when the test ends).
+func HoldBackupLock(t testing.TB, root *sql.DB) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	lock, err := root.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	if _, err := lock.ExecContext(ctx, "FLUSH TABLES WITH READ LOCK"); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := lock.ExecContext(ctx, "UNLOCK TABLES"); err != nil {
+			t.Errorf("unlock tables: %v", err)
+		}
+	}
+}

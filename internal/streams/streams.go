@@ -191,38 +191,29 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 	if err != nil {
 		return nil, fmt.Errorf("streams: results stream %s: %w", resultsName, err)
 	}
-	o.Vault, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   vaultName,
-		TTL:      s.VaultTTL,
-		History:  1,
-		Storage:  jetstream.FileStorage,
-		Replicas: s.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("streams: vault bucket %s: %w", vaultName, err)
+	bucket := func(what, name string, ttl time.Duration) (jetstream.KeyValue, error) {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   name,
+			TTL:      ttl,
+			History:  1,
+			Storage:  jetstream.FileStorage, // memory would vanish with a server restart
+			Replicas: s.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("streams: %s bucket %s: %w", what, name, err)
+		}
+		return kv, nil
+	}
+	if o.Vault, err = bucket("vault", vaultName, s.VaultTTL); err != nil {
+		return nil, err
 	}
 	// Intents record which job is creating or deleting a username, for crash
 	// recovery; they are worth keeping as long as the job's result is.
-	o.Intents, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   intentsName,
-		TTL:      s.ResultsMaxAge,
-		History:  1,
-		Storage:  jetstream.FileStorage,
-		Replicas: s.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("streams: intents bucket %s: %w", intentsName, err)
+	if o.Intents, err = bucket("intents", intentsName, s.ResultsMaxAge); err != nil {
+		return nil, err
 	}
-	leasesName := LeasesName(s.Prefix)
-	o.Leases, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   leasesName,
-		TTL:      s.LeaseTTL,
-		History:  1,
-		Storage:  jetstream.FileStorage, // a memory bucket would vanish with a server restart
-		Replicas: s.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("streams: leases bucket %s: %w", leasesName, err)
+	if o.Leases, err = bucket("leases", LeasesName(s.Prefix), s.LeaseTTL); err != nil {
+		return nil, err
 	}
 	if err := removeStale(ctx, js, o.Jobs, s.Partitions); err != nil {
 		return nil, err
