@@ -145,6 +145,8 @@ type lane struct {
 	key     string
 	queue   []*delivery
 	current *delivery
+	// lastDone is when the lane last finished a job (or was created).
+	lastDone time.Time
 }
 
 type delivery struct {
@@ -256,7 +258,7 @@ func (w *Worker) dispatch(msg jetstream.Msg) {
 	}
 	l, ok := w.lanes[key]
 	if !ok {
-		l = &lane{key: key}
+		l = &lane{key: key, lastDone: time.Now()}
 		w.lanes[key] = l
 		w.running.Add(1)
 		go w.runLane(l)
@@ -266,9 +268,16 @@ func (w *Worker) dispatch(msg jetstream.Msg) {
 		// ack-pending limit: a target that is stuck or flooded must not
 		// fill that window, or the partition's other targets would wait
 		// behind it. Its excess goes back for later; the order check keeps
-		// its jobs in order when they return.
+		// its jobs in order when they return. A lane that is moving gets
+		// them back soon; a stuck one (retrying a job) after an ack wait,
+		// so that its excess does not cycle through the consumer ahead of
+		// the other targets' new jobs.
+		delay := time.Second
+		if time.Since(l.lastDone) > 2*time.Second {
+			delay = w.cfg.AckWait
+		}
 		w.mu.Unlock()
-		_ = msg.NakWithDelay(2 * time.Second)
+		_ = msg.NakWithDelay(delay)
 		w.cfg.Observer.HandedBack("target queue full")
 		return
 	}
@@ -298,6 +307,9 @@ func (w *Worker) runLane(l *lane) {
 		l.current = d
 		w.mu.Unlock()
 		w.process(d)
+		w.mu.Lock()
+		l.lastDone = time.Now()
+		w.mu.Unlock()
 	}
 }
 
