@@ -145,8 +145,6 @@ type lane struct {
 	key     string
 	queue   []*delivery
 	current *delivery
-	// lastDone is when the lane last finished a job (or was created).
-	lastDone time.Time
 }
 
 type delivery struct {
@@ -258,37 +256,15 @@ func (w *Worker) dispatch(msg jetstream.Msg) {
 	}
 	l, ok := w.lanes[key]
 	if !ok {
-		l = &lane{key: key, lastDone: time.Now()}
+		l = &lane{key: key}
 		w.lanes[key] = l
 		w.running.Add(1)
 		go w.runLane(l)
-	}
-	if len(l.queue) >= MaxQueuedPerTarget {
-		// The consumer delivers a partition in stream order, up to its
-		// ack-pending limit: a target that is stuck or flooded must not
-		// fill that window, or the partition's other targets would wait
-		// behind it. Its excess goes back for later; the order check keeps
-		// its jobs in order when they return. A lane that is moving gets
-		// them back soon; a stuck one (retrying a job) after an ack wait,
-		// so that its excess does not cycle through the consumer ahead of
-		// the other targets' new jobs.
-		delay := time.Second
-		if time.Since(l.lastDone) > 2*time.Second {
-			delay = w.cfg.AckWait
-		}
-		w.mu.Unlock()
-		_ = msg.NakWithDelay(delay)
-		w.cfg.Observer.HandedBack("target queue full")
-		return
 	}
 	d.lane = l
 	l.queue = append(l.queue, d)
 	w.mu.Unlock()
 }
-
-// MaxQueuedPerTarget bounds the jobs of one target waiting in a worker; see
-// dispatch. It is well under the partition consumers' ack-pending limit.
-const MaxQueuedPerTarget = 1024
 
 // runLane processes one lane's jobs in order and ends when it is empty.
 func (w *Worker) runLane(l *lane) {
@@ -307,9 +283,6 @@ func (w *Worker) runLane(l *lane) {
 		l.current = d
 		w.mu.Unlock()
 		w.process(d)
-		w.mu.Lock()
-		l.lastDone = time.Now()
-		w.mu.Unlock()
 	}
 }
 

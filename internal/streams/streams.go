@@ -32,9 +32,10 @@ const (
 	// MaxJobSize bounds one job message (headers included): a job is a small
 	// JSON object, and the bound keeps a stray publish from filling the stream.
 	MaxJobSize = 64 * 1024
-	// MaxAckPending bounds the jobs in flight on one partition. The worker
-	// keeps at most 1,024 jobs of one target (jobs.MaxQueuedPerTarget), so
-	// a full window needs sixteen stuck targets in one partition.
+	// MaxAckPending bounds the jobs in flight on one partition. A consumer
+	// delivers in stream order, so a target with more jobs than this stuck
+	// behind a down MySQL stalls its partition; 16,384 queued jobs cost a
+	// worker some 16 MiB.
 	MaxAckPending = 16384
 )
 
