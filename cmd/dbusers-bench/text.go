@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// findRun returns the run whose name starts with prefix.
+func (r *Report) findRun(prefix string) (Run, bool) {
+	for _, run := range r.Runs {
+		if strings.HasPrefix(run.Name, prefix) {
+			return run, true
+		}
+	}
+	return Run{}, false
+}
+
+// limits writes item 3 of the issue from the measured figures: what bounds
+// throughput with more targets, servers and worker processes.
+func (b *bench) limits() []string {
+	r := &b.report
+	var out []string
+	cores := float64(r.Machine.Cores)
+	w, okW := r.findRun("rotation: worker")
+	d, okD := r.findRun("rotation: direct")
+	if okW && okD {
+		out = append(out, fmt.Sprintf("**What bounds one target here.** A rotation job through the worker cost %.0f µs of CPU in all "+
+			"(worker %.0f, nats-server %.0f, MariaDB %.0f, the benchmark's client %.0f); a direct ALTER USER cost %.0f µs "+
+			"(MariaDB %.0f, client %.0f). With %d cores shared by all of them, CPU alone caps the worker path at about "+
+			"%.0f jobs/s and the direct path at %.0f/s; measured: %.0f and %.0f. A target's jobs run one at a time, so the "+
+			"rest of the gap is waiting: each job's round trips to NATS and MySQL in series (%.0f µs of wall time per job "+
+			"against %.0f µs per direct statement).",
+			w.CPU.Total(), w.CPU.Worker, w.CPU.NATS, w.CPU.MariaDB, w.CPU.Bench, d.CPU.Total(), d.CPU.MariaDB, d.CPU.Bench,
+			r.Machine.Cores, cores*1e6/w.CPU.Total(), cores*1e6/d.CPU.Total(), w.Rate, d.Rate,
+			1e6/w.Rate, 1e6/d.Rate))
+		if extra := w.SQL - d.SQL; extra > 0.5 && w.CPU.MariaDB > d.CPU.MariaDB {
+			out = append(out, fmt.Sprintf("**MariaDB's share.** The worker sends %.2f statements per rotation job (%s) where the direct path sends %.2f; "+
+				"MariaDB spent %.0f µs per job on them against %.0f µs per direct ALTER USER, so the %.2f extra statements cost about %.0f µs each "+
+				"with %d accounts on the server. Statements whose cost grows with the number of accounts (a scan of a privilege table) make "+
+				"every rotation slower as the server fills.",
+				w.SQL, w.SQLKinds, d.SQL, w.CPU.MariaDB, d.CPU.MariaDB, extra, (w.CPU.MariaDB-d.CPU.MariaDB)/extra, r.Accounts))
+		}
+	}
+	if len(r.Scaling) > 1 {
+		first := r.Scaling[0]
+		var bestOne Scaling
+		var two *Scaling
+		for i, s := range r.Scaling {
+			if s.Workers == 1 && s.WorkerRate > bestOne.WorkerRate {
+				bestOne = s
+			}
+			if s.Workers == 2 {
+				two = &r.Scaling[i]
+			}
+		}
+		out = append(out, fmt.Sprintf("**More targets (measured).** Targets run in parallel, one lane each, so more targets overlap one "+
+			"job's waiting with another's work: 1 target gave %.0f jobs/s (%.2f× its direct baseline), the best was %.0f jobs/s "+
+			"with %d targets (%.2f× %d direct connections at %.0f/s). MariaDB serializes account statements internally, so "+
+			"direct connections barely add up (%.0f/s on 1, %.0f/s on %d), and the machine's CPU is the ceiling for both: "+
+			"at %d targets the worker path spent %.0f µs of CPU per job against %.0f µs direct.",
+			first.WorkerRate, first.Ratio, bestOne.WorkerRate, bestOne.Targets, bestOne.Ratio, bestOne.Targets, bestOne.DirectRate,
+			first.DirectRate, bestOne.DirectRate, bestOne.Targets, bestOne.Targets, bestOne.TotalCPU, bestOne.DirectTotal))
+		if two != nil {
+			one := Scaling{}
+			for _, s := range r.Scaling {
+				if s.Workers == 1 && s.Targets == two.Targets {
+					one = s
+				}
+			}
+			out = append(out, fmt.Sprintf("**More worker processes (measured, same machine).** Two worker processes sharing the %d targets "+
+				"by partition gave %.0f jobs/s against %.0f with one (%.2f×), at %.0f µs of worker CPU per job against %.0f. "+
+				"On two cores a second process only adds contention: it pays off when the processes run on other machines and the "+
+				"worker's CPU is what bounds a target set. A target lives in one partition, worked by one process at a time, so a "+
+				"single target never goes faster with more processes; and all processes share the NATS server, whose %.0f µs per job "+
+				"then becomes the shared cost (about %.0f jobs/s per nats-server core).",
+				two.Targets, two.WorkerRate, one.WorkerRate, safeDiv(two.WorkerRate, one.WorkerRate), two.WorkerCPU, one.WorkerCPU,
+				two.NATSCPU, safeDiv(1e6, two.NATSCPU)))
+		}
+	}
+	if okW && okD {
+		out = append(out, fmt.Sprintf("**More MySQL servers (reasoned: this machine has %d cores for everything).** Each server applies its "+
+			"account statements one at a time (here %.0f µs of MariaDB CPU per direct ALTER USER, %.0f/s on one connection), so "+
+			"servers on their own hosts each bring their own ceiling, and targets on different servers do not slow each other. "+
+			"What they share is the worker and NATS: at the measured %.0f µs of worker CPU and %.0f µs of nats-server CPU per job, "+
+			"one worker core keeps up with about %.0f jobs/s, %.2f× one server's direct ALTER USER rate; beyond that add worker "+
+			"processes (the partitions spread the targets) and NATS capacity. Below that, per-target order means each target "+
+			"still needs the latency of one job at a time: a server's throughput is reached only with several targets on it.",
+			r.Machine.Cores, d.CPU.MariaDB, d.Rate, w.CPU.Worker, w.CPU.NATS, safeDiv(1e6, w.CPU.Worker), safeDiv(safeDiv(1e6, w.CPU.Worker), d.Rate)))
+	}
+	return out
+}
+
+func safeDiv(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// notes says how the figures are made, for the markdown.
+func (b *bench) notes() []string {
+	s := b.s
+	return []string{
+		"Processes: this program (the orchestrator and the direct-SQL client), a nats-server process (the nats-server library the worker " +
+			"embeds, run by this binary with JetStream file storage), the worker process (see Machine), and the local MariaDB. Each one's CPU is read " +
+			"from /proc/<pid>/stat before and after a run (10 ms resolution); MariaDB's process is the one listening on the DSN's port.",
+		"Bulk runs publish every job with `PublishMsgAsync` (window " + fmt.Sprint(s.window) + " unacknowledged, `Nats-Msg-Id` = job id) " +
+			"and count results on one subscription of `dbusers.results.<target>.>`; the time runs from the first publish to the last result. " +
+			"The throughput runs do not read the vault (a client would, at its own cost); instead a sample of " + fmt.Sprint(s.verify) +
+			" jobs per run has its sealed password read from `DBUSERS_VAULT`, opened with the requester's key and used to log in to MariaDB.",
+		"Direct baselines run on one connection of the same least-privilege admin account the worker uses (contract §5.7), with " +
+			"client-side interpolation, as the worker connects; passwords are generated before the clock starts.",
+		"Order: creates first (while the server holds few accounts; the direct run's accounts are dropped before the worker's run, so both " +
+			"see the same server), then the rotation accounts are made in batches, then rotation, latency, listing, limits and backlog. " +
+			"The backlog's jobs are reset_password jobs (the goal is stated per rotation job) over the rotation accounts, each several times; " +
+			"the sampled check logs in with the password of each account's last job, which also shows the per-target order held.",
+		"Every database and account is named `dbb<6 hex>_…` and dropped at the end, also on Ctrl-C; `dbusers-bench -drop-stale` removes " +
+			"those of a killed run. `-scale 0.1` runs every count at a tenth (the list page too, so the page count stays).",
+		"Before/after: `-before OLD.md` puts an earlier run's figures next to this run's; without it, the before section of the existing " +
+			"output file is kept.",
+	}
+}
