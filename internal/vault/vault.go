@@ -6,6 +6,7 @@ package vault
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -15,11 +16,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"golang.org/x/crypto/nacl/box"
 )
 
 // ErrSeal is wrapped by every failure to open a sealed password: bad base64,
@@ -31,10 +34,15 @@ var ErrSeal = errors.New("sealed password does not open")
 // a sealed password replayed from another job must not be accepted.
 var ErrSealJobID = errors.New("sealed password belongs to another job")
 
-// Keys holds the worker's curve key pair.
+// Keys holds the worker's curve key pair, and the shared keys computed
+// for recent requesters.
 type Keys struct {
-	kp  nkeys.KeyPair
-	pub string
+	kp   nkeys.KeyPair
+	pub  string
+	priv [32]byte
+
+	mu     sync.Mutex
+	shared map[string]*[32]byte // requester public key → nacl shared key
 }
 
 // LoadOrCreateKeys reads the xkey seed at path, or, when the file does not
@@ -120,7 +128,64 @@ func newKeys(kp nkeys.KeyPair) (*Keys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault: xkey public key: %w", err)
 	}
-	return &Keys{kp: kp, pub: pub}, nil
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("vault: xkey seed: %w", err)
+	}
+	defer wipe(seed)
+	_, raw, err := nkeys.DecodeSeed(seed)
+	if err != nil || len(raw) != 32 {
+		return nil, errors.New("vault: the xkey seed does not hold a curve private key")
+	}
+	k := &Keys{kp: kp, pub: pub, shared: map[string]*[32]byte{}}
+	copy(k.priv[:], raw)
+	wipe(raw)
+	return k, nil
+}
+
+// maxSharedKeys bounds the cache of precomputed shared keys; a batch of
+// jobs shares one reply_key, so a small cache serves bulk work.
+const maxSharedKeys = 4096
+
+// sharedKey returns the nacl shared key with peerPub, computing it (one
+// X25519 scalar multiplication, about 100 µs) only for a key not seen
+// recently.
+func (k *Keys) sharedKey(peerPub string) (*[32]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if sk, ok := k.shared[peerPub]; ok {
+		return sk, nil
+	}
+	raw, err := nkeys.Decode(nkeys.PrefixByteCurve, []byte(peerPub))
+	if err != nil || len(raw) != 32 {
+		return nil, errors.New("vault: not a curve public key")
+	}
+	var peer [32]byte
+	copy(peer[:], raw)
+	sk := new([32]byte)
+	box.Precompute(sk, &peer, &k.priv)
+	if len(k.shared) >= maxSharedKeys {
+		clear(k.shared)
+	}
+	k.shared[peerPub] = sk
+	return sk, nil
+}
+
+// boxSeal seals plain to recipientPub in nkeys' xkv1 format (version,
+// nonce, box), with the cached shared key.
+func (k *Keys) boxSeal(plain []byte, recipientPub string) ([]byte, error) {
+	sk, err := k.sharedKey(recipientPub)
+	if err != nil {
+		return nil, err
+	}
+	var nonce [24]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(nkeys.XKeyVersionV1)+len(nonce)+len(plain)+box.Overhead)
+	out = append(out, nkeys.XKeyVersionV1...)
+	out = append(out, nonce[:]...)
+	return box.SealAfterPrecomputation(out, plain, &nonce, sk), nil
 }
 
 // PublicKey returns the worker's curve public key ("X…"), as published on P.info.
@@ -157,14 +222,14 @@ func (k *Keys) OpenPassword(sealed, senderPub, jobID string) (string, error) {
 // recipientPub (the job's reply_key). The result is raw bytes, as stored in
 // the vault bucket.
 func (k *Keys) SealPassword(jobID, password, recipientPub string) ([]byte, error) {
-	return seal(k.kp, jobID, password, recipientPub)
+	return seal(k.boxSeal, jobID, password, recipientPub)
 }
 
 // SealChosenPassword is the requester's side of a chosen password: it
 // returns the standard base64 of requester.Seal(json, workerPub), the value
 // of a job's "password" field.
 func SealChosenPassword(requester nkeys.KeyPair, workerPub, jobID, password string) (string, error) {
-	b, err := seal(requester, jobID, password, workerPub)
+	b, err := seal(requester.Seal, jobID, password, workerPub)
 	if err != nil {
 		return "", err
 	}
@@ -185,7 +250,10 @@ type payload struct {
 	Password *string `json:"password"`
 }
 
-func seal(kp nkeys.KeyPair, jobID, password, recipientPub string) ([]byte, error) {
+// sealFunc seals plain to a recipient's curve public key.
+type sealFunc func(plain []byte, recipientPub string) ([]byte, error)
+
+func seal(sealTo sealFunc, jobID, password, recipientPub string) ([]byte, error) {
 	if jobID == "" {
 		return nil, errors.New("vault: seal: empty job id")
 	}
@@ -201,7 +269,7 @@ func seal(kp nkeys.KeyPair, jobID, password, recipientPub string) ([]byte, error
 		return nil, fmt.Errorf("vault: seal: encode: %w", err)
 	}
 	defer wipe(plain)
-	out, err := kp.Seal(plain, recipientPub)
+	out, err := sealTo(plain, recipientPub)
 	if err != nil {
 		return nil, fmt.Errorf("vault: seal: %w", err)
 	}

@@ -1,9 +1,11 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -337,5 +339,50 @@ func TestStorePutError(t *testing.T) {
 	st := NewStore(kv, time.Minute)
 	if _, _, err := st.Put(t.Context(), "bad target", "j", []byte("x")); err == nil {
 		t.Fatal("want an error for an invalid key")
+	}
+}
+
+// TestSealReusesSharedKey: sealing to a requester seen before reuses its
+// shared key, the output still opens with nkeys on the requester's side,
+// and the cache stays bounded.
+func TestSealReusesSharedKey(t *testing.T) {
+	k, err := LoadOrCreateKeys(filepath.Join(t.TempDir(), "w.xk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqPub, _ := req.PublicKey()
+	var seals [][]byte
+	for i := range 3 {
+		b, err := k.SealPassword("job-1", fmt.Sprintf("pw-%d", i), reqPub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seals = append(seals, b)
+	}
+	if len(k.shared) != 1 {
+		t.Fatalf("%d shared keys cached for one requester", len(k.shared))
+	}
+	for i, b := range seals {
+		pw, err := OpenGeneratedPassword(req, k.PublicKey(), b, "job-1")
+		if err != nil || pw != fmt.Sprintf("pw-%d", i) {
+			t.Fatalf("seal %d opens to %q, %v", i, pw, err)
+		}
+	}
+	if bytes.Equal(seals[0], seals[1]) {
+		t.Fatal("two seals are equal: the nonce was reused")
+	}
+	for range maxSharedKeys + 10 {
+		other, _ := nkeys.CreateCurveKeys()
+		pub, _ := other.PublicKey()
+		if _, err := k.SealPassword("job-2", "pw", pub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(k.shared) > maxSharedKeys {
+		t.Fatalf("cache holds %d shared keys, bound %d", len(k.shared), maxSharedKeys)
 	}
 }
