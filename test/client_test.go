@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -247,13 +246,7 @@ func TestClientListFollowsCursor(t *testing.T) {
 func TestClientTypedErrors(t *testing.T) {
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	other := mysqltest.NewFixture(t, mysqltest.Options{})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := l.Addr().String()
-	l.Close()
-	dead := config.Target{Name: "dead", DSN: "adm:pw@tcp(" + deadAddr + ")/", Database: "gone_db"}
+	dead := deadTarget(t, "dead")
 	e := startWorker(t, []config.Target{target("app", f), dead},
 		func(c *config.Config) { c.Retry.Budget = 2 * time.Second })
 	c := newClient(t, e)

@@ -3,7 +3,6 @@ package test
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -24,13 +23,7 @@ func TestEveryErrorCode(t *testing.T) {
 		"GRANT SELECT ON mysql.* TO %s",
 	}})
 	// A closed port: MySQL never answers.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := l.Addr().String()
-	l.Close()
-	dead := config.Target{Name: "dead", DSN: "adm:pw@tcp(" + deadAddr + ")/", Database: "gone_db"}
+	dead := deadTarget(t, "dead")
 
 	e := startWorker(t, []config.Target{target("app", f), target("other", other), target("weak", weak), dead},
 		func(c *config.Config) { c.Retry.Budget = 2 * time.Second })

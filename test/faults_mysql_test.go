@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -216,13 +215,7 @@ func TestStuckTargetHoldsUpOnlyItself(t *testing.T) {
 			break
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := l.Addr().String()
-	l.Close()
-	stuck := config.Target{Name: stuckName, DSN: "adm:pw@tcp(" + deadAddr + ")/", Database: "gone_db"}
+	stuck := deadTarget(t, stuckName)
 	e := startWorker(t, []config.Target{target("live", f), stuck}, func(c *config.Config) { c.Retry.Budget = 5 * time.Minute })
 
 	js := e.js

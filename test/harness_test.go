@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -146,14 +147,20 @@ func startWorker(t *testing.T, targets []config.Target, edit func(*config.Config
 	if edit != nil {
 		edit(&cfg)
 	}
+	return runWorker(t, cfg)
+}
+
+// runWorker starts a worker with cfg, stopped when the test ends, and an
+// orchestrator's connection to its NATS.
+func runWorker(t *testing.T, cfg config.Config) *env {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	logs := &logBuffer{}
-	log := zap.New(zapcoreFor(logs))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	svc, err := service.Start(ctx, &cfg, service.Options{Logger: log})
+	svc, err := service.Start(ctx, &cfg, service.Options{Logger: zap.New(zapcoreFor(logs))})
 	if err != nil {
 		t.Fatalf("start worker: %v", err)
 	}
@@ -162,16 +169,15 @@ func startWorker(t *testing.T, targets []config.Target, edit func(*config.Config
 			t.Errorf("stop worker: %v", err)
 		}
 	})
-	nc, err := nats.Connect(cfg.NATS.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, cfg: &cfg, svc: svc, nc: nc, js: js, logs: logs}
+	nc := connect(t, svc.ClientURL())
+	return &env{t: t, cfg: &cfg, svc: svc, nc: nc, js: jetstreamFor(t, nc), logs: logs}
+}
+
+// deadTarget is a target whose MySQL address answers nothing.
+func deadTarget(t *testing.T, name string) config.Target {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	return config.Target{Name: name, DSN: "adm:pw@tcp(" + addr + ")/", Database: "gone_db"}
 }
 
 // nextID returns a unique job id.

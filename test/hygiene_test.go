@@ -2,7 +2,6 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,13 +15,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
-	"github.com/dbusers/dbusers/internal/service"
 	"github.com/dbusers/dbusers/internal/vault"
 )
 
@@ -84,24 +80,7 @@ func hygieneWorker(t *testing.T, targets []config.Target) *env {
 	cfg.Retry.Budget = time.Minute // the down target's job outlives the test
 	cfg.ShutdownGrace = 5 * time.Second
 	cfg.Targets = targets
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	logs := &logBuffer{}
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, zap.DebugLevel))
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	svc, err := service.Start(ctx, &cfg, service.Options{Logger: log})
-	if err != nil {
-		t.Fatalf("start worker: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := svc.Stop(); err != nil {
-			t.Errorf("stop worker: %v", err)
-		}
-	})
-	nc := connect(t, svc.ClientURL())
-	return &env{t: t, cfg: &cfg, svc: svc, nc: nc, js: jetstreamFor(t, nc), logs: logs}
+	return runWorker(t, cfg)
 }
 
 // hygieneWorkload drives e like an orchestrator: creates and resets with

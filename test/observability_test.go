@@ -3,7 +3,6 @@ package test
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -28,13 +27,7 @@ func get(t *testing.T, url string) (int, string) {
 // /healthz answers, and /readyz names the target that does not answer.
 func TestMetricsHealthAndReadiness(t *testing.T) {
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := l.Addr().String()
-	l.Close()
-	dead := config.Target{Name: "dead", DSN: "adm:pw@tcp(" + deadAddr + ")/", Database: "gone_db"}
+	dead := deadTarget(t, "dead")
 	e := startWorker(t, []config.Target{target("app", f), dead}, func(c *config.Config) {
 		c.HTTP.Listen = "127.0.0.1:0"
 		c.Retry.Budget = time.Second
