@@ -34,6 +34,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // Defaults of a Client.
@@ -233,7 +234,7 @@ type jobBody struct {
 	Username string `json:"username,omitempty"`
 	ReadOnly *bool  `json:"read_only,omitempty"`
 	ReplyKey string `json:"reply_key,omitempty"`
-	Password string `json:"password,omitempty"`
+	Password string `json:"password,omitempty"` // the sealed password, base64: only its requester and the worker can open it
 	After    string `json:"after,omitempty"`
 	Limit    int    `json:"limit,omitempty"`
 }
@@ -334,22 +335,22 @@ func decodeResult(raw []byte, id string) (*jobs.Result, error) {
 
 // takeSecret reads a generated password from the vault: Get, open with the
 // worker's key as sender, check the job id, Purge.
-func (c *Client) takeSecret(ctx context.Context, requester nkeys.KeyPair, workerKey, jobID string, s *jobs.Secret) (string, error) {
+func (c *Client) takeSecret(ctx context.Context, requester nkeys.KeyPair, workerKey, jobID string, s *jobs.Secret) (secret.Secret, error) {
 	kv, err := c.bucket(ctx, s.Bucket)
 	if err != nil {
-		return "", err
+		return secret.Secret{}, err
 	}
 	entry, err := kv.Get(ctx, s.Key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return "", fmt.Errorf("client: job %s: %w (vault key %s, expiry %s)", jobID, ErrSecretGone, s.Key,
+		return secret.Secret{}, fmt.Errorf("client: job %s: %w (vault key %s, expiry %s)", jobID, ErrSecretGone, s.Key,
 			s.ExpiresAt.Format(time.RFC3339))
 	}
 	if err != nil {
-		return "", fmt.Errorf("client: job %s: read vault key %s: %w", jobID, s.Key, err)
+		return secret.Secret{}, fmt.Errorf("client: job %s: read vault key %s: %w", jobID, s.Key, err)
 	}
 	pw, err := c.open(ctx, requester, workerKey, entry.Value(), jobID)
 	if err != nil {
-		return "", err
+		return secret.Secret{}, err
 	}
 	// The entry is sealed to this call's one-time key, which is dropped on
 	// return, so a failed purge leaves nothing anyone can open: it only
@@ -361,7 +362,7 @@ func (c *Client) takeSecret(ctx context.Context, requester nkeys.KeyPair, worker
 
 // open opens a generated password. When a discovered worker key fails, the
 // key is asked again once: the worker may have a new key.
-func (c *Client) open(ctx context.Context, requester nkeys.KeyPair, workerKey string, sealed []byte, jobID string) (string, error) {
+func (c *Client) open(ctx context.Context, requester nkeys.KeyPair, workerKey string, sealed []byte, jobID string) (secret.Secret, error) {
 	pw, err := openGenerated(requester, workerKey, sealed, jobID)
 	if err == nil || c.pinned != "" {
 		return pw, err
@@ -369,7 +370,7 @@ func (c *Client) open(ctx context.Context, requester nkeys.KeyPair, workerKey st
 	c.forgetKey(workerKey)
 	fresh, kerr := c.key(ctx)
 	if kerr != nil || fresh == workerKey {
-		return "", err
+		return secret.Secret{}, err
 	}
 	return openGenerated(requester, fresh, sealed, jobID)
 }

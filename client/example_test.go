@@ -46,7 +46,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("created %s with a generated password of %d characters\n", creds.Account.Username, len(creds.Password))
+	fmt.Printf("created %s with a generated password of %d characters\n", creds.Account.Username, creds.Password.Len())
 
 	// The worker's answers are typed errors.
 	_, err = c.CreateUser(ctx, "demo", client.CreateUserRequest{Username: "example_user"})

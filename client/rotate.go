@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/dbusers/dbusers/secret"
 )
 
 // DefaultRotateConcurrency is the number of jobs RotatePasswords keeps in
@@ -37,8 +39,8 @@ type RotateResult struct {
 	Username string
 	// Account is the account as the worker reports it; zero on failure.
 	Account Account
-	// Password is the new, generated password; "" on failure.
-	Password string
+	// Password is the new, generated password; empty on failure.
+	Password secret.Secret
 	// JobID is the account's job id (repeat it with ResetPassword to learn
 	// the outcome of an account that failed with ErrNoResult); "" when the
 	// job was never sent.

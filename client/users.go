@@ -9,6 +9,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/vault"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // CreateUserRequest describes an account to create.
@@ -21,7 +22,7 @@ type CreateUserRequest struct {
 	// Password is a password the caller chose (24 to 64 printable ASCII
 	// characters other than ' and "); it is sealed to the worker. Empty:
 	// the worker generates one.
-	Password string
+	Password secret.Secret
 	// JobID is the job's idempotency key (^[A-Za-z0-9_-]{1,64}$). Empty: a
 	// random one. Repeating a call with the same JobID after a crash or a
 	// timeout never applies the job twice: it returns the job's result. A
@@ -37,7 +38,7 @@ type ResetPasswordRequest struct {
 	Username string
 	// Password is a chosen password, as in CreateUserRequest. Empty: the
 	// worker generates one.
-	Password string
+	Password secret.Secret
 	// JobID is the job's idempotency key, as in CreateUserRequest.
 	JobID string
 }
@@ -55,9 +56,10 @@ type Credentials struct {
 	// Account is the account as the worker reports it after the job.
 	Account Account
 	// Password is the password the worker generated, read from the vault
-	// once; "" when the caller chose the password. It is shown nowhere
-	// else: keep it now or reset it again.
-	Password string
+	// once; empty when the caller chose the password. It is shown nowhere
+	// else: keep it now or reset it again. It prints as "[redacted]";
+	// Reveal gives the value.
+	Password secret.Secret
 	// JobID is the job's id.
 	JobID string
 }
@@ -91,7 +93,7 @@ func (c *Client) ResetPassword(ctx context.Context, target string, req ResetPass
 func (c *Client) DeleteUser(ctx context.Context, target string, req DeleteUserRequest) (Account, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	id, err := c.prepare(target, req.JobID, req.Username, "")
+	id, err := c.prepare(target, req.JobID, req.Username, secret.Secret{})
 	if err != nil {
 		return Account{}, err
 	}
@@ -134,7 +136,7 @@ func (c *Client) ListUsers(ctx context.Context, target string) ([]Account, error
 
 // prepare checks what the client can check before sending and returns the
 // job id to use.
-func (c *Client) prepare(target, jobID, username, password string) (string, error) {
+func (c *Client) prepare(target, jobID, username string, password secret.Secret) (string, error) {
 	if err := CheckTarget(target); err != nil {
 		return "", err
 	}
@@ -146,8 +148,8 @@ func (c *Client) prepare(target, jobID, username, password string) (string, erro
 	if err := CheckUsername(username); err != nil {
 		return "", err
 	}
-	if password != "" {
-		if err := CheckPassword(password); err != nil {
+	if !password.IsZero() {
+		if err := CheckPassword(password.Reveal()); err != nil {
 			return "", err
 		}
 	}
@@ -157,7 +159,7 @@ func (c *Client) prepare(target, jobID, username, password string) (string, erro
 // withPassword runs a create or reset_password job: a fresh curve key, the
 // chosen password sealed to the worker or a generated one taken from the
 // vault.
-func (c *Client) withPassword(ctx context.Context, target string, op jobs.Op, jobID, username, password string, readOnly *bool) (Credentials, error) {
+func (c *Client) withPassword(ctx context.Context, target string, op jobs.Op, jobID, username string, password secret.Secret, readOnly *bool) (Credentials, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	id, err := c.prepare(target, jobID, username, password)
@@ -177,14 +179,14 @@ func (c *Client) withPassword(ctx context.Context, target string, op jobs.Op, jo
 		return Credentials{}, fmt.Errorf("client: curve key: %w", err)
 	}
 	body := jobBody{ID: id, Username: username, ReadOnly: readOnly, ReplyKey: replyKey}
-	if password != "" {
+	if !password.IsZero() {
 		if body.Password, err = vault.SealChosenPassword(requester, workerKey, id, password); err != nil {
 			return Credentials{}, fmt.Errorf("client: seal the password: %w", err)
 		}
 	}
 	res, repeated, err := c.run(ctx, target, op, body)
 	if err != nil {
-		if password != "" && errors.Is(err, ErrInvalidPassword) {
+		if !password.IsZero() && errors.Is(err, ErrInvalidPassword) {
 			// The seal may not have opened because the worker has a new
 			// key: ask again next time.
 			c.forgetKey(workerKey)
@@ -193,7 +195,7 @@ func (c *Client) withPassword(ctx context.Context, target string, op jobs.Op, jo
 	}
 	creds := Credentials{Account: account(res.User, username), JobID: id}
 	if res.Secret == nil {
-		if password == "" {
+		if password.IsZero() {
 			return Credentials{}, fmt.Errorf("client: job %s: the worker generated no password and the result names no vault entry", id)
 		}
 		return creds, nil
@@ -219,10 +221,10 @@ func account(a *jobs.Account, username string) Account {
 }
 
 // openGenerated opens a generated password sealed by workerKey.
-func openGenerated(requester nkeys.KeyPair, workerKey string, sealed []byte, jobID string) (string, error) {
+func openGenerated(requester nkeys.KeyPair, workerKey string, sealed []byte, jobID string) (secret.Secret, error) {
 	pw, err := vault.OpenGeneratedPassword(requester, workerKey, sealed, jobID)
 	if err != nil {
-		return "", fmt.Errorf("client: job %s: the generated password does not open with the worker's key: %w", jobID, err)
+		return secret.Secret{}, fmt.Errorf("client: job %s: the generated password does not open with the worker's key: %w", jobID, err)
 	}
 	return pw, nil
 }

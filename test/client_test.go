@@ -17,6 +17,7 @@ import (
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/vault"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // newClient returns a client of the package under test on the env's
@@ -161,14 +162,14 @@ func TestClientUserLifecycle(t *testing.T) {
 		t.Helper()
 		inForce := chosen
 		if chosen == "" {
-			if len(creds.Password) != 64 {
-				t.Fatalf("generated password of %d characters, want 64", len(creds.Password))
+			if creds.Password.Len() != 64 {
+				t.Fatalf("generated password of %d characters, want 64", creds.Password.Len())
 			}
 			if _, err := kv.Get(t.Context(), vault.Key("app", creds.JobID)); !isKeyGone(err) {
 				t.Fatalf("vault entry of job %s still readable: %v", creds.JobID, err)
 			}
-			inForce = creds.Password
-		} else if creds.Password != "" {
+			inForce = creds.Password.Reveal()
+		} else if !creds.Password.IsZero() {
 			t.Fatalf("a chosen password came back as generated")
 		}
 		if err := loginError(t.Context(), f, user, inForce); err != nil {
@@ -190,7 +191,7 @@ func TestClientUserLifecycle(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			user := mysqltest.Username("lc_")
 			f.DropUserLater(user)
-			creds, err := c.CreateUser(clientCtx(t), "app", client.CreateUserRequest{Username: user, ReadOnly: tt.readOnly, Password: tt.password})
+			creds, err := c.CreateUser(clientCtx(t), "app", client.CreateUserRequest{Username: user, ReadOnly: tt.readOnly, Password: secret.New(tt.password)})
 			if err != nil {
 				t.Fatalf("CreateUser: %v", err)
 			}
@@ -200,7 +201,7 @@ func TestClientUserLifecycle(t *testing.T) {
 			wantPassword(t, user, tt.password, creds)
 
 			for _, chosen := range []string{"", "Reset-password-" + mysqltest.Token(16)} {
-				creds, err := c.ResetPassword(clientCtx(t), "app", client.ResetPasswordRequest{Username: user, Password: chosen})
+				creds, err := c.ResetPassword(clientCtx(t), "app", client.ResetPasswordRequest{Username: user, Password: secret.New(chosen)})
 				if err != nil {
 					t.Fatalf("ResetPassword: %v", err)
 				}
@@ -306,7 +307,7 @@ func TestClientTypedErrors(t *testing.T) {
 			return err
 		}, client.ErrUnavailable, true},
 		{"seal to a wrong pinned key", func(ctx context.Context) error {
-			_, err := pinnedWrong.CreateUser(ctx, "app", client.CreateUserRequest{Username: "pinned_user", Password: good})
+			_, err := pinnedWrong.CreateUser(ctx, "app", client.CreateUserRequest{Username: "pinned_user", Password: secret.New(good)})
 			return err
 		}, client.ErrInvalidPassword, true},
 		{"invalid username", func(ctx context.Context) error {
@@ -318,7 +319,7 @@ func TestClientTypedErrors(t *testing.T) {
 			return err
 		}, client.ErrInvalidUsername, false},
 		{"invalid password", func(ctx context.Context) error {
-			_, err := c.CreateUser(ctx, "app", client.CreateUserRequest{Username: "short_pw_user", Password: "short"})
+			_, err := c.CreateUser(ctx, "app", client.CreateUserRequest{Username: "short_pw_user", Password: secret.New("short")})
 			return err
 		}, client.ErrInvalidPassword, false},
 		{"target outside the grammar", func(ctx context.Context) error {
@@ -381,13 +382,13 @@ func TestClientRepeatedJobIDReadsStoredResult(t *testing.T) {
 	// A generated password was sealed to the first call's one-time key.
 	const resetID = "repeated-reset-1"
 	creds, err := c.ResetPassword(clientCtx(t), "app", client.ResetPasswordRequest{Username: user, JobID: resetID})
-	if err != nil || len(creds.Password) != 64 {
+	if err != nil || creds.Password.Len() != 64 {
 		t.Fatalf("reset: %v", err)
 	}
 	if _, err := c.ResetPassword(clientCtx(t), "app", client.ResetPasswordRequest{Username: user, JobID: resetID}); !errors.Is(err, client.ErrSecretGone) {
 		t.Fatalf("repeated reset: %v, want ErrSecretGone", err)
 	}
-	if err := loginError(t.Context(), f, user, creds.Password); err != nil {
+	if err := loginError(t.Context(), f, user, creds.Password.Reveal()); err != nil {
 		t.Fatalf("the first reset's password is not in force: %v", err)
 	}
 
@@ -458,7 +459,7 @@ func TestClientRotatePasswords(t *testing.T) {
 		Concurrency: 3,
 		OnResult: func(r client.RotateResult) {
 			if r.Err == nil {
-				onResult[r.Username] = r.Password
+				onResult[r.Username] = r.Password.Reveal()
 			}
 		},
 		Progress: func(done, total int) {
@@ -487,10 +488,10 @@ func TestClientRotatePasswords(t *testing.T) {
 	}
 	creds := map[string]string{}
 	for i, r := range results[2:] {
-		if r.Username != names[i] || r.Err != nil || len(r.Password) != 64 || r.Account.Username != names[i] || r.JobID == "" {
+		if r.Username != names[i] || r.Err != nil || r.Password.Len() != 64 || r.Account.Username != names[i] || r.JobID == "" {
 			t.Fatalf("result %d: %+v", i, r)
 		}
-		creds[r.Username] = r.Password
+		creds[r.Username] = r.Password.Reveal()
 	}
 	if len(onResult) != len(creds) {
 		t.Fatalf("OnResult saw %d successes, want %d", len(onResult), len(creds))

@@ -16,6 +16,7 @@ import (
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // collect reads results from sub until every id in want has one, and
@@ -177,7 +178,7 @@ func TestStatementBoundedUnderBackupLock(t *testing.T) {
 	tg := mysqlops.New(db, mysqlops.Options{Database: f.Database, StatementTimeout: time.Second})
 	user := mysqltest.Username("lock_")
 	start := time.Now()
-	err = tg.Create(ctx, user, mysqltest.Password(), false, &recordIntent{})
+	err = tg.Create(ctx, user, secret.New(mysqltest.Password()), false, &recordIntent{})
 	if err == nil || mysqlops.Classify(err) == mysqlops.Permanent {
 		t.Fatalf("create under a backup lock: %v (class %v), want a transient error", err, mysqlops.Classify(err))
 	}
@@ -188,7 +189,7 @@ func TestStatementBoundedUnderBackupLock(t *testing.T) {
 		t.Fatalf("the statement bound did not hold: %v", took)
 	}
 	unlock()
-	if err := tg.Create(ctx, user, mysqltest.Password(), false, &recordIntent{recorded: true}); err != nil {
+	if err := tg.Create(ctx, user, secret.New(mysqltest.Password()), false, &recordIntent{recorded: true}); err != nil {
 		t.Fatalf("create after the lock: %v", err)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/dbusers/dbusers/internal/natstest"
 	"github.com/dbusers/dbusers/internal/service"
 	"github.com/dbusers/dbusers/internal/vault"
+	"github.com/dbusers/dbusers/secret"
 )
 
 const prefix = "dbusers"
@@ -272,7 +273,7 @@ func (e *env) job(target, op string, fields map[string]any) jobs.Result {
 // sealFor seals a chosen password for the worker.
 func (e *env) sealFor(r requester, jobID, password string) string {
 	e.t.Helper()
-	s, err := vault.SealChosenPassword(r.kp, e.workerPub(), jobID, password)
+	s, err := vault.SealChosenPassword(r.kp, e.workerPub(), jobID, secret.New(password))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -334,7 +335,7 @@ func (e *env) readSecret(r requester, jobID string, s *jobs.Secret) string {
 	if err := kv.Purge(e.t.Context(), s.Key); err != nil {
 		e.t.Fatalf("purge: %v", err)
 	}
-	return pw
+	return pw.Reveal()
 }
 
 // wantOK fails the test unless res succeeded.

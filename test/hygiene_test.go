@@ -22,21 +22,21 @@ import (
 	"github.com/dbusers/dbusers/internal/vault"
 )
 
-// secret is something that must be found nowhere: its name for messages
+// needle is something that must be found nowhere: its name for messages
 // and the byte strings that would betray it.
-type secret struct {
+type needle struct {
 	name  string
 	forms map[string][]byte // form name → bytes
 }
 
 // secrets collects what the hygiene test searches for.
-type secrets struct{ list []secret }
+type secrets struct{ list []needle }
 
 // password adds a clear password: raw, as JSON writes it inside a string,
 // and in every base64 alphabet.
 func (s *secrets) password(name, pw string) {
 	q, _ := json.Marshal(pw)
-	s.list = append(s.list, secret{name: name, forms: map[string][]byte{
+	s.list = append(s.list, needle{name: name, forms: map[string][]byte{
 		"clear":                []byte(pw),
 		"json-escaped":         q[1 : len(q)-1],
 		"base64":               []byte(base64.StdEncoding.EncodeToString([]byte(pw))),
@@ -49,7 +49,7 @@ func (s *secrets) password(name, pw string) {
 // sealed adds a sealed blob: its raw bytes and its standard base64 (the
 // form of a job's "password" field).
 func (s *secrets) sealed(name string, raw []byte) {
-	s.list = append(s.list, secret{name: name, forms: map[string][]byte{
+	s.list = append(s.list, needle{name: name, forms: map[string][]byte{
 		"raw":    raw,
 		"base64": []byte(base64.StdEncoding.EncodeToString(raw)),
 	}})
@@ -125,11 +125,11 @@ func hygieneWorkload(t *testing.T, e *env, tgt string, f *mysqltest.Fixture, s *
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.password("generated password of "+id, gen)
+		s.password("generated password of "+id, gen.Reveal())
 		if err := kv.Purge(t.Context(), res.Secret.Key); err != nil {
 			t.Fatal(err)
 		}
-		return res, gen
+		return res, gen.Reveal()
 	}
 	rw, ro := false, true
 	alice, bob := mysqltest.Username("hyg_"), mysqltest.Username("hyg_")

@@ -24,6 +24,7 @@ import (
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/service"
 	"github.com/dbusers/dbusers/internal/vault"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // accountsConf is the deploy file under test, loaded as it is.
@@ -226,12 +227,12 @@ func TestNATSAccountsConf(t *testing.T) {
 		if err != nil {
 			t.Fatalf("create with a generated password: %v", err)
 		}
-		if err := shop.CanLogin(gen, creds.Password); err != nil {
+		if err := shop.CanLogin(gen, creds.Password.Reveal()); err != nil {
 			t.Fatalf("the generated password read from the vault does not log in: %v", err)
 		}
 		chosen, pw := mysqltest.Username("perm_"), "Chosen-"+mysqltest.Token(24)
 		shop.DropUserLater(chosen)
-		if _, err := ca.CreateUser(ctx, "shop", client.CreateUserRequest{Username: chosen, ReadOnly: true, Password: pw}); err != nil {
+		if _, err := ca.CreateUser(ctx, "shop", client.CreateUserRequest{Username: chosen, ReadOnly: true, Password: secret.New(pw)}); err != nil {
 			t.Fatalf("create with a chosen password: %v", err)
 		}
 		if err := shop.CanLogin(chosen, pw); err != nil {
@@ -241,7 +242,7 @@ func TestNATSAccountsConf(t *testing.T) {
 		if err != nil {
 			t.Fatalf("reset: %v", err)
 		}
-		if err := shop.CanLogin(chosen, reset.Password); err != nil {
+		if err := shop.CanLogin(chosen, reset.Password.Reveal()); err != nil {
 			t.Fatalf("the reset password does not log in: %v", err)
 		}
 		users, err := ca.ListUsers(ctx, "shop")
@@ -395,7 +396,7 @@ func TestNATSAccountsConf(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := crm.CanLogin(bUser, pw); err != nil {
+		if err := crm.CanLogin(bUser, pw.Reveal()); err != nil {
 			t.Fatalf("orchestrator-b's generated password does not log in: %v", err)
 		}
 		if err := kvB.Purge(clientCtx(t), bVaultKey); err != nil {

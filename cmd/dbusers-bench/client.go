@@ -18,6 +18,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/internal/vault"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // natsSide is the benchmark's orchestrator: it publishes jobs the way the
@@ -393,19 +394,19 @@ func (n *natsSide) deliveries(ctx context.Context) (total uint64, ok bool) {
 
 // openSecret reads a generated password from the vault and opens it with
 // the requester's key, as a client does (without purging it).
-func (n *natsSide) openSecret(ctx context.Context, target, id string, requester nkeys.KeyPair, workerPub string) (string, error) {
+func (n *natsSide) openSecret(ctx context.Context, target, id string, requester nkeys.KeyPair, workerPub string) (secret.Secret, error) {
 	_, _, bucket, _ := streams.Names(n.prefix)
 	kv, err := n.js.KeyValue(ctx, bucket)
 	if err != nil {
-		return "", fmt.Errorf("vault bucket: %w", err)
+		return secret.Secret{}, fmt.Errorf("vault bucket: %w", err)
 	}
 	e, err := kv.Get(ctx, vault.Key(target, id))
 	if err != nil {
-		return "", fmt.Errorf("vault entry of job %s: %w", id, err)
+		return secret.Secret{}, fmt.Errorf("vault entry of job %s: %w", id, err)
 	}
 	pw, err := vault.OpenGeneratedPassword(requester, workerPub, e.Value(), id)
 	if err != nil {
-		return "", fmt.Errorf("open the sealed password of job %s: %w", id, err)
+		return secret.Secret{}, fmt.Errorf("open the sealed password of job %s: %w", id, err)
 	}
 	return pw, nil
 }

@@ -32,7 +32,7 @@ func (b *bench) verify(ctx context.Context, what string, t *benchTarget, ids, us
 	for _, i := range idx {
 		pw, err := b.ns.openSecret(ctx, t.name, ids[i], b.requester, b.workerPub)
 		if err == nil {
-			err = b.my.canLogin(ctx, t, users[i], pw)
+			err = b.my.canLogin(ctx, t, users[i], pw.Reveal())
 		}
 		if err != nil {
 			b.fail("%s: account %s: %v", what, users[i], err)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dbusers/dbusers/client"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // userJSON is the --json output of create, update-password and delete.
@@ -76,11 +77,11 @@ A username has 6 to 32 characters of a-z, 0-9 and _, and begins with a letter.`,
 		Args: oneUsername,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			username := args[0]
-			return a.withPassword(cmd.Context(), username, func(ctx context.Context, c *client.Client, password string) (client.Credentials, error) {
+			return a.withPassword(cmd.Context(), username, func(ctx context.Context, c *client.Client, password secret.Secret) (client.Credentials, error) {
 				return c.CreateUser(ctx, a.target, client.CreateUserRequest{Username: username, ReadOnly: readOnly, Password: password})
 			}, func(creds client.Credentials) string {
-				if creds.Password != "" {
-					return fmt.Sprintf("User \"%s\" created with password \"%s\".", username, creds.Password)
+				if !creds.Password.IsZero() {
+					return fmt.Sprintf("User \"%s\" created with password \"%s\".", username, creds.Password.Reveal())
 				}
 				return fmt.Sprintf("User \"%s\" created.", username)
 			})
@@ -103,11 +104,11 @@ first line is the password. A protected user's password cannot be changed.`,
 		Args:    oneUsername,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			username := args[0]
-			return a.withPassword(cmd.Context(), username, func(ctx context.Context, c *client.Client, password string) (client.Credentials, error) {
+			return a.withPassword(cmd.Context(), username, func(ctx context.Context, c *client.Client, password secret.Secret) (client.Credentials, error) {
 				return c.ResetPassword(ctx, a.target, client.ResetPasswordRequest{Username: username, Password: password})
 			}, func(creds client.Credentials) string {
-				if creds.Password != "" {
-					return fmt.Sprintf("User \"%s\" updated with password \"%s\".", username, creds.Password)
+				if !creds.Password.IsZero() {
+					return fmt.Sprintf("User \"%s\" updated with password \"%s\".", username, creds.Password.Reveal())
 				}
 				return fmt.Sprintf("User \"%s\" password updated.", username)
 			})
@@ -152,7 +153,7 @@ deleted.`,
 // withPassword runs create or update-password: check the username, make
 // sure a worker answers, get the password, run the job, print the outcome.
 func (a *app) withPassword(ctx context.Context, username string,
-	do func(context.Context, *client.Client, string) (client.Credentials, error),
+	do func(context.Context, *client.Client, secret.Secret) (client.Credentials, error),
 	message func(client.Credentials) string,
 ) error {
 	if err := client.CheckUsername(username); err != nil {
@@ -170,12 +171,12 @@ func (a *app) withPassword(ctx context.Context, username string,
 	// The wait for the worker starts after the prompt.
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	creds, err := do(ctx, s.c, password)
+	creds, err := do(ctx, s.c, secret.New(password))
 	if err != nil {
 		return a.describe(err, username)
 	}
 	if a.json {
-		return a.printJSON(userJSON{Target: a.target, User: creds.Account, Password: creds.Password, JobID: creds.JobID})
+		return a.printJSON(userJSON{Target: a.target, User: creds.Account, Password: creds.Password.Reveal(), JobID: creds.JobID})
 	}
 	_, err = fmt.Fprintln(a.out, message(creds))
 	return err

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/dbusers/dbusers/client"
+	"github.com/dbusers/dbusers/secret"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/")
@@ -350,7 +351,7 @@ func TestRotateSummary(t *testing.T) {
 	}{
 		{
 			name:       "all rotated",
-			results:    []client.RotateResult{{Username: "user_a", Password: "p", JobID: "j1"}},
+			results:    []client.RotateResult{{Username: "user_a", Password: secret.New("p"), JobID: "j1"}},
 			skipped:    []string{"owner_user"},
 			wantStdout: "Rotated: 1, skipped: 1, failed: 0\nNew credentials are in out.jsonl\n",
 			wantStderr: "Skipped: User \"owner_user\" is protected\n",
@@ -358,10 +359,10 @@ func TestRotateSummary(t *testing.T) {
 		{
 			name: "skipped, failed, lost and not sent",
 			results: []client.RotateResult{
-				{Username: "user_a", Password: "p", JobID: "j1"},
+				{Username: "user_a", Password: secret.New("p"), JobID: "j1"},
 				{Username: "owner_user", Err: protected, JobID: "j2"},
 				{Username: "missing_user", Err: missing, JobID: "j3"},
-				{Username: "user_lost", Password: "p", JobID: "j4"},
+				{Username: "user_lost", Password: secret.New("p"), JobID: "j4"},
 				{Username: "user_late1", Err: notSent},
 				{Username: "user_late2", Err: notSent},
 			},

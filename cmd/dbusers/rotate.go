@@ -142,7 +142,7 @@ func (a *app) rotate(ctx context.Context, f rotateFlags, usernames []string) err
 			if r.Err != nil {
 				return
 			}
-			line := credentialLine{Target: a.target, Username: r.Username, Password: r.Password,
+			line := credentialLine{Target: a.target, Username: r.Username, Password: r.Password.Reveal(),
 				ReadOnly: r.Account.ReadOnly, JobID: r.JobID, RotatedAt: time.Now().UTC().Format(time.RFC3339)}
 			if err := out.Encode(line); err != nil {
 				lost[r.Username] = err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/vault"
+	"github.com/dbusers/dbusers/secret"
 )
 
 const (
@@ -54,7 +55,7 @@ func BenchmarkDecodeValidate(b *testing.B) {
 	_, pub := replyKey(b)
 	worker := workerKeys(b)
 	requester, reqPub := replyKey(b)
-	sealed, err := vault.SealChosenPassword(requester, worker.PublicKey(), benchJobID, "Chosen-password-0123456789abcdef")
+	sealed, err := vault.SealChosenPassword(requester, worker.PublicKey(), benchJobID, secret.New("Chosen-password-0123456789abcdef"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,13 +84,9 @@ func BenchmarkDecodeValidate(b *testing.B) {
 
 // BenchmarkGeneratePassword is one generated 64-character password.
 func BenchmarkGeneratePassword(b *testing.B) {
-	gen, err := jobs.NewPasswordGenerator()
-	if err != nil {
-		b.Fatal(err)
-	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := gen(); err != nil {
+		if _, err := jobs.GeneratePassword(); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -133,10 +130,6 @@ func BenchmarkEncodeResult(b *testing.B) {
 // (the Go client's case).
 func BenchmarkRotationJobCPU(b *testing.B) {
 	worker := workerKeys(b)
-	gen, err := jobs.NewPasswordGenerator()
-	if err != nil {
-		b.Fatal(err)
-	}
 	const subject = benchPrefix + ".jobs.my-app.user.reset_password"
 	const keys = 256
 	pubs := make([]string, keys)
@@ -166,7 +159,7 @@ func BenchmarkRotationJobCPU(b *testing.B) {
 				if jerr != nil {
 					b.Fatal(jerr)
 				}
-				pw, err := gen()
+				pw, err := jobs.GeneratePassword()
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/dbusers/dbusers/secret"
 	"github.com/nats-io/nkeys"
 )
 
@@ -69,12 +70,12 @@ type Job struct {
 	ID             string // the idempotency key
 	Target         string // subject token
 	Op             Op
-	Username       string // "" for list
-	ReadOnly       bool   // create only
-	ReplyKey       string // create and reset_password: the requester's curve public key
-	SealedPassword string // base64 sealed chosen password, "" when the worker must generate one
-	After          string // list cursor, "" for the first page
-	Limit          int    // list page size; DefaultLimit when absent, 0 for other ops
+	Username       string        // "" for list
+	ReadOnly       bool          // create only
+	ReplyKey       string        // create and reset_password: the requester's curve public key
+	SealedPassword secret.Secret // base64 sealed chosen password, empty when the worker must generate one
+	After          string        // list cursor, "" for the first page
+	Limit          int           // list page size; DefaultLimit when absent, 0 for other ops
 }
 
 // field is one known body field, as a bit so that a set of them (seen, allowed)
@@ -162,7 +163,7 @@ func Parse(prefix, subject, headerID string, body []byte) (Job, *Error) {
 	}
 	// An empty password would otherwise read as "generate one"; a requester
 	// who sent the field meant to choose it.
-	if seen&fieldPassword != 0 && j.SealedPassword == "" {
+	if seen&fieldPassword != 0 && j.SealedPassword.IsZero() {
 		return Job{Target: target, Op: op}, Errorf(CodeInvalidPassword, "password is empty: omit the field to have one generated")
 	}
 	return j, nil
@@ -289,7 +290,7 @@ func (j *Job) setField(f field, key, val []byte) *Error {
 	case fieldReplyKey:
 		j.ReplyKey = s
 	case fieldPassword:
-		j.SealedPassword = s
+		j.SealedPassword = secret.New(s)
 	case fieldAfter:
 		j.After = s
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"unicode"
 
+	"github.com/dbusers/dbusers/secret"
 	"github.com/nats-io/nkeys"
 )
 
@@ -329,7 +330,7 @@ func TestParseValid(t *testing.T) {
 			subject: "dbusers.jobs.my-app_2.user.create",
 			header:  "Job_42",
 			body:    " {\n\t\"password\" : \"c2VhbGVk\", \"read_only\": true,\"reply_key\":\"" + k.curve + "\",\"username\":\"app_user\",\"id\":\"Job_42\"}\r\n",
-			want:    Job{ID: "Job_42", Target: "my-app_2", Op: OpCreate, Username: "app_user", ReadOnly: true, ReplyKey: k.curve, SealedPassword: "c2VhbGVk"},
+			want:    Job{ID: "Job_42", Target: "my-app_2", Op: OpCreate, Username: "app_user", ReadOnly: true, ReplyKey: k.curve, SealedPassword: secret.New("c2VhbGVk")},
 		},
 		{
 			name:    "create read_only false",
@@ -347,7 +348,7 @@ func TestParseValid(t *testing.T) {
 			name:    "reset_password with escaped strings",
 			subject: subjReset,
 			body:    `{"id":"\u006aob-2","username":"app\u005fuser","reply_key":"` + k.curve + `","password":"YWJj\/ZA=="}`,
-			want:    Job{ID: "job-2", Target: "app", Op: OpResetPassword, Username: "app_user", ReplyKey: k.curve, SealedPassword: "YWJj/ZA=="},
+			want:    Job{ID: "job-2", Target: "app", Op: OpResetPassword, Username: "app_user", ReplyKey: k.curve, SealedPassword: secret.New("YWJj/ZA==")},
 		},
 		{
 			name:    "delete",
@@ -554,7 +555,7 @@ func FuzzParse(f *testing.F) {
 		if err := json.Unmarshal(body, &m); err != nil {
 			t.Fatalf("accepted a body encoding/json refuses: %v", err)
 		}
-		for key, got := range map[string]string{"id": j.ID, "username": j.Username, "password": j.SealedPassword, "after": j.After} {
+		for key, got := range map[string]string{"id": j.ID, "username": j.Username, "password": j.SealedPassword.Reveal(), "after": j.After} {
 			if v, ok := m[key]; ok && fmt.Sprint(v) != got {
 				t.Fatalf("%s: parsed %q, encoding/json %q", key, got, v)
 			}

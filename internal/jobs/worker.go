@@ -16,12 +16,13 @@ import (
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // Ops is what the worker needs from one target's MySQL side.
 type Ops interface {
-	Create(ctx context.Context, username, password string, readOnly bool, intent mysqlops.Intent) error
-	ResetPassword(ctx context.Context, username, password string) (mysqlops.Account, error)
+	Create(ctx context.Context, username string, password secret.Secret, readOnly bool, intent mysqlops.Intent) error
+	ResetPassword(ctx context.Context, username string, password secret.Secret) (mysqlops.Account, error)
 	Delete(ctx context.Context, username string, intent mysqlops.Intent) (mysqlops.Account, error)
 	List(ctx context.Context, after string, limit int) ([]mysqlops.Account, string, error)
 	// Abandon drops a possibly half-made account of a create that gives up.
@@ -31,8 +32,8 @@ type Ops interface {
 // Sealer opens chosen passwords and seals generated ones (the worker's
 // curve key).
 type Sealer interface {
-	OpenPassword(sealed, senderPub, jobID string) (string, error)
-	SealPassword(jobID, password, recipientPub string) ([]byte, error)
+	OpenPassword(sealed secret.Secret, senderPub, jobID string) (secret.Secret, error)
+	SealPassword(jobID string, password secret.Secret, recipientPub string) ([]byte, error)
 }
 
 // SecretStore keeps sealed generated passwords for their requester.
@@ -105,7 +106,7 @@ type Config struct {
 	// waiting for redelivery), so order holds across processes, and erases
 	// jobs that carried a sealed password once they are answered.
 	Jobs             JobsStream
-	GeneratePassword func() (string, error)
+	GeneratePassword func() (secret.Secret, error)
 	// RetryBudget is how long a job's transient MySQL faults are retried,
 	// counted from when this worker received it.
 	RetryBudget time.Duration
@@ -345,9 +346,9 @@ func (w *Worker) process(d *delivery) {
 		zap.Uint64("delivery", delivered))
 
 	// Everything decided from the job alone comes first.
-	var password string
+	var password secret.Secret
 	var ops Ops
-	if jerr == nil && job.SealedPassword != "" {
+	if jerr == nil && !job.SealedPassword.IsZero() {
 		password, jerr = w.openPassword(job)
 	}
 	if jerr == nil {
@@ -544,13 +545,13 @@ func targetFilter(prefix, stored string) string {
 	return prefix + ".jobs." + part + "." + target + ".>"
 }
 
-func (w *Worker) openPassword(job Job) (string, *Error) {
+func (w *Worker) openPassword(job Job) (secret.Secret, *Error) {
 	pw, err := w.cfg.Keys.OpenPassword(job.SealedPassword, job.ReplyKey, job.ID)
 	if err != nil {
-		return "", Errorf(CodeInvalidPassword, "the sealed password does not open with reply_key as sender and this worker's key, or was sealed for another job id: %v", err)
+		return secret.Secret{}, Errorf(CodeInvalidPassword, "the sealed password does not open with reply_key as sender and this worker's key, or was sealed for another job id: %v", err)
 	}
-	if perr := CheckPassword(pw); perr != nil {
-		return "", perr
+	if perr := CheckPassword(pw.Reveal()); perr != nil {
+		return secret.Secret{}, perr
 	}
 	return pw, nil
 }
@@ -628,9 +629,9 @@ func classify(err error) mysqlops.Class {
 // attempts, the job's error (nil on success), and handBack=true when the
 // job must go back to the stream without a result (shutdown, or a create
 // that may have left a half-made account it could not clean up).
-func (w *Worker) execute(d *delivery, ops Ops, job Job, password string, res *Result) (int, *Error, bool) {
+func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, res *Result) (int, *Error, bool) {
 	generated := false
-	if password == "" && (job.Op == OpCreate || job.Op == OpResetPassword) {
+	if password.IsZero() && (job.Op == OpCreate || job.Op == OpResetPassword) {
 		pw, err := w.cfg.GeneratePassword()
 		if err != nil {
 			return 1, Errorf(CodeInternal, "generate a password: %v", err), false
@@ -712,7 +713,7 @@ func (b *budgetBackOff) NextBackOff() time.Duration {
 func (b *budgetBackOff) Reset() { b.next.Reset() }
 
 // apply runs one attempt of a job.
-func (w *Worker) apply(ops Ops, job Job, password string, generated bool, intent *jobIntent, res *Result) error {
+func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result) error {
 	ctx := w.hardCtx
 	if generated && res.Secret == nil {
 		// The sealed password goes to the vault before MySQL changes:

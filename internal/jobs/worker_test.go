@@ -17,6 +17,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // fakeMsg is a jetstream.Msg that records what the worker did with it.
@@ -87,7 +88,7 @@ func (f *fakeOps) next(call string) error {
 	f.errs = f.errs[1:]
 	return err
 }
-func (f *fakeOps) Create(ctx context.Context, u, _ string, _ bool, intent mysqlops.Intent) error {
+func (f *fakeOps) Create(ctx context.Context, u string, _ secret.Secret, _ bool, intent mysqlops.Intent) error {
 	err := f.next("create " + u)
 	if err != nil && mysqlops.NothingSent(err) {
 		return err
@@ -111,7 +112,7 @@ func (f *fakeOps) Create(ctx context.Context, u, _ string, _ bool, intent mysqlo
 	}
 	return err
 }
-func (f *fakeOps) ResetPassword(_ context.Context, u, _ string) (mysqlops.Account, error) {
+func (f *fakeOps) ResetPassword(_ context.Context, u string, _ secret.Secret) (mysqlops.Account, error) {
 	return mysqlops.Account{Username: u}, f.next("reset " + u)
 }
 func (f *fakeOps) Delete(ctx context.Context, u string, intent mysqlops.Intent) (mysqlops.Account, error) {
@@ -187,13 +188,15 @@ func (r *fakeResults) Lookup(_ context.Context, subject string) ([]byte, bool, e
 
 type fakeKeys struct{}
 
-func (fakeKeys) OpenPassword(sealed, _, _ string) (string, error) {
-	if sealed == "bad" {
-		return "", errors.New("does not open")
+func (fakeKeys) OpenPassword(sealed secret.Secret, _, _ string) (secret.Secret, error) {
+	if sealed.Reveal() == "bad" {
+		return secret.Secret{}, errors.New("does not open")
 	}
 	return sealed, nil // tests pass the clear password as the "seal"
 }
-func (fakeKeys) SealPassword(jobID, pw, _ string) ([]byte, error) { return []byte("sealed"), nil }
+func (fakeKeys) SealPassword(string, secret.Secret, string) ([]byte, error) {
+	return []byte("sealed"), nil
+}
 
 type fakeSecrets struct{}
 
@@ -245,7 +248,7 @@ func newHarness(t *testing.T, budget time.Duration) *harness {
 		Secrets:          fakeSecrets{},
 		Results:          h.results,
 		Intents:          &fakeIntents{m: map[string]string{}},
-		GeneratePassword: func() (string, error) { return strings.Repeat("g", 64), nil },
+		GeneratePassword: func() (secret.Secret, error) { return secret.New(strings.Repeat("g", 64)), nil },
 		RetryBudget:      budget,
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dbusers/dbusers/secret"
 	"github.com/go-sql-driver/mysql"
 )
 
@@ -144,7 +145,7 @@ type Intent interface {
 // its password is set and its grant completed. A protected user always
 // exists. If the GRANT fails for good, the new account is dropped again, so
 // no account is left without its grant.
-func (t *Target) Create(ctx context.Context, username, password string, readOnly bool, intent Intent) error {
+func (t *Target) Create(ctx context.Context, username string, password secret.Secret, readOnly bool, intent Intent) error {
 	if t.protected[username] {
 		return ErrUserExists
 	}
@@ -235,7 +236,7 @@ func (t *Target) revokeAll(ctx context.Context, username string) error {
 
 // ResetPassword sets a new password on an account that belongs to the target.
 // Open sessions are left alone.
-func (t *Target) ResetPassword(ctx context.Context, username, password string) (Account, error) {
+func (t *Target) ResetPassword(ctx context.Context, username string, password secret.Secret) (Account, error) {
 	acct, err := t.owned(ctx, username, false)
 	if err != nil {
 		return acct, err
@@ -346,11 +347,11 @@ func (t *Target) exec(ctx context.Context, query string, args ...any) error {
 	return err
 }
 
-// execSecret runs a statement that carries a password. A server error
-// message can quote the statement (1064 "near '…'"), so the message is
-// withheld; the error number survives for classification.
-func (t *Target) execSecret(ctx context.Context, query string, args ...any) error {
-	err := t.exec(ctx, query, args...)
+// execSecret runs a statement on username and a password, revealed only
+// here. A server error message can quote the statement (1064 "near '…'"),
+// so the message is withheld; the error number survives for classification.
+func (t *Target) execSecret(ctx context.Context, query, username string, password secret.Secret) error {
+	err := t.exec(ctx, query, username, password.Reveal())
 	var myErr *mysql.MySQLError
 	if errors.As(err, &myErr) {
 		return &mysql.MySQLError{Number: myErr.Number, SQLState: myErr.SQLState,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // testIntent is an in-memory intent record.
@@ -36,13 +37,13 @@ func TestCreateResetDeleteList(t *testing.T) {
 	f.DropUserLater(rw)
 	f.DropUserLater(ro)
 
-	if err := tg.Create(ctx, rw, "pw-rw-"+mysqltest.Password(), false, fresh()); err != nil {
+	if err := tg.Create(ctx, rw, secret.New("pw-rw-"+mysqltest.Password()), false, fresh()); err != nil {
 		t.Fatalf("create rw: %v", err)
 	}
-	if err := tg.Create(ctx, ro, "pw-ro-"+mysqltest.Password(), true, fresh()); err != nil {
+	if err := tg.Create(ctx, ro, secret.New("pw-ro-"+mysqltest.Password()), true, fresh()); err != nil {
 		t.Fatalf("create ro: %v", err)
 	}
-	if err := tg.Create(ctx, rw, "x"+mysqltest.Password(), false, fresh()); !errors.Is(err, mysqlops.ErrUserExists) {
+	if err := tg.Create(ctx, rw, secret.New("x"+mysqltest.Password()), false, fresh()); !errors.Is(err, mysqlops.ErrUserExists) {
 		t.Fatalf("second create: got %v, want ErrUserExists", err)
 	}
 
@@ -85,17 +86,17 @@ func TestCreateResetDeleteList(t *testing.T) {
 		t.Fatalf("page 2 = %+v next %q err %v", page2, next2, err)
 	}
 
-	if _, err := tg.ResetPassword(ctx, f.Protected, mysqltest.Password()); !errors.Is(err, mysqlops.ErrProtected) {
+	if _, err := tg.ResetPassword(ctx, f.Protected, secret.New(mysqltest.Password())); !errors.Is(err, mysqlops.ErrProtected) {
 		t.Errorf("reset protected: %v", err)
 	}
-	if _, err := tg.ResetPassword(ctx, mysqltest.Username("nobody_"), mysqltest.Password()); !errors.Is(err, mysqlops.ErrUserNotFound) {
+	if _, err := tg.ResetPassword(ctx, mysqltest.Username("nobody_"), secret.New(mysqltest.Password())); !errors.Is(err, mysqlops.ErrUserNotFound) {
 		t.Errorf("reset missing: %v", err)
 	}
-	if _, err := tg.ResetPassword(ctx, f.Admin, mysqltest.Password()); !errors.Is(err, mysqlops.ErrForeign) {
+	if _, err := tg.ResetPassword(ctx, f.Admin, secret.New(mysqltest.Password())); !errors.Is(err, mysqlops.ErrForeign) {
 		t.Errorf("reset admin: %v", err)
 	}
 	newPW := "new-" + mysqltest.Password()
-	if acct, err := tg.ResetPassword(ctx, ro, newPW); err != nil || !acct.ReadOnly {
+	if acct, err := tg.ResetPassword(ctx, ro, secret.New(newPW)); err != nil || !acct.ReadOnly {
 		t.Fatalf("reset ro: %+v %v", acct, err)
 	}
 	if _, err := f.Login(ro, newPW); err != nil {
@@ -128,14 +129,14 @@ func TestCreateResumeAdoptsHalfMadeAccount(t *testing.T) {
 	// An earlier attempt died between CREATE USER and GRANT.
 	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", u, "old-"+mysqltest.Password())
 
-	if err := tg.Create(ctx, u, mysqltest.Password(), false, fresh()); !errors.Is(err, mysqlops.ErrUserExists) {
+	if err := tg.Create(ctx, u, secret.New(mysqltest.Password()), false, fresh()); !errors.Is(err, mysqlops.ErrUserExists) {
 		t.Fatalf("create of another job's account: %v", err)
 	}
 	if err := tg.Abandon(ctx, u, fresh()); err != nil || !f.AccountExists(u) {
 		t.Fatalf("a job that made nothing dropped the account: %v", err)
 	}
 	pw := "adopted-" + mysqltest.Password()
-	if err := tg.Create(ctx, u, pw, true, mine()); err != nil {
+	if err := tg.Create(ctx, u, secret.New(pw), true, mine()); err != nil {
 		t.Fatalf("resume: %v", err)
 	}
 	c, err := f.Login(u, pw)
@@ -181,7 +182,7 @@ func TestForeignAccountsAreNeverTouched(t *testing.T) {
 
 	// A reset touches only username@'%'; its namesake on another host is
 	// a different account, left as it is.
-	if _, err := tg.ResetPassword(ctx, local, mysqltest.Password()); err != nil {
+	if _, err := tg.ResetPassword(ctx, local, secret.New(mysqltest.Password())); err != nil {
 		t.Errorf("reset %s@'%%' beside %s@localhost: %v", local, local, err)
 	}
 	// A delete ends every session of the name, so a namesake makes it foreign.
@@ -189,7 +190,7 @@ func TestForeignAccountsAreNeverTouched(t *testing.T) {
 		t.Errorf("delete %s with a namesake on another host: %v, want ErrForeign", local, err)
 	}
 	for _, u := range []string{two, glob, tbl, other.Protected, other.Admin, f.Admin} {
-		if _, err := tg.ResetPassword(ctx, u, mysqltest.Password()); !errors.Is(err, mysqlops.ErrForeign) {
+		if _, err := tg.ResetPassword(ctx, u, secret.New(mysqltest.Password())); !errors.Is(err, mysqlops.ErrForeign) {
 			t.Errorf("reset %s: %v, want ErrForeign", u, err)
 		}
 		if _, err := tg.Delete(ctx, u, mine()); err == nil {
@@ -214,7 +215,7 @@ func TestProtectedUserIsNeverTakenOver(t *testing.T) {
 	ctx := context.Background()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	tg := newTarget(t, f)
-	if err := tg.Create(ctx, f.Protected, "x"+mysqltest.Password(), false, mine()); !errors.Is(err, mysqlops.ErrUserExists) {
+	if err := tg.Create(ctx, f.Protected, secret.New("x"+mysqltest.Password()), false, mine()); !errors.Is(err, mysqlops.ErrUserExists) {
 		t.Fatalf("create over the protected user: %v", err)
 	}
 	if err := tg.Abandon(ctx, f.Protected, mine()); err != nil {

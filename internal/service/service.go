@@ -98,10 +98,6 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 	if err != nil {
 		return nil, err
 	}
-	gen, err := jobs.NewPasswordGenerator()
-	if err != nil {
-		return nil, err
-	}
 	s.metrics = telemetry.NewMetrics(func(ctx context.Context) (float64, error) {
 		return pendingJobs(ctx, objs)
 	})
@@ -113,7 +109,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		Results:          jobs.NewStreamResults(js, objs.Results),
 		Intents:          jobs.NewKVIntents(objs.Intents),
 		Jobs:             jobs.NewStreamJobs(objs.Jobs),
-		GeneratePassword: gen,
+		GeneratePassword: jobs.GeneratePassword,
 		RetryBudget:      cfg.Retry.Budget,
 		AckWait:          cfg.NATS.AckWait,
 		ShutdownGrace:    cfg.ShutdownGrace,

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/nacl/box"
 
 	"github.com/dbusers/dbusers/internal/vault"
+	"github.com/dbusers/dbusers/secret"
 )
 
 const (
@@ -47,7 +48,7 @@ func BenchmarkSealPassword(b *testing.B) {
 	worker, _, reqPub := benchKeys(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := worker.SealPassword(benchJobID, benchPassword, reqPub); err != nil {
+		if _, err := worker.SealPassword(benchJobID, secret.New(benchPassword), reqPub); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -57,13 +58,13 @@ func BenchmarkSealPassword(b *testing.B) {
 // the requester.
 func BenchmarkOpenPassword(b *testing.B) {
 	worker, requester, reqPub := benchKeys(b)
-	sealed, err := vault.SealChosenPassword(requester, worker.PublicKey(), benchJobID, benchPassword)
+	sealed, err := vault.SealChosenPassword(requester, worker.PublicKey(), benchJobID, secret.New(benchPassword))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := worker.OpenPassword(sealed, reqPub, benchJobID); err != nil {
+		if _, err := worker.OpenPassword(secret.New(sealed), reqPub, benchJobID); err != nil {
 			b.Fatal(err)
 		}
 	}

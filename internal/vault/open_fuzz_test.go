@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dbusers/dbusers/secret"
 	"github.com/nats-io/nkeys"
 )
 
@@ -92,7 +93,7 @@ func checkOpened(t *testing.T, opener nkeys.KeyPair, raw []byte, sender, jobID, 
 func FuzzOpenPassword(f *testing.F) {
 	worker, requester := fuzzKeys(f)
 	rpub, _ := requester.PublicKey()
-	sealed, err := SealChosenPassword(requester, worker.PublicKey(), "job-1", fuzzPasswords[0])
+	sealed, err := SealChosenPassword(requester, worker.PublicKey(), "job-1", secret.New(fuzzPasswords[0]))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -102,9 +103,9 @@ func FuzzOpenPassword(f *testing.F) {
 	f.Add("", rpub, "job-1")
 	f.Add("not base64!", rpub, "job-1")
 	f.Fuzz(func(t *testing.T, sealed, sender, jobID string) {
-		pw, err := worker.OpenPassword(sealed, sender, jobID)
+		pw, err := worker.OpenPassword(secret.New(sealed), sender, jobID)
 		raw, _ := base64.StdEncoding.DecodeString(sealed)
-		checkOpened(t, worker.kp, raw, sender, jobID, pw, err)
+		checkOpened(t, worker.kp, raw, sender, jobID, pw.Reveal(), err)
 	})
 }
 
@@ -113,7 +114,7 @@ func FuzzOpenPassword(f *testing.F) {
 func FuzzOpenGeneratedPassword(f *testing.F) {
 	worker, requester := fuzzKeys(f)
 	rpub, _ := requester.PublicKey()
-	sealed, err := worker.SealPassword("job-1", fuzzPasswords[0], rpub)
+	sealed, err := worker.SealPassword("job-1", secret.New(fuzzPasswords[0]), rpub)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -123,6 +124,6 @@ func FuzzOpenGeneratedPassword(f *testing.F) {
 	f.Add([]byte{}, worker.PublicKey(), "job-1")
 	f.Fuzz(func(t *testing.T, sealed []byte, sender, jobID string) {
 		pw, err := OpenGeneratedPassword(requester, sender, sealed, jobID)
-		checkOpened(t, requester, sealed, sender, jobID, pw, err)
+		checkOpened(t, requester, sealed, sender, jobID, pw.Reveal(), err)
 	})
 }

@@ -22,6 +22,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+
+	"github.com/dbusers/dbusers/secret"
 	"golang.org/x/crypto/nacl/box"
 )
 
@@ -210,10 +212,10 @@ func (k *Keys) StoreKey() (string, error) {
 // standard-base64 "password" field, senderPub the job's reply_key. The seal
 // must hold {"job_id","password"} with job_id equal to jobID. Errors wrap
 // ErrSeal or ErrSealJobID and never contain the password.
-func (k *Keys) OpenPassword(sealed, senderPub, jobID string) (string, error) {
-	raw, err := base64.StdEncoding.DecodeString(sealed)
+func (k *Keys) OpenPassword(sealed secret.Secret, senderPub, jobID string) (secret.Secret, error) {
+	raw, err := base64.StdEncoding.DecodeString(sealed.Reveal())
 	if err != nil {
-		return "", fmt.Errorf("%w: not standard base64", ErrSeal)
+		return secret.Secret{}, fmt.Errorf("%w: not standard base64", ErrSeal)
 	}
 	return open(k.kp, raw, senderPub, jobID)
 }
@@ -221,14 +223,14 @@ func (k *Keys) OpenPassword(sealed, senderPub, jobID string) (string, error) {
 // SealPassword seals {"job_id":jobID,"password":password} from the worker to
 // recipientPub (the job's reply_key). The result is raw bytes, as stored in
 // the vault bucket.
-func (k *Keys) SealPassword(jobID, password, recipientPub string) ([]byte, error) {
+func (k *Keys) SealPassword(jobID string, password secret.Secret, recipientPub string) ([]byte, error) {
 	return seal(k.boxSeal, jobID, password, recipientPub)
 }
 
 // SealChosenPassword is the requester's side of a chosen password: it
 // returns the standard base64 of requester.Seal(json, workerPub), the value
 // of a job's "password" field.
-func SealChosenPassword(requester nkeys.KeyPair, workerPub, jobID, password string) (string, error) {
+func SealChosenPassword(requester nkeys.KeyPair, workerPub, jobID string, password secret.Secret) (string, error) {
 	b, err := seal(requester.Seal, jobID, password, workerPub)
 	if err != nil {
 		return "", err
@@ -239,7 +241,7 @@ func SealChosenPassword(requester nkeys.KeyPair, workerPub, jobID, password stri
 // OpenGeneratedPassword is the requester's side of a generated password: it
 // opens the bytes read from the vault bucket with workerPub as the sender and
 // checks they were sealed for jobID. Errors wrap ErrSeal or ErrSealJobID.
-func OpenGeneratedPassword(requester nkeys.KeyPair, workerPub string, sealed []byte, jobID string) (string, error) {
+func OpenGeneratedPassword(requester nkeys.KeyPair, workerPub string, sealed []byte, jobID string) (secret.Secret, error) {
 	return open(requester, sealed, workerPub, jobID)
 }
 
@@ -253,7 +255,8 @@ type payload struct {
 // sealFunc seals plain to a recipient's curve public key.
 type sealFunc func(plain []byte, recipientPub string) ([]byte, error)
 
-func seal(sealTo sealFunc, jobID, password, recipientPub string) ([]byte, error) {
+func seal(sealTo sealFunc, jobID string, pw secret.Secret, recipientPub string) ([]byte, error) {
+	password := pw.Reveal()
 	if jobID == "" {
 		return nil, errors.New("vault: seal: empty job id")
 	}
@@ -276,14 +279,14 @@ func seal(sealTo sealFunc, jobID, password, recipientPub string) ([]byte, error)
 	return out, nil
 }
 
-func open(kp nkeys.KeyPair, sealed []byte, senderPub, jobID string) (string, error) {
+func open(kp nkeys.KeyPair, sealed []byte, senderPub, jobID string) (secret.Secret, error) {
 	if !nkeys.IsValidPublicCurveKey(senderPub) {
-		return "", fmt.Errorf("%w: sender is not a curve public key", ErrSeal)
+		return secret.Secret{}, fmt.Errorf("%w: sender is not a curve public key", ErrSeal)
 	}
 	plain, err := kp.Open(sealed, senderPub)
 	if err != nil {
 		// nkeys errors are fixed texts, safe to wrap.
-		return "", fmt.Errorf("%w: %w", ErrSeal, err)
+		return secret.Secret{}, fmt.Errorf("%w: %w", ErrSeal, err)
 	}
 	defer wipe(plain)
 	var p payload
@@ -291,12 +294,12 @@ func open(kp nkeys.KeyPair, sealed []byte, senderPub, jobID string) (string, err
 	dec.DisallowUnknownFields()
 	// The decoder's error text can quote the plaintext, so it is dropped.
 	if err := dec.Decode(&p); err != nil || dec.More() || p.JobID == nil || p.Password == nil {
-		return "", fmt.Errorf("%w: payload is not {\"job_id\",\"password\"}", ErrSeal)
+		return secret.Secret{}, fmt.Errorf("%w: payload is not {\"job_id\",\"password\"}", ErrSeal)
 	}
 	if *p.JobID != jobID {
-		return "", fmt.Errorf("%w: want job %q", ErrSealJobID, jobID)
+		return secret.Secret{}, fmt.Errorf("%w: want job %q", ErrSealJobID, jobID)
 	}
-	return *p.Password, nil
+	return secret.New(*p.Password), nil
 }
 
 // wipe zeroes a buffer that held a secret, so it does not linger in memory.

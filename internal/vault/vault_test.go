@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/dbusers/dbusers/internal/natstest"
+	"github.com/dbusers/dbusers/secret"
 )
 
 func TestLoadOrCreateKeys(t *testing.T) {
@@ -144,15 +145,15 @@ func TestChosenPasswordRoundTrip(t *testing.T) {
 	w, r := testKeys(t)
 	for _, pw := range passwords {
 		t.Run(pw, func(t *testing.T) {
-			sealed, err := SealChosenPassword(r, w.PublicKey(), "job-1", pw)
+			sealed, err := SealChosenPassword(r, w.PublicKey(), "job-1", secret.New(pw))
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := w.OpenPassword(sealed, pub(t, r), "job-1")
+			got, err := w.OpenPassword(secret.New(sealed), pub(t, r), "job-1")
 			if err != nil {
 				t.Fatalf("OpenPassword: %v", err)
 			}
-			if got != pw {
+			if got.Reveal() != pw {
 				t.Fatalf("got %q, want %q", got, pw)
 			}
 		})
@@ -163,7 +164,7 @@ func TestGeneratedPasswordRoundTrip(t *testing.T) {
 	w, r := testKeys(t)
 	for _, pw := range passwords {
 		t.Run(pw, func(t *testing.T) {
-			sealed, err := w.SealPassword("job-2", pw, pub(t, r))
+			sealed, err := w.SealPassword("job-2", secret.New(pw), pub(t, r))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,7 +172,7 @@ func TestGeneratedPasswordRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("OpenGeneratedPassword: %v", err)
 			}
-			if got != pw {
+			if got.Reveal() != pw {
 				t.Fatalf("got %q, want %q", got, pw)
 			}
 		})
@@ -185,7 +186,7 @@ func TestOpenPasswordErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, err := SealChosenPassword(r, w.PublicKey(), "job-1", pw)
+	good, err := SealChosenPassword(r, w.PublicKey(), "job-1", secret.New(pw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,11 +223,11 @@ func TestOpenPasswordErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := w.OpenPassword(tt.sealed, tt.sender, tt.jobID)
+			got, err := w.OpenPassword(secret.New(tt.sealed), tt.sender, tt.jobID)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
-			if got != "" {
+			if !got.IsZero() {
 				t.Errorf("returned a password on error")
 			}
 			if strings.Contains(err.Error(), pw) {
@@ -247,7 +248,7 @@ func TestSealRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := w.SealPassword(tt.jobID, tt.pw, tt.recipient); err == nil {
+			if _, err := w.SealPassword(tt.jobID, secret.New(tt.pw), tt.recipient); err == nil {
 				t.Fatal("want an error")
 			}
 		})
@@ -291,7 +292,7 @@ func TestStore(t *testing.T) {
 			if st.Bucket() != bucket {
 				t.Errorf("Bucket() = %q", st.Bucket())
 			}
-			sealed, err := w.SealPassword("job-7", "pw-xyz", pub(t, r))
+			sealed, err := w.SealPassword("job-7", secret.New("pw-xyz"), pub(t, r))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -311,7 +312,7 @@ func TestStore(t *testing.T) {
 				t.Fatalf("Get: %v", err)
 			}
 			got, err := OpenGeneratedPassword(r, w.PublicKey(), e.Value(), "job-7")
-			if err != nil || got != "pw-xyz" {
+			if err != nil || got.Reveal() != "pw-xyz" {
 				t.Fatalf("opened %q, %v", got, err)
 			}
 			tt.remove(t, kv, key)
@@ -357,7 +358,7 @@ func TestSealReusesSharedKey(t *testing.T) {
 	reqPub, _ := req.PublicKey()
 	var seals [][]byte
 	for i := range 3 {
-		b, err := k.SealPassword("job-1", fmt.Sprintf("pw-%d", i), reqPub)
+		b, err := k.SealPassword("job-1", secret.New(fmt.Sprintf("pw-%d", i)), reqPub)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -368,7 +369,7 @@ func TestSealReusesSharedKey(t *testing.T) {
 	}
 	for i, b := range seals {
 		pw, err := OpenGeneratedPassword(req, k.PublicKey(), b, "job-1")
-		if err != nil || pw != fmt.Sprintf("pw-%d", i) {
+		if err != nil || pw.Reveal() != fmt.Sprintf("pw-%d", i) {
 			t.Fatalf("seal %d opens to %q, %v", i, pw, err)
 		}
 	}
@@ -378,7 +379,7 @@ func TestSealReusesSharedKey(t *testing.T) {
 	for range maxSharedKeys + 10 {
 		other, _ := nkeys.CreateCurveKeys()
 		pub, _ := other.PublicKey()
-		if _, err := k.SealPassword("job-2", "pw", pub); err != nil {
+		if _, err := k.SealPassword("job-2", secret.New("pw"), pub); err != nil {
 			t.Fatal(err)
 		}
 	}
