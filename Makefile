@@ -22,7 +22,7 @@ test:
 
 ## unit: the tests that need no MariaDB
 unit:
-	$(GO) test -race -count=1 ./internal/config/ ./internal/vault/ ./internal/jobs/ ./internal/natsserver/ ./internal/streams/
+	$(GO) test -race -count=1 ./internal/config/ ./internal/vault/ ./internal/jobs/ ./internal/natsserver/ ./internal/streams/ ./internal/natsconn/
 
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }

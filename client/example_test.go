@@ -18,6 +18,7 @@ import (
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/service"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // An orchestrator creates a user with a generated password, lists the
@@ -91,11 +92,19 @@ func startExampleWorker() (natsURL string, stop func()) {
 	}
 	root := sql.OpenDB(conn)
 	database := "dbu_example_" + mysqltest.Token(8)
+	// The worker logs in as a least-privilege admin (contract §5.7): it
+	// refuses an account with more, such as root.
+	admin := cfg.Clone()
+	admin.User, admin.Passwd = "example_admin", mysqltest.Password()
 	for _, q := range []string{
-		"DROP USER IF EXISTS example_owner@'%', example_user@'%'",
+		"DROP USER IF EXISTS example_owner@'%', example_user@'%', example_admin@'%'",
 		"CREATE DATABASE `" + database + "`",
 		"CREATE USER example_owner@'%' IDENTIFIED BY '" + mysqltest.Password() + "'",
 		"GRANT ALL PRIVILEGES ON `" + database + "`.* TO example_owner@'%'",
+		"CREATE USER example_admin@'%' IDENTIFIED BY '" + admin.Passwd + "'",
+		"GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO example_admin@'%'",
+		"GRANT SELECT ON mysql.* TO example_admin@'%'",
+		"GRANT ALL PRIVILEGES ON `" + mysqltest.EscapePattern(database) + "`.* TO example_admin@'%' WITH GRANT OPTION",
 	} {
 		if _, err := root.Exec(q); err != nil {
 			log.Fatalf("MariaDB setup (see README): %v", err)
@@ -117,7 +126,7 @@ func startExampleWorker() (natsURL string, stop func()) {
 	wcfg := config.Default()
 	wcfg.NATS.URL = ns.ClientURL()
 	wcfg.Vault.XKeySeedFile = filepath.Join(dir, "worker.xk")
-	wcfg.Targets = []config.Target{{Name: "demo", DSN: rootDSN, Database: database, ProtectedUsers: []string{"example_owner"}}}
+	wcfg.Targets = []config.Target{{Name: "demo", DSN: secret.New(admin.FormatDSN()), Database: database, ProtectedUsers: []string{"example_owner"}}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	svc, err := service.Start(ctx, &wcfg, service.Options{})
@@ -128,7 +137,7 @@ func startExampleWorker() (natsURL string, stop func()) {
 		_ = svc.Stop()
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		_, _ = root.Exec("DROP USER IF EXISTS example_owner@'%', example_user@'%'")
+		_, _ = root.Exec("DROP USER IF EXISTS example_owner@'%', example_user@'%', example_admin@'%'")
 		_, _ = root.Exec("DROP DATABASE IF EXISTS `" + database + "`")
 		_ = root.Close()
 		_ = os.RemoveAll(dir)

@@ -8,6 +8,7 @@ import (
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // TestReadWriteAccountCanWrite: a generated-password read-write account logs
@@ -150,7 +151,7 @@ func TestResetPasswordAndDelete(t *testing.T) {
 func TestBackslashPassword(t *testing.T) {
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	noBackslash := target("nbe", f)
-	noBackslash.DSN = strings.TrimSuffix(f.AdminDSN, "/") + "/?sql_mode=%27NO_BACKSLASH_ESCAPES%27"
+	noBackslash.DSN = secret.New(strings.TrimSuffix(f.AdminDSN, "/") + "/?sql_mode=%27NO_BACKSLASH_ESCAPES%27")
 	e := startWorker(t, []config.Target{target("app", f), noBackslash}, nil)
 	pw := `Back\slash\\end\` + `%_*&^$#@!~` + mysqltest.Token(6) + `\`
 	for _, tg := range []string{"app", "nbe"} {

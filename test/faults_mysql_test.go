@@ -170,7 +170,7 @@ func TestStatementBoundedUnderBackupLock(t *testing.T) {
 	f := mysqltest.NewFixture(t, mysqltest.Options{Server: srv})
 	ctx := context.Background()
 	unlock := mysqltest.HoldBackupLock(t, f.Root)
-	db, err := mysqlops.OpenDB(f.AdminDSN)
+	db, err := mysqlops.OpenDB(secret.New(f.AdminDSN), mysqlops.DBOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestStatementBoundedUnderBackupLock(t *testing.T) {
 	tg := mysqlops.New(db, mysqlops.Options{Database: f.Database, StatementTimeout: time.Second})
 	user := mysqltest.Username("lock_")
 	start := time.Now()
-	err = tg.Create(ctx, user, secret.New(mysqltest.Password()), false, &recordIntent{})
+	err = tg.Create(ctx, user, secret.New(mysqltest.Password()), false, &recordIntent{}, nil)
 	if err == nil || mysqlops.Classify(err) == mysqlops.Permanent {
 		t.Fatalf("create under a backup lock: %v (class %v), want a transient error", err, mysqlops.Classify(err))
 	}
@@ -189,7 +189,7 @@ func TestStatementBoundedUnderBackupLock(t *testing.T) {
 		t.Fatalf("the statement bound did not hold: %v", took)
 	}
 	unlock()
-	if err := tg.Create(ctx, user, secret.New(mysqltest.Password()), false, &recordIntent{recorded: true}); err != nil {
+	if err := tg.Create(ctx, user, secret.New(mysqltest.Password()), false, &recordIntent{recorded: true}, nil); err != nil {
 		t.Fatalf("create after the lock: %v", err)
 	}
 }

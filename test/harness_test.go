@@ -131,7 +131,7 @@ func storedResults(t *testing.T, e *env, want map[string]bool, timeout time.Dura
 
 // target is one configured target for startWorker.
 func target(name string, f *mysqltest.Fixture) config.Target {
-	return config.Target{Name: name, DSN: f.AdminDSN, Database: f.Database, ProtectedUsers: []string{f.Protected}}
+	return config.Target{Name: name, DSN: secret.New(f.AdminDSN), Database: f.Database, ProtectedUsers: []string{f.Protected}}
 }
 
 // startWorker runs a worker on a fresh in-process nats-server with the
@@ -178,7 +178,7 @@ func runWorker(t *testing.T, cfg config.Config) *env {
 func deadTarget(t *testing.T, name string) config.Target {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	return config.Target{Name: name, DSN: "adm:pw@tcp(" + addr + ")/", Database: "gone_db"}
+	return config.Target{Name: name, DSN: secret.New("adm:pw@tcp(" + addr + ")/"), Database: "gone_db"}
 }
 
 // nextID returns a unique job id.

@@ -20,6 +20,7 @@ import (
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/vault"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // needle is something that must be found nowhere: its name for messages
@@ -272,7 +273,7 @@ func TestSecretHygiene(t *testing.T) {
 	// A second target whose MySQL is down: its job stays pending (retried)
 	// all along, as on a busy worker the jobs stream is rarely empty.
 	downPassword := mysqltest.Password()
-	down := config.Target{Name: "down", DSN: "dbusers_admin:" + downPassword + "@tcp(127.0.0.1:1)/",
+	down := config.Target{Name: "down", DSN: secret.New("dbusers_admin:" + downPassword + "@tcp(127.0.0.1:1)/"),
 		Database: "down_db", ProtectedUsers: []string{"down_owner"}}
 	e := hygieneWorker(t, []config.Target{target("hygiene", f), down})
 

@@ -40,7 +40,7 @@ func workerYAML(t *testing.T, dir, natsURL string, targets []config.Target, extr
 	b.WriteString("targets:\n")
 	for _, tg := range targets {
 		fmt.Fprintf(&b, "  - name: %s\n    dsn: %q\n    database: %s\n    protected_users: [%s]\n",
-			tg.Name, tg.DSN, tg.Database, strings.Join(tg.ProtectedUsers, ", "))
+			tg.Name, tg.DSN.Reveal(), tg.Database, strings.Join(tg.ProtectedUsers, ", "))
 	}
 	path := filepath.Join(dir, fmt.Sprintf("worker-%d.yaml", time.Now().UnixNano()))
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {

@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dbusers/dbusers/client"
+	"github.com/dbusers/dbusers/internal/natsconn"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // Defaults of the global flags.
@@ -41,13 +43,23 @@ type stdio struct {
 // app is one run of the CLI: its stdio and its global flags.
 type app struct {
 	stdio
-	natsURL   string
-	creds     string
-	target    string
-	prefix    string
-	workerKey string
-	timeout   time.Duration
-	json      bool
+	natsURL string
+	creds   string
+	nkey    string
+	user    string
+	// passwordFile and envPassword ($DBUSERS_NATS_PASSWORD) are the two
+	// ways to give the NATS password; there is no flag that takes the
+	// password itself, since argv is visible to every user of the machine.
+	passwordFile string
+	envPassword  secret.Secret
+	tlsCA        string
+	tlsCert      string
+	tlsKey       string
+	target       string
+	prefix       string
+	workerKey    string
+	timeout      time.Duration
+	json         bool
 }
 
 // failure is an error already worded for the user: run prints it as is.
@@ -99,7 +111,14 @@ func (a *app) rootCommand(getenv func(string) string) *cobra.Command {
 		Long: `dbusers manages the users of a managed MySQL database (a target) through
 the dbusers worker, over NATS. Passwords never travel in clear: a chosen
 password is sealed to the worker's key, a generated one is read once from
-the worker's vault.`,
+the worker's vault.
+
+A NATS with authentication takes one of --creds, --nkey, or --user with its
+password (from --password-file or $DBUSERS_NATS_PASSWORD; no flag takes the
+password itself, since the command line is visible to every user of the
+machine). A NATS with TLS takes a tls:// URL and, when its certificate is
+from a private CA, --tls-ca; --tls-cert and --tls-key give a client
+certificate to a server that asks for one.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -107,6 +126,13 @@ the worker's vault.`,
 	f := root.PersistentFlags()
 	f.StringVar(&a.natsURL, "nats-url", envOr(getenv, "DBUSERS_NATS_URL", defaultNATSURL), "NATS server of the worker [$DBUSERS_NATS_URL]")
 	f.StringVar(&a.creds, "creds", getenv("DBUSERS_CREDS"), "NATS credentials file (.creds) [$DBUSERS_CREDS]")
+	f.StringVar(&a.nkey, "nkey", getenv("DBUSERS_NKEY"), "NATS user nkey seed file (SU…) [$DBUSERS_NKEY]")
+	f.StringVar(&a.user, "user", getenv("DBUSERS_NATS_USER"), "NATS user; its password from --password-file or $DBUSERS_NATS_PASSWORD [$DBUSERS_NATS_USER]")
+	f.StringVar(&a.passwordFile, "password-file", getenv("DBUSERS_NATS_PASSWORD_FILE"), "file whose first line is the NATS user's password [$DBUSERS_NATS_PASSWORD_FILE]")
+	a.envPassword = secret.New(getenv("DBUSERS_NATS_PASSWORD"))
+	f.StringVar(&a.tlsCA, "tls-ca", getenv("DBUSERS_TLS_CA"), "CA certificates (PEM) to verify the NATS server with; makes TLS required [$DBUSERS_TLS_CA]")
+	f.StringVar(&a.tlsCert, "tls-cert", getenv("DBUSERS_TLS_CERT"), "client certificate (PEM), for a NATS server that verifies clients [$DBUSERS_TLS_CERT]")
+	f.StringVar(&a.tlsKey, "tls-key", getenv("DBUSERS_TLS_KEY"), "private key (PEM) of --tls-cert [$DBUSERS_TLS_KEY]")
 	f.StringVar(&a.target, "target", getenv("DBUSERS_TARGET"), "the database (target) to manage, as the worker's config names it [$DBUSERS_TARGET]")
 	f.StringVar(&a.prefix, "prefix", envOr(getenv, "DBUSERS_PREFIX", client.DefaultPrefix), "subject prefix of the worker (its nats.prefix) [$DBUSERS_PREFIX]")
 	f.StringVar(&a.workerKey, "worker-xkey", getenv("DBUSERS_WORKER_XKEY"), "pin the worker's curve public key (X…) instead of asking the worker [$DBUSERS_WORKER_XKEY]")
@@ -141,12 +167,20 @@ func (a *app) connect(ctx context.Context) (*session, error) {
 	if a.timeout <= 0 {
 		return nil, failf("Invalid --timeout %v: it must be positive.", a.timeout)
 	}
-	opts := []nats.Option{nats.Name("dbusers-cli"), nats.Timeout(min(a.timeout, 5*time.Second))}
-	if a.creds != "" {
-		opts = append(opts, nats.UserCredentials(a.creds))
-	}
-	nc, err := nats.Connect(a.natsURL, opts...)
+	conn, names, err := a.natsSettings()
 	if err != nil {
+		return nil, err
+	}
+	connOpts, err := conn.Options(names)
+	if err != nil {
+		return nil, fail(err, "Invalid NATS settings:\n%v", err)
+	}
+	opts := []nats.Option{nats.Name("dbusers-cli"), nats.Timeout(min(a.timeout, 5*time.Second))}
+	nc, err := nats.Connect(a.natsURL, append(opts, connOpts...)...)
+	if err != nil {
+		if hint := conn.Hint(err, names); hint != "" {
+			return nil, fail(err, "Cannot connect to NATS at %s: %v.\n%s.", redactURL(a.natsURL), err, capitalize(hint))
+		}
 		return nil, fail(err, "Cannot connect to NATS at %s: %v.\nIs the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?", redactURL(a.natsURL), err)
 	}
 	copts := []client.Option{client.WithPrefix(a.prefix), client.WithTimeout(a.timeout)}
@@ -169,6 +203,39 @@ func (a *app) connect(ctx context.Context) (*session, error) {
 }
 
 func (s *session) close() { s.nc.Close() }
+
+// natsSettings gathers the NATS authentication and TLS flags, and the names
+// errors give them.
+func (a *app) natsSettings() (natsconn.Settings, natsconn.Names, error) {
+	names := natsconn.Names{
+		CredsFile: "--creds", NkeySeedFile: "--nkey", User: "--user", Password: "--password-file or DBUSERS_NATS_PASSWORD",
+		CAFile: "--tls-ca", CertFile: "--tls-cert", KeyFile: "--tls-key",
+	}
+	s := natsconn.Settings{
+		CredsFile:    a.creds,
+		NkeySeedFile: a.nkey,
+		User:         a.user,
+		TLS:          natsconn.TLS{CAFile: a.tlsCA, CertFile: a.tlsCert, KeyFile: a.tlsKey},
+	}
+	switch {
+	case a.passwordFile != "" && !a.envPassword.IsZero():
+		return s, names, failf("Give the NATS password with --password-file or DBUSERS_NATS_PASSWORD, not both.")
+	case a.passwordFile != "":
+		pw, err := natsconn.ReadPasswordFile(a.passwordFile)
+		if err != nil {
+			return s, names, fail(err, "Invalid NATS settings:\n--password-file: %v", err)
+		}
+		s.Password = pw
+		names.Password = "--password-file"
+	case !a.envPassword.IsZero():
+		s.Password = a.envPassword
+		names.Password = "DBUSERS_NATS_PASSWORD"
+	}
+	if s.Authenticates() && natsconn.URLHasUserInfo(a.natsURL) {
+		return s, names, failf("--nats-url (or DBUSERS_NATS_URL) holds a user, password or token, and --creds, --nkey or --user is given too: give one.")
+	}
+	return s, names, nil
+}
 
 // describe words an error of the client for the user. username is the
 // account the command was about ("" for none).

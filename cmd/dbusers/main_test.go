@@ -393,3 +393,65 @@ func TestRotateSummary(t *testing.T) {
 		})
 	}
 }
+
+// TestNATSSettingsErrors: the NATS authentication and TLS flags are
+// checked before any connection, and their errors name the flag and never
+// show the password.
+func TestNATSSettingsErrors(t *testing.T) {
+	const password = "NATS-pw-UNIQUE-5150"
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	pwFile := write("pw", password+"\n", 0o600)
+	openPWFile := write("open-pw", password+"\n", 0o644)
+	openSeed := write("open.nk", "SUAIBDPBAUTWCWBKIO6XHQNINK5FWJW4OHLXC3HQ2KFE4PEJUA44CNHTC4\n", 0o644)
+	tests := []struct {
+		name       string
+		env        map[string]string
+		args       []string
+		wantStderr []string
+	}{
+		{"user without password", nil, []string{"--user", "app"},
+			[]string{"Invalid NATS settings:\n--password-file or DBUSERS_NATS_PASSWORD: must be given with --user"}},
+		{"password without user", map[string]string{"DBUSERS_NATS_PASSWORD": password}, nil,
+			[]string{"--user: must be given with DBUSERS_NATS_PASSWORD"}},
+		{"password twice", map[string]string{"DBUSERS_NATS_PASSWORD": password}, []string{"--user", "app", "--password-file", pwFile},
+			[]string{"Give the NATS password with --password-file or DBUSERS_NATS_PASSWORD, not both."}},
+		{"password file open to others", nil, []string{"--user", "app", "--password-file", openPWFile},
+			[]string{"--password-file: ", "mode 0644", "chmod 600"}},
+		{"nkey and user", nil, []string{"--nkey", openSeed, "--user", "app", "--password-file", pwFile},
+			[]string{"--nkey, --user and --password-file: give one way", "--nkey: ", "chmod 600"}},
+		{"seed from the environment open to others", map[string]string{"DBUSERS_NKEY": openSeed}, nil, []string{"--nkey: ", "chmod 600"}},
+		{"cert without key", map[string]string{"DBUSERS_TLS_CERT": pwFile}, nil, []string{"--tls-key: must be given with --tls-cert"}},
+		{"missing CA", nil, []string{"--tls-ca", filepath.Join(dir, "none.pem")}, []string{"--tls-ca: ", "no such file"}},
+		{"user in the URL too", map[string]string{"DBUSERS_NATS_PASSWORD": password},
+			[]string{"--nats-url", "nats://a:b@127.0.0.1:1", "--user", "app"}, []string{"--nats-url (or DBUSERS_NATS_URL) holds a user"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			getenv := func(k string) string { return tt.env[k] }
+			args := append(append([]string{"--target", "app"}, tt.args...), "database-users-list")
+			code := run(t.Context(), args, getenv, stdio{in: strings.NewReader(""), out: &out, err: &errOut})
+			if code != 1 || out.Len() != 0 {
+				t.Fatalf("exit %d, stdout %q", code, out.String())
+			}
+			for _, w := range tt.wantStderr {
+				if !strings.Contains(errOut.String(), w) {
+					t.Errorf("stderr %q does not say %q", errOut.String(), w)
+				}
+			}
+			if strings.Contains(errOut.String(), password) {
+				t.Errorf("stderr shows the password: %q", errOut.String())
+			}
+		})
+	}
+}

@@ -15,6 +15,9 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dbusers/dbusers/internal/natsconn"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // Config is the whole worker configuration file.
@@ -39,9 +42,21 @@ type HTTP struct {
 
 // NATS says how the worker reaches NATS and names its JetStream objects.
 type NATS struct {
-	URL             string        `yaml:"url"` // empty: embedded server
-	Embedded        Embedded      `yaml:"embedded"`
-	Credentials     string        `yaml:"credentials"`
+	URL      string   `yaml:"url"` // empty: embedded server
+	Embedded Embedded `yaml:"embedded"`
+	// Credentials, NkeySeedFile, User and Password are the ways to
+	// authenticate to an outside NATS; at most one may be set.
+	// Credentials is a .creds file.
+	Credentials string `yaml:"credentials"`
+	// NkeySeedFile is a file holding a user nkey seed (SU…).
+	NkeySeedFile string `yaml:"nkey_seed_file"`
+	// User and Password are a user of the server's authorization block;
+	// the password comes from the environment (${NAME}).
+	User     string        `yaml:"user"`
+	Password secret.Secret `yaml:"password"`
+	// TLS verifies an outside NATS with a CA of its own, and gives a
+	// client certificate to a server that asks for one.
+	TLS             NATSTLS       `yaml:"tls"`
 	Prefix          string        `yaml:"prefix"`
 	Replicas        int           `yaml:"replicas"`
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
@@ -55,6 +70,43 @@ type NATS struct {
 	// LeaseTTL is how long a process keeps a partition without renewing
 	// its lease; a dead process's partitions move after it.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
+}
+
+// NATSTLS configures TLS towards an outside NATS. Setting any key makes
+// TLS required, whatever the scheme of nats.url.
+type NATSTLS struct {
+	// CAFile is a PEM file of the CAs the server's certificate must chain
+	// to; empty: the system's CAs.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate and its key, both or
+	// neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// ConnSettings are the NATS authentication and TLS settings, as
+// natsconn takes them.
+func (n NATS) ConnSettings() natsconn.Settings {
+	return natsconn.Settings{
+		CredsFile:    n.Credentials,
+		NkeySeedFile: n.NkeySeedFile,
+		User:         n.User,
+		Password:     n.Password,
+		TLS:          natsconn.TLS{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile},
+	}
+}
+
+// ConnNames are the config keys of ConnSettings, for errors.
+func ConnNames() natsconn.Names {
+	return natsconn.Names{
+		CredsFile:    "nats.credentials",
+		NkeySeedFile: "nats.nkey_seed_file",
+		User:         "nats.user",
+		Password:     "nats.password",
+		CAFile:       "nats.tls.ca_file",
+		CertFile:     "nats.tls.cert_file",
+		KeyFile:      "nats.tls.key_file",
+	}
 }
 
 // Embedded configures the in-process nats-server started when NATS.URL is empty.
@@ -83,10 +135,21 @@ type Retry struct {
 // Target is one managed database: an admin DSN, the database, and the users
 // the worker must never change.
 type Target struct {
-	Name           string   `yaml:"name"`
-	DSN            string   `yaml:"dsn"`
-	Database       string   `yaml:"database"`
-	ProtectedUsers []string `yaml:"protected_users"`
+	Name string `yaml:"name"`
+	// DSN is the admin account's go-sql-driver/mysql DSN; it may carry the
+	// password (from ${NAME}), hence a Secret.
+	DSN secret.Secret `yaml:"dsn"`
+	// PasswordFile names a file whose content, trailing newline trimmed, is
+	// the admin password; the DSN must then carry none. It must not be
+	// open to group or others.
+	PasswordFile string `yaml:"password_file"`
+	// TLS secures the connections to MySQL with a CA of the target's own.
+	TLS TargetTLS `yaml:"tls"`
+	// AllowExcessPrivileges lets the worker use an admin account that holds
+	// more than contract §5.7 allows; it logs a warning naming the excess.
+	AllowExcessPrivileges bool     `yaml:"allow_excess_privileges"`
+	Database              string   `yaml:"database"`
+	ProtectedUsers        []string `yaml:"protected_users"`
 }
 
 // Default returns the configuration with every default of contract §6 and
@@ -154,7 +217,10 @@ func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 // envRef matches ${NAME}; other uses of '$' are left as they are.
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
-var durationType = reflect.TypeFor[time.Duration]()
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	secretType   = reflect.TypeFor[secret.Secret]()
+)
 
 // walker checks the node tree against the Config type (unknown keys, shapes)
 // and substitutes environment variables in scalar values, in place.
@@ -174,7 +240,11 @@ func (w walker) walk(n *yaml.Node, t reflect.Type, path string) error {
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return nil // an empty key keeps its default (or yields an empty list)
 	}
-	switch t.Kind() {
+	kind := t.Kind()
+	if t == secretType {
+		kind = reflect.String // a scalar in YAML, decoded through UnmarshalText
+	}
+	switch kind {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			return fmt.Errorf("%s: line %d: expected a mapping", orRoot(path), n.Line)
@@ -300,6 +370,21 @@ func (c *Config) Validate() error {
 			add("nats.embedded.store_dir", "must not be empty (used because nats.url is empty)")
 		}
 	}
+	conn := c.NATS.ConnSettings()
+	if c.NATS.URL == "" {
+		// The embedded server has no users and no TLS: a key meant for an
+		// outside NATS is a mistake (a forgotten nats.url), not ignored.
+		for _, key := range conn.Given(ConnNames()) {
+			add(key, "applies to an outside NATS only: nats.url is empty, so the worker runs an embedded server without users or TLS")
+		}
+	} else {
+		if err := conn.Validate(ConnNames()); err != nil {
+			errs = append(errs, err)
+		}
+		if natsconn.URLHasUserInfo(c.NATS.URL) && conn.Authenticates() {
+			add("nats.url", "holds a user, password or token, and another way to authenticate is set too: give one")
+		}
+	}
 	if !prefixRe.MatchString(c.NATS.Prefix) {
 		add("nats.prefix", "must match %s", prefixRe)
 	}
@@ -353,9 +438,7 @@ func (c *Config) Validate() error {
 		} else {
 			names[t.Name] = i
 		}
-		if err := checkDSN(t.DSN); err != nil {
-			add(p+".dsn", "%s", err)
-		}
+		errs = append(errs, t.validateAdmin(p)...)
 		if !databaseRe.MatchString(t.Database) {
 			add(p+".database", "%q must match %s", t.Database, databaseRe)
 		}
@@ -378,11 +461,11 @@ var dsnSafeErrors = []string{
 	"interpolateParams can not be used with unsafe collations",
 }
 
-func checkDSN(dsn string) error {
-	if dsn == "" {
+func checkDSN(dsn secret.Secret) error {
+	if dsn.IsZero() {
 		return errors.New("must not be empty")
 	}
-	_, err := mysql.ParseDSN(dsn)
+	_, err := mysql.ParseDSN(dsn.Reveal())
 	if err == nil {
 		return nil
 	}

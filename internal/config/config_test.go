@@ -7,6 +7,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/dbusers/dbusers/internal/natstest"
+	"github.com/dbusers/dbusers/secret"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -91,11 +96,11 @@ targets:
 			env: map[string]string{"PW": `p: #x "q' \ ${NOPE} null`, "HOST": "db.example"},
 			check: func(t *testing.T, c *Config) {
 				want := `root:p: #x "q' \ ${NOPE} null@tcp(db.example:3306)/`
-				if c.Targets[0].DSN != want {
-					t.Errorf("dsn = %q, want %q", c.Targets[0].DSN, want)
+				if got := c.Targets[0].DSN.Reveal(); got != want {
+					t.Errorf("dsn = %q, want %q", got, want)
 				}
-				if c.Targets[1].DSN != `root:p: #x "q' \ ${NOPE} null@tcp(h:3306)/` {
-					t.Errorf("quoted dsn = %q", c.Targets[1].DSN)
+				if got := c.Targets[1].DSN.Reveal(); got != `root:p: #x "q' \ ${NOPE} null@tcp(h:3306)/` {
+					t.Errorf("quoted dsn = %q", got)
 				}
 			},
 		},
@@ -116,6 +121,39 @@ targets:
 			check: func(t *testing.T, c *Config) {
 				if c.NATS.Replicas != 3 || c.NATS.DuplicateWindow != 20*time.Minute {
 					t.Errorf("got %+v", c.NATS)
+				}
+			},
+		},
+		{
+			name: "NATS user, password from env, TLS",
+			yaml: "nats:\n  url: tls://n1:4222\n  user: dbusers-worker\n  password: ${NATS_PW}\n  nkey_seed_file: /s.nk\n" +
+				"  tls:\n    ca_file: /ca.pem\n    cert_file: /c.pem\n    key_file: /k.pem\n" + minimal,
+			env: map[string]string{"NATS_PW": `p: #x "q' null`},
+			check: func(t *testing.T, c *Config) {
+				n := c.NATS
+				if n.User != "dbusers-worker" || n.Password.Reveal() != `p: #x "q' null` || n.NkeySeedFile != "/s.nk" ||
+					n.TLS != (NATSTLS{CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem"}) {
+					t.Errorf("got %+v, password of %d bytes", n, n.Password.Len())
+				}
+			},
+		},
+		{
+			name: "a password is a string whatever it looks like",
+			yaml: "nats:\n  password: 123456\n  user: ${U}\n" + minimal,
+			env:  map[string]string{"U": "true"},
+			check: func(t *testing.T, c *Config) {
+				if c.NATS.Password.Reveal() != "123456" || c.NATS.User != "true" {
+					t.Errorf("password of %d bytes, user %q", c.NATS.Password.Len(), c.NATS.User)
+				}
+			},
+		},
+		{
+			name: "a password from env that says null stays",
+			yaml: "nats:\n  password: ${P}\n" + minimal,
+			env:  map[string]string{"P": "null"},
+			check: func(t *testing.T, c *Config) {
+				if c.NATS.Password.Reveal() != "null" {
+					t.Errorf("password of %d bytes", c.NATS.Password.Len())
 				}
 			},
 		},
@@ -189,6 +227,16 @@ func TestParseErrors(t *testing.T) {
 			notWant: secret,
 		},
 		{
+			name: "password as a mapping",
+			yaml: "nats:\n  password: {a: b}\n",
+			want: []string{"nats.password", "expected a single value"},
+		},
+		{
+			name: "unknown key under nats.tls",
+			yaml: "nats:\n  tls:\n    ca: x\n",
+			want: []string{"nats.tls.ca", "unknown key"},
+		},
+		{
 			name: "list where a mapping belongs",
 			yaml: "nats: [a]\n",
 			want: []string{"nats", "expected a mapping"},
@@ -223,11 +271,29 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
+	const password = "NATS-pw-UNIQUE-77"
+	pw := secret.New(password)
+	dir := t.TempDir()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedValue, _ := kp.Seed()
+	seed, openSeed := filepath.Join(dir, "user.nk"), filepath.Join(dir, "open.nk")
+	for path, mode := range map[string]os.FileMode{seed: 0o600, openSeed: 0o644} {
+		if err := os.WriteFile(path, seedValue, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca := natstest.NewCA(t, "config test CA").CertFile
 	valid := func() Config {
 		c := Default()
 		c.Targets = []Target{
-			{Name: "my-app", DSN: "root:pw@tcp(127.0.0.1:3306)/", Database: "my_app_4553", ProtectedUsers: []string{"my_app_4553"}},
-			{Name: "other_1", DSN: "admin@tcp(db:3306)/?timeout=5s", Database: "o$-DB"},
+			{Name: "my-app", DSN: secret.New("root:pw@tcp(127.0.0.1:3306)/"), Database: "my_app_4553", ProtectedUsers: []string{"my_app_4553"}},
+			{Name: "other_1", DSN: secret.New("admin@tcp(db:3306)/?timeout=5s"), Database: "o$-DB"},
 		}
 		return c
 	}
@@ -244,9 +310,9 @@ func TestValidate(t *testing.T) {
 		{"name too long", func(c *Config) { c.Targets[0].Name = strings.Repeat("a", 64) }, "targets[0].name"},
 		{"name empty", func(c *Config) { c.Targets[0].Name = "" }, "targets[0].name"},
 		{"name duplicate", func(c *Config) { c.Targets[1].Name = "my-app" }, "targets[1].name"},
-		{"dsn empty", func(c *Config) { c.Targets[0].DSN = "" }, "targets[0].dsn"},
-		{"dsn no slash", func(c *Config) { c.Targets[0].DSN = "root:pw@tcp(h:3306)" }, "targets[0].dsn"},
-		{"dsn bad param", func(c *Config) { c.Targets[0].DSN = "root:pw@tcp(h)/?parseTime=maybe" }, "targets[0].dsn"},
+		{"dsn empty", func(c *Config) { c.Targets[0].DSN = secret.Secret{} }, "targets[0].dsn"},
+		{"dsn no slash", func(c *Config) { c.Targets[0].DSN = secret.New("root:pw@tcp(h:3306)") }, "targets[0].dsn"},
+		{"dsn bad param", func(c *Config) { c.Targets[0].DSN = secret.New("root:pw@tcp(h)/?parseTime=maybe") }, "targets[0].dsn"},
 		{"database empty", func(c *Config) { c.Targets[0].Database = "" }, "targets[0].database"},
 		{"database bad char", func(c *Config) { c.Targets[0].Database = "a.b" }, "targets[0].database"},
 		{"database too long", func(c *Config) { c.Targets[0].Database = strings.Repeat("d", 65) }, "targets[0].database"},
@@ -270,6 +336,25 @@ func TestValidate(t *testing.T) {
 		{"shutdown grace zero", func(c *Config) { c.ShutdownGrace = 0 }, "shutdown_grace"},
 		{"http listen bad", func(c *Config) { c.HTTP.Listen = "9090" }, "http.listen"},
 		{"http listen set", func(c *Config) { c.HTTP.Listen = "127.0.0.1:9090" }, ""},
+		{"embedded with nats.user", func(c *Config) { c.NATS.User = "u"; c.NATS.Password = pw }, "nats.user: applies to an outside NATS only"},
+		{"embedded with nats.credentials", func(c *Config) { c.NATS.Credentials = seed }, "nats.credentials: applies to an outside NATS only"},
+		{"embedded with nats.tls.ca_file", func(c *Config) { c.NATS.TLS.CAFile = ca }, "nats.tls.ca_file: applies to an outside NATS only"},
+		{"user and password", func(c *Config) { c.NATS.URL = "tls://n:4222"; c.NATS.User = "u"; c.NATS.Password = pw }, ""},
+		{"nkey seed and CA", func(c *Config) { c.NATS.URL = "tls://n:4222"; c.NATS.NkeySeedFile = seed; c.NATS.TLS.CAFile = ca }, ""},
+		{"user without password", func(c *Config) { c.NATS.URL = "nats://n"; c.NATS.User = "u" }, "nats.password: must be given with nats.user"},
+		{"password without user", func(c *Config) { c.NATS.URL = "nats://n"; c.NATS.Password = pw }, "nats.user: must be given with nats.password"},
+		{"nkey and user", func(c *Config) {
+			c.NATS.URL = "nats://n"
+			c.NATS.NkeySeedFile = seed
+			c.NATS.User = "u"
+			c.NATS.Password = pw
+		},
+			"nats.nkey_seed_file, nats.user and nats.password: give one way"},
+		{"nkey seed open to others", func(c *Config) { c.NATS.URL = "nats://n"; c.NATS.NkeySeedFile = openSeed }, "nats.nkey_seed_file: " + openSeed + " has mode 0644"},
+		{"missing CA file", func(c *Config) { c.NATS.URL = "tls://n"; c.NATS.TLS.CAFile = ca + ".gone" }, "nats.tls.ca_file: "},
+		{"cert without key", func(c *Config) { c.NATS.URL = "tls://n"; c.NATS.TLS.CertFile = ca }, "nats.tls.key_file: must be given with nats.tls.cert_file"},
+		{"user in the URL", func(c *Config) { c.NATS.URL = "nats://u:p@n" }, ""},
+		{"user in the URL and nats.user", func(c *Config) { c.NATS.URL = "nats://u:p@n"; c.NATS.User = "u"; c.NATS.Password = pw }, "nats.url: holds a user"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,6 +368,8 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate: want an error naming %s", tt.want)
 			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
 				t.Fatalf("error %q does not name %s", err, tt.want)
+			case err != nil && (strings.Contains(err.Error(), password) || strings.Contains(err.Error(), string(seedValue))):
+				t.Fatalf("error %q shows a secret", err)
 			}
 		})
 	}

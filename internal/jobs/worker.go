@@ -21,8 +21,10 @@ import (
 
 // Ops is what the worker needs from one target's MySQL side.
 type Ops interface {
-	Create(ctx context.Context, username string, password secret.Secret, readOnly bool, intent mysqlops.Intent) error
-	ResetPassword(ctx context.Context, username string, password secret.Secret) (mysqlops.Account, error)
+	// Create and ResetPassword wait for ready right before they set the
+	// password, so the worker can store the sealed password meanwhile.
+	Create(ctx context.Context, username string, password secret.Secret, readOnly bool, intent mysqlops.Intent, ready mysqlops.Ready) error
+	ResetPassword(ctx context.Context, username string, password secret.Secret, ready mysqlops.Ready) (mysqlops.Account, error)
 	Delete(ctx context.Context, username string, intent mysqlops.Intent) (mysqlops.Account, error)
 	List(ctx context.Context, after string, limit int) ([]mysqlops.Account, string, error)
 	// Abandon drops a possibly half-made account of a create that gives up.
@@ -364,7 +366,16 @@ func (w *Worker) process(d *delivery) {
 	// is stored yet, which tells the same in one round trip.
 	keyed := validTarget(target) && !strings.HasPrefix(res.ID, "seq-")
 	if jerr == nil && keyed {
+		// Both are reads: ask them at once, one round trip of waiting.
+		var turn bool
+		var turnErr error
+		turnDone := make(chan struct{})
+		go func() {
+			defer close(turnDone)
+			turn, turnErr = w.inTurn(d, seq)
+		}()
 		stored, ok, err := w.lookup(subject)
+		<-turnDone
 		if err != nil {
 			w.handBack(d, log, "look up an earlier result", err)
 			return
@@ -373,9 +384,8 @@ func (w *Worker) process(d *delivery) {
 			w.answerStored(d, log, seq, subject, stored, res.Op, start)
 			return
 		}
-		turn, err := w.inTurn(d, seq)
-		if err != nil || !turn {
-			w.handBack(d, log, "an older job of this target is still pending", err)
+		if turnErr != nil || !turn {
+			w.handBack(d, log, "an older job of this target is still pending", turnErr)
 			return
 		}
 	}
@@ -715,29 +725,42 @@ func (b *budgetBackOff) Reset() { b.next.Reset() }
 // apply runs one attempt of a job.
 func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result) error {
 	ctx := w.hardCtx
+	var ready mysqlops.Ready
 	if generated && res.Secret == nil {
 		// The sealed password goes to the vault before MySQL changes:
-		// an account must never have a password nobody can read. An
-		// entry of a job that then fails expires unread.
-		sealed, err := w.cfg.Keys.SealPassword(job.ID, password, job.ReplyKey)
-		if err != nil {
-			return fmt.Errorf("seal the generated password: %w", err)
+		// an account must never have a password nobody can read. The
+		// write runs while MySQL checks the account, and the password
+		// statement waits for it (ready). An entry of a job that then
+		// fails expires unread.
+		stored := w.storeSecret(ctx, job, password)
+		ready = func(ctx context.Context) error {
+			select {
+			case s := <-stored:
+				if s.err != nil {
+					return s.err
+				}
+				res.Secret = s.secret
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
-		key, expires, err := w.cfg.Secrets.Put(ctx, job.Target, job.ID, sealed)
-		if err != nil {
-			return natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
-		}
-		res.Secret = &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
 	}
 	switch job.Op {
 	case OpCreate:
-		if err := ops.Create(ctx, job.Username, password, job.ReadOnly, intent); err != nil {
+		if err := ops.Create(ctx, job.Username, password, job.ReadOnly, intent, ready); err != nil {
+			return err
+		}
+		if err := mustHaveWaited(ctx, ready, res); err != nil {
 			return err
 		}
 		res.User = &Account{Username: job.Username, ReadOnly: job.ReadOnly}
 	case OpResetPassword:
-		acct, err := ops.ResetPassword(ctx, job.Username, password)
+		acct, err := ops.ResetPassword(ctx, job.Username, password, ready)
 		if err != nil {
+			return err
+		}
+		if err := mustHaveWaited(ctx, ready, res); err != nil {
 			return err
 		}
 		res.User = &Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
@@ -759,6 +782,41 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 		res.Next = next
 	}
 	return nil
+}
+
+// mustHaveWaited makes sure a job with a generated password reports where
+// the password waits, even from an Ops that succeeded without calling ready.
+func mustHaveWaited(ctx context.Context, ready mysqlops.Ready, res *Result) error {
+	if ready == nil || res.Secret != nil {
+		return nil
+	}
+	return ready(ctx)
+}
+
+// storedSecret is the outcome of storeSecret.
+type storedSecret struct {
+	secret *Secret
+	err    error
+}
+
+// storeSecret seals a generated password to the job's reply key and writes
+// it to the vault in the background; the channel gets the outcome.
+func (w *Worker) storeSecret(ctx context.Context, job Job, password secret.Secret) <-chan storedSecret {
+	out := make(chan storedSecret, 1) // never blocks: an operation that stops early does not read it
+	sealed, err := w.cfg.Keys.SealPassword(job.ID, password, job.ReplyKey)
+	if err != nil {
+		out <- storedSecret{err: fmt.Errorf("seal the generated password: %w", err)}
+		return out
+	}
+	go func() {
+		key, expires, err := w.cfg.Secrets.Put(ctx, job.Target, job.ID, sealed)
+		if err != nil {
+			out <- storedSecret{err: natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}}
+			return
+		}
+		out <- storedSecret{secret: &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}}
+	}()
+	return out
 }
 
 // jobIntent is a job's view of the intent record of its username.

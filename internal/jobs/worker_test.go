@@ -88,7 +88,12 @@ func (f *fakeOps) next(call string) error {
 	f.errs = f.errs[1:]
 	return err
 }
-func (f *fakeOps) Create(ctx context.Context, u string, _ secret.Secret, _ bool, intent mysqlops.Intent) error {
+func (f *fakeOps) Create(ctx context.Context, u string, _ secret.Secret, _ bool, intent mysqlops.Intent, ready mysqlops.Ready) error {
+	if ready != nil {
+		if err := ready(ctx); err != nil {
+			return err // before any statement, like the real Target's wait
+		}
+	}
 	err := f.next("create " + u)
 	if err != nil && mysqlops.NothingSent(err) {
 		return err
@@ -112,7 +117,12 @@ func (f *fakeOps) Create(ctx context.Context, u string, _ secret.Secret, _ bool,
 	}
 	return err
 }
-func (f *fakeOps) ResetPassword(_ context.Context, u string, _ secret.Secret) (mysqlops.Account, error) {
+func (f *fakeOps) ResetPassword(ctx context.Context, u string, _ secret.Secret, ready mysqlops.Ready) (mysqlops.Account, error) {
+	if ready != nil {
+		if err := ready(ctx); err != nil {
+			return mysqlops.Account{Username: u}, err
+		}
+	}
 	return mysqlops.Account{Username: u}, f.next("reset " + u)
 }
 func (f *fakeOps) Delete(ctx context.Context, u string, intent mysqlops.Intent) (mysqlops.Account, error) {
@@ -198,12 +208,23 @@ func (fakeKeys) SealPassword(string, secret.Secret, string) ([]byte, error) {
 	return []byte("sealed"), nil
 }
 
-type fakeSecrets struct{}
+// fakeSecrets is the vault; with fail set, every write fails.
+type fakeSecrets struct {
+	mu   sync.Mutex
+	fail bool
+	puts int
+}
 
-func (fakeSecrets) Put(_ context.Context, target, id string, _ []byte) (string, time.Time, error) {
+func (s *fakeSecrets) Put(_ context.Context, target, id string, _ []byte) (string, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.puts++
+	if s.fail {
+		return "", time.Time{}, errors.New("vault write refused")
+	}
 	return target + "." + id, time.Now().Add(time.Minute), nil
 }
-func (fakeSecrets) Bucket() string { return "DBUSERS_VAULT" }
+func (s *fakeSecrets) Bucket() string { return "DBUSERS_VAULT" }
 
 type fakeIntents struct {
 	mu sync.Mutex
@@ -236,16 +257,17 @@ type harness struct {
 	w       *Worker
 	ops     *fakeOps
 	results *fakeResults
+	secrets *fakeSecrets
 }
 
 func newHarness(t *testing.T, budget time.Duration) *harness {
 	t.Helper()
-	h := &harness{ops: &fakeOps{}, results: &fakeResults{stored: map[string][]byte{}}}
+	h := &harness{ops: &fakeOps{}, results: &fakeResults{stored: map[string][]byte{}}, secrets: &fakeSecrets{}}
 	w, err := NewWorker(Config{
 		Prefix:           "dbusers",
 		Targets:          map[string]Ops{"app": h.ops},
 		Keys:             fakeKeys{},
-		Secrets:          fakeSecrets{},
+		Secrets:          h.secrets,
 		Results:          h.results,
 		Intents:          &fakeIntents{m: map[string]string{}},
 		GeneratePassword: func() (secret.Secret, error) { return secret.New(strings.Repeat("g", 64)), nil },
@@ -282,6 +304,36 @@ func (h *harness) run(t *testing.T, op, id, body string) (*fakeMsg, Result) {
 		}
 	}
 	return m, res
+}
+
+// TestGeneratedPasswordNeedsTheVault: the vault write runs beside MySQL's
+// account check, but no password statement is sent until it succeeded, and
+// a job whose password could not be stored gets no result and goes back.
+func TestGeneratedPasswordNeedsTheVault(t *testing.T) {
+	key := replyKey(t)
+	for _, op := range []string{"reset_password", "create"} {
+		t.Run(op, func(t *testing.T) {
+			h := newHarness(t, time.Second)
+			h.secrets.fail = true
+			go func() { time.Sleep(300 * time.Millisecond); h.w.stopNow() }() // end natsRetry's retries
+			m, res := h.run(t, op, "v-"+op, `{"id":"v-`+op+`","username":"good_user","reply_key":"`+key+`"}`)
+			if calls := h.ops.Calls(); len(calls) != 0 {
+				t.Fatalf("MySQL was sent %q before the password was in the vault", calls)
+			}
+			if res.Status != "" || m.acked || !m.naked {
+				t.Fatalf("result %+v, acked %v, handed back %v; want no result and the job handed back", res, m.acked, m.naked)
+			}
+
+			h2 := newHarness(t, time.Second)
+			_, res = h2.run(t, op, "w-"+op, `{"id":"w-`+op+`","username":"good_user","reply_key":"`+key+`"}`)
+			if res.Status != StatusOK || res.Secret == nil || res.Secret.Key != "app.w-"+op {
+				t.Fatalf("result %+v, want ok with its vault key", res)
+			}
+			if h2.secrets.puts != 1 {
+				t.Fatalf("%d vault writes, want 1", h2.secrets.puts)
+			}
+		})
+	}
 }
 
 func TestHostileUsernamesNeverReachMySQL(t *testing.T) {

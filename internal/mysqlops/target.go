@@ -6,6 +6,7 @@ package mysqlops
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -29,6 +30,9 @@ type Options struct {
 	Protected []string
 	// StatementTimeout bounds each statement; DefaultStatementTimeout when 0.
 	StatementTimeout time.Duration
+	// Privileges configures the check of the admin account's grants
+	// (contract §5.7); off when zero.
+	Privileges PrivilegeCheck
 }
 
 // Account is one account that belongs to a target.
@@ -50,20 +54,47 @@ type Target struct {
 
 	flavorMu sync.Mutex
 	flavor   flavor // zero until detected
+
+	privMu    sync.Mutex
+	privCheck PrivilegeCheck
+	privOK    bool // the privilege check passed (or its excess is allowed)
 }
 
 // refusedCollations cannot be used with client-side interpolation
 // (FACTS.md): the driver refuses to escape for them.
 var refusedCollations = []string{"big5", "gbk", "sjis", "cp932"}
 
+// DBOptions add to a target's admin DSN what the configuration holds
+// beside it.
+type DBOptions struct {
+	// TLS, when set, secures every connection of the pool with this
+	// configuration (a target's own CA, server name, client certificate).
+	// The DSN's tls parameter must then be absent or true.
+	TLS *tls.Config
+	// Password, when set, replaces the DSN's password.
+	Password secret.Secret
+}
+
 // OpenDB opens a connection pool for a target's admin DSN. It forces
 // client-side parameter interpolation (account statements refuse server-side
 // placeholders) and a connect timeout. It does not connect.
-func OpenDB(dsn string) (*sql.DB, error) {
-	cfg, err := mysql.ParseDSN(dsn)
+func OpenDB(dsn secret.Secret, opts DBOptions) (*sql.DB, error) {
+	cfg, err := mysql.ParseDSN(dsn.Reveal())
 	if err != nil {
 		// The driver's message may quote the DSN, password included.
 		return nil, errors.New("the admin DSN does not parse (check its format: user:password@tcp(host:port)/)")
+	}
+	if opts.TLS != nil {
+		if cfg.TLSConfig != "" && cfg.TLSConfig != "true" {
+			return nil, errors.New("the admin DSN's tls parameter conflicts with the target's TLS configuration: remove it from the DSN")
+		}
+		// Set on the connector, not registered by name with the driver:
+		// the driver's registry is process-wide, and two workers (or two
+		// targets) in one process must never share a name.
+		cfg.TLS, cfg.TLSConfig = opts.TLS.Clone(), ""
+	}
+	if !opts.Password.IsZero() {
+		cfg.Passwd = opts.Password.Reveal()
 	}
 	for _, c := range refusedCollations {
 		if strings.HasPrefix(strings.ToLower(cfg.Collation), c) {
@@ -95,6 +126,7 @@ func New(db *sql.DB, opts Options) *Target {
 		grantOn:   "`" + escapePattern(opts.Database) + "`.*",
 		protected: make(map[string]bool, len(opts.Protected)),
 		timeout:   opts.StatementTimeout,
+		privCheck: opts.Privileges,
 	}
 	if t.timeout <= 0 {
 		t.timeout = DefaultStatementTimeout
@@ -109,7 +141,7 @@ func New(db *sql.DB, opts Options) *Target {
 func (t *Target) IsProtected(username string) bool { return t.protected[username] }
 
 // Ping checks that the server answers.
-func (t *Target) Ping(ctx context.Context) error { return t.db.PingContext(ctx) }
+func (t *Target) Ping(ctx context.Context) error { return explainTLS(t.db.PingContext(ctx)) }
 
 // escapePattern escapes the wildcard characters of a GRANT database pattern
 // and doubles backticks, so a grant reaches exactly one database.
@@ -139,13 +171,26 @@ type Intent interface {
 	Record(ctx context.Context) error
 }
 
+// Ready is waited for right before the first statement that sets a
+// password. The worker stores the sealed password in the vault meanwhile:
+// MySQL must never hold a password nobody can read. An error stops the
+// operation with MySQL unchanged. Nil waits for nothing.
+type Ready func(ctx context.Context) error
+
+func (r Ready) wait(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
+	return r(ctx)
+}
+
 // Create makes username@'%' with password and its grant. An existing
 // account is ErrUserExists, unless intent says this job recorded it before
 // an earlier CREATE USER: then it is this job's own half-made account, and
 // its password is set and its grant completed. A protected user always
 // exists. If the GRANT fails for good, the new account is dropped again, so
 // no account is left without its grant.
-func (t *Target) Create(ctx context.Context, username string, password secret.Secret, readOnly bool, intent Intent) error {
+func (t *Target) Create(ctx context.Context, username string, password secret.Secret, readOnly bool, intent Intent, ready Ready) error {
 	if t.protected[username] {
 		return ErrUserExists
 	}
@@ -164,6 +209,9 @@ func (t *Target) Create(ctx context.Context, username string, password secret.Se
 		if !mine {
 			return ErrUserExists
 		}
+		if err := ready.wait(ctx); err != nil {
+			return err
+		}
 		if err := t.execSecret(ctx, "ALTER USER ?@'%' IDENTIFIED BY ?", username, password); err != nil {
 			return fmt.Errorf("set password of the half-made account: %w", err)
 		}
@@ -175,6 +223,9 @@ func (t *Target) Create(ctx context.Context, username string, password secret.Se
 		return t.grant(ctx, username, readOnly)
 	}
 	if err := intent.Record(ctx); err != nil {
+		return err
+	}
+	if err := ready.wait(ctx); err != nil {
 		return err
 	}
 	if err := t.execSecret(ctx, "CREATE USER ?@'%' IDENTIFIED BY ?", username, password); err != nil {
@@ -236,9 +287,12 @@ func (t *Target) revokeAll(ctx context.Context, username string) error {
 
 // ResetPassword sets a new password on an account that belongs to the target.
 // Open sessions are left alone.
-func (t *Target) ResetPassword(ctx context.Context, username string, password secret.Secret) (Account, error) {
+func (t *Target) ResetPassword(ctx context.Context, username string, password secret.Secret, ready Ready) (Account, error) {
 	acct, err := t.owned(ctx, username, false)
 	if err != nil {
+		return acct, err
+	}
+	if err := ready.wait(ctx); err != nil {
 		return acct, err
 	}
 	if err := t.execSecret(ctx, "ALTER USER ?@'%' IDENTIFIED BY ?", username, password); err != nil {

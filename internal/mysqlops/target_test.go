@@ -21,7 +21,7 @@ func mine() *testIntent  { return &testIntent{mine: true} }
 
 func newTarget(t *testing.T, f *mysqltest.Fixture) *mysqlops.Target {
 	t.Helper()
-	db, err := mysqlops.OpenDB(f.AdminDSN)
+	db, err := mysqlops.OpenDB(secret.New(f.AdminDSN), mysqlops.DBOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,13 +37,13 @@ func TestCreateResetDeleteList(t *testing.T) {
 	f.DropUserLater(rw)
 	f.DropUserLater(ro)
 
-	if err := tg.Create(ctx, rw, secret.New("pw-rw-"+mysqltest.Password()), false, fresh()); err != nil {
+	if err := tg.Create(ctx, rw, secret.New("pw-rw-"+mysqltest.Password()), false, fresh(), nil); err != nil {
 		t.Fatalf("create rw: %v", err)
 	}
-	if err := tg.Create(ctx, ro, secret.New("pw-ro-"+mysqltest.Password()), true, fresh()); err != nil {
+	if err := tg.Create(ctx, ro, secret.New("pw-ro-"+mysqltest.Password()), true, fresh(), nil); err != nil {
 		t.Fatalf("create ro: %v", err)
 	}
-	if err := tg.Create(ctx, rw, secret.New("x"+mysqltest.Password()), false, fresh()); !errors.Is(err, mysqlops.ErrUserExists) {
+	if err := tg.Create(ctx, rw, secret.New("x"+mysqltest.Password()), false, fresh(), nil); !errors.Is(err, mysqlops.ErrUserExists) {
 		t.Fatalf("second create: got %v, want ErrUserExists", err)
 	}
 
@@ -86,17 +86,17 @@ func TestCreateResetDeleteList(t *testing.T) {
 		t.Fatalf("page 2 = %+v next %q err %v", page2, next2, err)
 	}
 
-	if _, err := tg.ResetPassword(ctx, f.Protected, secret.New(mysqltest.Password())); !errors.Is(err, mysqlops.ErrProtected) {
+	if _, err := tg.ResetPassword(ctx, f.Protected, secret.New(mysqltest.Password()), nil); !errors.Is(err, mysqlops.ErrProtected) {
 		t.Errorf("reset protected: %v", err)
 	}
-	if _, err := tg.ResetPassword(ctx, mysqltest.Username("nobody_"), secret.New(mysqltest.Password())); !errors.Is(err, mysqlops.ErrUserNotFound) {
+	if _, err := tg.ResetPassword(ctx, mysqltest.Username("nobody_"), secret.New(mysqltest.Password()), nil); !errors.Is(err, mysqlops.ErrUserNotFound) {
 		t.Errorf("reset missing: %v", err)
 	}
-	if _, err := tg.ResetPassword(ctx, f.Admin, secret.New(mysqltest.Password())); !errors.Is(err, mysqlops.ErrForeign) {
+	if _, err := tg.ResetPassword(ctx, f.Admin, secret.New(mysqltest.Password()), nil); !errors.Is(err, mysqlops.ErrForeign) {
 		t.Errorf("reset admin: %v", err)
 	}
 	newPW := "new-" + mysqltest.Password()
-	if acct, err := tg.ResetPassword(ctx, ro, secret.New(newPW)); err != nil || !acct.ReadOnly {
+	if acct, err := tg.ResetPassword(ctx, ro, secret.New(newPW), nil); err != nil || !acct.ReadOnly {
 		t.Fatalf("reset ro: %+v %v", acct, err)
 	}
 	if _, err := f.Login(ro, newPW); err != nil {
@@ -129,14 +129,14 @@ func TestCreateResumeAdoptsHalfMadeAccount(t *testing.T) {
 	// An earlier attempt died between CREATE USER and GRANT.
 	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", u, "old-"+mysqltest.Password())
 
-	if err := tg.Create(ctx, u, secret.New(mysqltest.Password()), false, fresh()); !errors.Is(err, mysqlops.ErrUserExists) {
+	if err := tg.Create(ctx, u, secret.New(mysqltest.Password()), false, fresh(), nil); !errors.Is(err, mysqlops.ErrUserExists) {
 		t.Fatalf("create of another job's account: %v", err)
 	}
 	if err := tg.Abandon(ctx, u, fresh()); err != nil || !f.AccountExists(u) {
 		t.Fatalf("a job that made nothing dropped the account: %v", err)
 	}
 	pw := "adopted-" + mysqltest.Password()
-	if err := tg.Create(ctx, u, secret.New(pw), true, mine()); err != nil {
+	if err := tg.Create(ctx, u, secret.New(pw), true, mine(), nil); err != nil {
 		t.Fatalf("resume: %v", err)
 	}
 	c, err := f.Login(u, pw)
@@ -173,6 +173,21 @@ func TestForeignAccountsAreNeverTouched(t *testing.T) {
 	f.Exec("CREATE TABLE `" + other.Database + "`.secrets (id int)")
 	f.Exec("GRANT SELECT ON `"+other.Database+"`.secrets TO ?@'%'", tbl)
 
+	col := mysqltest.Username("col_") // a column privilege elsewhere
+	f.DropUserLater(col)
+	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", col, mysqltest.Password())
+	f.Exec("GRANT SELECT ON `"+f.Database+"`.* TO ?@'%'", col)
+	f.Exec("GRANT SELECT (id) ON `"+other.Database+"`.secrets TO ?@'%'", col)
+
+	role := mysqltest.Username("role_") // a role, which may carry anything
+	roleName := mysqltest.Username("r_")
+	f.DropUserLater(role)
+	t.Cleanup(func() { _, _ = f.Root.Exec("DROP ROLE IF EXISTS " + roleName) })
+	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", role, mysqltest.Password())
+	f.Exec("GRANT SELECT ON `"+f.Database+"`.* TO ?@'%'", role)
+	f.Exec("CREATE ROLE " + roleName)
+	f.Exec("GRANT "+roleName+" TO ?@'%'", role)
+
 	local := mysqltest.Username("local_") // same name on another host
 	f.DropUserLater(local)
 	t.Cleanup(func() { _, _ = f.Root.Exec("DROP USER IF EXISTS ?@'localhost'", local) })
@@ -182,15 +197,15 @@ func TestForeignAccountsAreNeverTouched(t *testing.T) {
 
 	// A reset touches only username@'%'; its namesake on another host is
 	// a different account, left as it is.
-	if _, err := tg.ResetPassword(ctx, local, secret.New(mysqltest.Password())); err != nil {
+	if _, err := tg.ResetPassword(ctx, local, secret.New(mysqltest.Password()), nil); err != nil {
 		t.Errorf("reset %s@'%%' beside %s@localhost: %v", local, local, err)
 	}
 	// A delete ends every session of the name, so a namesake makes it foreign.
 	if _, err := tg.Delete(ctx, local, mine()); !errors.Is(err, mysqlops.ErrForeign) {
 		t.Errorf("delete %s with a namesake on another host: %v, want ErrForeign", local, err)
 	}
-	for _, u := range []string{two, glob, tbl, other.Protected, other.Admin, f.Admin} {
-		if _, err := tg.ResetPassword(ctx, u, secret.New(mysqltest.Password())); !errors.Is(err, mysqlops.ErrForeign) {
+	for _, u := range []string{two, glob, tbl, col, role, other.Protected, other.Admin, f.Admin} {
+		if _, err := tg.ResetPassword(ctx, u, secret.New(mysqltest.Password()), nil); !errors.Is(err, mysqlops.ErrForeign) {
 			t.Errorf("reset %s: %v, want ErrForeign", u, err)
 		}
 		if _, err := tg.Delete(ctx, u, mine()); err == nil {
@@ -215,7 +230,7 @@ func TestProtectedUserIsNeverTakenOver(t *testing.T) {
 	ctx := context.Background()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	tg := newTarget(t, f)
-	if err := tg.Create(ctx, f.Protected, secret.New("x"+mysqltest.Password()), false, mine()); !errors.Is(err, mysqlops.ErrUserExists) {
+	if err := tg.Create(ctx, f.Protected, secret.New("x"+mysqltest.Password()), false, mine(), nil); !errors.Is(err, mysqlops.ErrUserExists) {
 		t.Fatalf("create over the protected user: %v", err)
 	}
 	if err := tg.Abandon(ctx, f.Protected, mine()); err != nil {
@@ -243,5 +258,38 @@ func TestAbandonDropsOnlyItsOwnHalfMadeAccount(t *testing.T) {
 	}
 	if err := tg.Abandon(ctx, u, mine()); err != nil || f.AccountExists(u) {
 		t.Fatalf("abandon with intent: err %v, exists %v", err, f.AccountExists(u))
+	}
+}
+
+// TestListReadsEveryGrantOfTheDatabase: an account's grants on the
+// database's name and on its escaped pattern are one account's privileges;
+// a write privilege on either makes it read-write, and a grant without
+// SELECT alone does not make it listed.
+func TestListReadsEveryGrantOfTheDatabase(t *testing.T) {
+	ctx := context.Background()
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	tg := newTarget(t, f)
+	mixed, noSelect := mysqltest.Username("mix_"), mysqltest.Username("nosel_")
+	for _, u := range []string{mixed, noSelect} {
+		f.DropUserLater(u)
+		f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", u, mysqltest.Password())
+	}
+	f.Exec("GRANT SELECT ON `"+f.Database+"`.* TO ?@'%'", mixed)
+	f.Exec("GRANT INSERT ON `"+mysqltest.EscapePattern(f.Database)+"`.* TO ?@'%'", mixed)
+	f.Exec("GRANT INSERT ON `"+mysqltest.EscapePattern(f.Database)+"`.* TO ?@'%'", noSelect)
+
+	accts, next, err := tg.List(ctx, "", 100)
+	if err != nil || next != "" {
+		t.Fatalf("list: %v (next %q)", err, next)
+	}
+	got := map[string]bool{}
+	for _, a := range accts {
+		got[a.Username] = a.ReadOnly
+	}
+	if ro, ok := got[mixed]; !ok || ro {
+		t.Errorf("%s listed %v, read-only %v; want listed read-write", mixed, ok, ro)
+	}
+	if _, ok := got[noSelect]; ok {
+		t.Errorf("%s without SELECT is listed", noSelect)
 	}
 }

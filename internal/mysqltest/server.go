@@ -27,18 +27,20 @@ type Server struct {
 	exited  chan struct{}
 	logFile string
 	binary  string
+	args    []string // extra mariadbd options
 }
 
-// StartServer installs a fresh datadir and starts mariadbd on a free port.
-// It is stopped when the test ends.
-func StartServer(t testing.TB) *Server {
+// StartServer installs a fresh datadir and starts mariadbd on a free port,
+// with args appended to its options (e.g. --ssl-ca=…). It is stopped when
+// the test ends.
+func StartServer(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("mariadbd")
 	if err != nil {
 		bin = "/usr/sbin/mariadbd"
 	}
 	dir := t.TempDir()
-	s := &Server{t: t, dir: dir, socket: filepath.Join(dir, "mysqld.sock"), logFile: filepath.Join(dir, "error.log")}
+	s := &Server{t: t, dir: dir, socket: filepath.Join(dir, "mysqld.sock"), logFile: filepath.Join(dir, "error.log"), args: args}
 	install := exec.Command("mariadb-install-db", "--no-defaults", "--datadir="+filepath.Join(dir, "data"),
 		"--user=root", "--auth-root-authentication-method=normal", "--skip-test-db")
 	if out, err := install.CombinedOutput(); err != nil {
@@ -65,6 +67,7 @@ func (s *Server) Start() {
 		fmt.Sprintf("--port=%d", s.port), "--bind-address=127.0.0.1",
 		"--pid-file="+filepath.Join(s.dir, "mysqld.pid"), "--log-error="+s.logFile,
 		"--skip-name-resolve", "--innodb-buffer-pool-size=32M", "--max-connections=200")
+	s.cmd.Args = append(s.cmd.Args, s.args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start mariadbd: %v", err)
 	}

@@ -20,6 +20,9 @@ type Options struct {
 	// ServerName is set when a restart on the same store must be the same
 	// server.
 	ServerName string
+	// Edit, when set, changes the server's options before it starts
+	// (authorization, TLS).
+	Edit func(*server.Options)
 }
 
 // Run starts a JetStream server on 127.0.0.1 and waits until it accepts
@@ -32,8 +35,12 @@ func Run(t testing.TB, opts Options) *server.Server {
 	if opts.Port == 0 {
 		opts.Port = -1
 	}
-	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: opts.StoreDir, ServerName: opts.ServerName,
-		Host: "127.0.0.1", Port: opts.Port, NoSigs: true, NoLog: true})
+	so := &server.Options{JetStream: true, StoreDir: opts.StoreDir, ServerName: opts.ServerName,
+		Host: "127.0.0.1", Port: opts.Port, NoSigs: true, NoLog: true}
+	if opts.Edit != nil {
+		opts.Edit(so)
+	}
+	s, err := server.NewServer(so)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,12 +23,12 @@ import (
 
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/jobs"
-	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/internal/natsserver"
 	"github.com/dbusers/dbusers/internal/partitions"
 	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/internal/telemetry"
 	"github.com/dbusers/dbusers/internal/vault"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // Version is the worker's version, as the info endpoint reports it.
@@ -234,7 +234,10 @@ func (s *Service) readiness(js jetstream.JetStream, cfg *config.Config, objs *st
 
 func (s *Service) connect(cfg *config.Config) error {
 	url := cfg.NATS.URL
-	opts := []nats.Option{nats.Name("dbusers-worker"), nats.MaxReconnects(-1)}
+	// A credential rotated on the server fails the reconnects until the
+	// worker's file is updated too; without IgnoreAuthErrorAbort nats.go
+	// would give up for good after two such failures.
+	opts := []nats.Option{nats.Name("dbusers-worker"), nats.MaxReconnects(-1), nats.IgnoreAuthErrorAbort()}
 	if url == "" {
 		if cfg.NATS.Replicas > 1 {
 			return errors.New("nats.replicas: the embedded server is a single node; use replicas 1 or set nats.url to a cluster")
@@ -250,11 +253,18 @@ func (s *Service) connect(cfg *config.Config) error {
 		s.server = srv
 		opts = append(opts, nats.InProcessServer(srv))
 	}
-	if cfg.NATS.Credentials != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATS.Credentials))
-	}
-	nc, err := nats.Connect(url, opts...)
+	// With the embedded server, Validate refused every authentication and
+	// TLS key: conn is empty there.
+	conn := cfg.NATS.ConnSettings()
+	connOpts, err := conn.Options(config.ConnNames())
 	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(url, append(opts, connOpts...)...)
+	if err != nil {
+		if hint := conn.Hint(err, config.ConnNames()); hint != "" {
+			return fmt.Errorf("nats.url: connect: %w: %s", err, hint)
+		}
 		return fmt.Errorf("nats.url: connect: %w", err)
 	}
 	s.nc = nc
@@ -264,28 +274,18 @@ func (s *Service) connect(cfg *config.Config) error {
 func (s *Service) openTargets(ctx context.Context, cfg *config.Config) (map[string]jobs.Ops, error) {
 	targets := make(map[string]jobs.Ops, len(cfg.Targets))
 	for i, tc := range cfg.Targets {
-		db, err := mysqlops.OpenDB(tc.DSN)
+		t, err := s.openTarget(ctx, i, tc)
 		if err != nil {
-			return nil, fmt.Errorf("targets[%d].dsn: %w", i, err)
+			return nil, err
 		}
-		s.closers = append(s.closers, func() { db.Close() })
-		t := mysqlops.New(db, mysqlops.Options{Database: tc.Database, Protected: tc.ProtectedUsers})
-		// A target that is down at start is not fatal: its jobs wait
-		// and retry like any other transient fault.
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		if err := t.Ping(pctx); err != nil {
-			s.log.Warn("target not reachable at start; its jobs will retry",
-				zap.String("target", tc.Name), zap.String("mysql", redactDSN(tc.DSN)), zap.Error(err))
-		}
-		cancel()
 		targets[tc.Name] = t
 	}
 	return targets, nil
 }
 
 // redactDSN returns user@address of a DSN, never its password.
-func redactDSN(dsn string) string {
-	cfg, err := mysql.ParseDSN(dsn)
+func redactDSN(dsn secret.Secret) string {
+	cfg, err := mysql.ParseDSN(dsn.Reveal())
 	if err != nil {
 		return "(unparsable DSN)"
 	}
