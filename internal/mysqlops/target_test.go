@@ -3,6 +3,9 @@ package mysqlops_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
@@ -291,5 +294,51 @@ func TestListReadsEveryGrantOfTheDatabase(t *testing.T) {
 	}
 	if _, ok := got[noSelect]; ok {
 		t.Errorf("%s without SELECT is listed", noSelect)
+	}
+}
+
+// TestListPagesPastOutsiders: accounts that hold privileges elsewhere are
+// left out without shortening a page, and the cursor walks every account
+// exactly once.
+func TestListPagesPastOutsiders(t *testing.T) {
+	ctx := context.Background()
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	other := mysqltest.NewFixture(t, mysqltest.Options{})
+	tg := newTarget(t, f)
+	prefix := mysqltest.Username("pg_")[:10]
+	var want []string
+	for i := range 9 {
+		u := fmt.Sprintf("%s_%02d", prefix, i)
+		f.DropUserLater(u)
+		f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", u, mysqltest.Password())
+		f.Exec("GRANT SELECT ON `"+mysqltest.EscapePattern(f.Database)+"`.* TO ?@'%'", u)
+		if i%3 == 1 { // every third one also reads another database
+			f.Exec("GRANT SELECT ON `"+mysqltest.EscapePattern(other.Database)+"`.* TO ?@'%'", u)
+			continue
+		}
+		want = append(want, u)
+	}
+	var got []string
+	after := prefix
+	for page := 0; ; page++ {
+		accts, next, err := tg.List(ctx, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range accts {
+			if strings.HasPrefix(a.Username, prefix) {
+				got = append(got, a.Username)
+			}
+		}
+		if next == "" {
+			break
+		}
+		if len(accts) != 2 {
+			t.Fatalf("page %d has %d accounts and a next cursor, want 2", page, len(accts))
+		}
+		after = next
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("listed %q, want %q", got, want)
 	}
 }
