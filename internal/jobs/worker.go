@@ -113,7 +113,7 @@ type Config struct {
 	// counted from when this worker received it.
 	RetryBudget time.Duration
 	// AckWait is the consumer's ack wait; queued and running jobs are
-	// kept alive at a third of it.
+	// kept alive every half of it.
 	AckWait time.Duration
 	// ShutdownGrace bounds how long a running job may go on after Run's
 	// context ends; then its statement is cancelled and the job handed back.
@@ -153,6 +153,9 @@ type lane struct {
 type delivery struct {
 	msg      jetstream.Msg
 	received time.Time
+	// extended is when the server last heard that this job is being
+	// worked on (its delivery, or the last keep-alive); guarded by w.mu.
+	extended time.Time
 	lane     *lane // nil in unit tests that call process directly
 }
 
@@ -203,7 +206,7 @@ func (w *Worker) Run(ctx context.Context, consumer jetstream.Consumer, ready fun
 	if ready != nil {
 		ready()
 	}
-	ticker := time.NewTicker(w.cfg.AckWait / 3)
+	ticker := time.NewTicker(w.cfg.AckWait / keepAliveTicks)
 	defer ticker.Stop()
 	for running := true; running; {
 		select {
@@ -250,7 +253,8 @@ func (w *Worker) Run(ctx context.Context, consumer jetstream.Consumer, ready fun
 // lane and never blocks, so one slow target cannot stall the others.
 func (w *Worker) dispatch(msg jetstream.Msg) {
 	key := targetToken(w.cfg.Prefix, streams.OriginalSubject(w.cfg.Prefix, msg.Subject()))
-	d := &delivery{msg: msg, received: time.Now()}
+	now := time.Now()
+	d := &delivery{msg: msg, received: now, extended: now}
 	w.mu.Lock()
 	if w.stopping {
 		w.mu.Unlock()
@@ -289,17 +293,31 @@ func (w *Worker) runLane(l *lane) {
 	}
 }
 
+// keepAliveTicks is how often per ack wait keepAlive looks at the held
+// jobs.
+const keepAliveTicks = 6
+
 // keepAlive tells the server that queued and running jobs are still being
 // worked on, so their ack wait does not expire while they wait their turn.
+// Only jobs not heard of for half an ack wait are told: a bulk run holds
+// thousands of jobs, and telling each of them every tick cost more NATS
+// CPU than running them (issue 5). A job is told again at least a third of
+// an ack wait before its deadline.
 func (w *Worker) keepAlive() {
+	now := time.Now()
+	due := now.Add(-w.cfg.AckWait / 2)
 	w.mu.Lock()
 	var msgs []jetstream.Msg
-	for _, l := range w.lanes {
-		if l.current != nil {
-			msgs = append(msgs, l.current.msg)
-		}
-		for _, d := range l.queue {
+	tell := func(d *delivery) {
+		if d != nil && !d.extended.After(due) {
+			d.extended = now
 			msgs = append(msgs, d.msg)
+		}
+	}
+	for _, l := range w.lanes {
+		tell(l.current)
+		for _, d := range l.queue {
+			tell(d)
 		}
 	}
 	w.mu.Unlock()

@@ -598,3 +598,36 @@ func TestReplayWithInvalidBodyKeepsStoredResult(t *testing.T) {
 		t.Fatalf("calls = %q, want the first delete only", calls)
 	}
 }
+
+// TestKeepAliveTellsOnlyJobsNearTheirDeadline: a held job is told "in
+// progress" once half an ack wait has passed since the server last heard
+// of it, not at every tick, so a bulk run's thousands of held jobs do not
+// each cost a message per tick.
+func TestKeepAliveTellsOnlyJobsNearTheirDeadline(t *testing.T) {
+	w, err := NewWorker(Config{Prefix: "dbusers", Keys: fakeKeys{}, Secrets: &fakeSecrets{}, Results: &fakeResults{},
+		Intents: &fakeIntents{}, AckWait: time.Minute,
+		GeneratePassword: func() (secret.Secret, error) { return secret.New(strings.Repeat("g", 64)), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	fresh := &delivery{msg: &fakeMsg{}, extended: now.Add(-10 * time.Second)}
+	old := &delivery{msg: &fakeMsg{}, extended: now.Add(-31 * time.Second)}
+	running := &delivery{msg: &fakeMsg{}, extended: now.Add(-45 * time.Second)}
+	w.lanes["app"] = &lane{key: "app", current: running, queue: []*delivery{fresh, old}}
+
+	told := func(d *delivery) int {
+		m := d.msg.(*fakeMsg)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.inProgress
+	}
+	w.keepAlive()
+	if told(fresh) != 0 || told(old) != 1 || told(running) != 1 {
+		t.Fatalf("told fresh %d, old %d, running %d times; want 0, 1, 1", told(fresh), told(old), told(running))
+	}
+	w.keepAlive() // the next tick: everything was heard of just now
+	if told(fresh) != 0 || told(old) != 1 || told(running) != 1 {
+		t.Fatalf("second tick told fresh %d, old %d, running %d times; want 0, 1, 1", told(fresh), told(old), told(running))
+	}
+}
