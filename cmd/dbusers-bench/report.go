@@ -256,6 +256,13 @@ func (r *Report) markdown() []byte {
 		}
 	}
 
+	if bounds := r.goalBounds(); len(bounds) > 0 {
+		p("\n## Goals not met: what bounds them\n\n")
+		for _, l := range bounds {
+			p("- %s\n", l)
+		}
+	}
+
 	if r.Before != nil {
 		r.beforeAfter(&b)
 	}

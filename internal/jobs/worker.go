@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -157,6 +158,31 @@ type delivery struct {
 	// worked on (its delivery, or the last keep-alive); guarded by w.mu.
 	extended time.Time
 	lane     *lane // nil in unit tests that call process directly
+	// pre is this job's reads, started while the job ahead of it in the
+	// lane ran; nil when none were.
+	pre *preflight
+	// acked is set once this job was acknowledged.
+	acked atomic.Bool
+}
+
+// preflight holds the two reads a job needs before it may run (its stored
+// result and the order check), made while the job ahead of it in its lane
+// is still running, so that a lane of many jobs does not wait for them
+// between jobs.
+type preflight struct {
+	done    chan struct{}
+	subject string // the results subject looked up
+	// The stored-result lookup.
+	stored []byte
+	found  bool
+	err    error
+	// The order check, counted from just after the job ahead (ahead): it
+	// holds only if that job is acknowledged, which it is not yet when
+	// the check runs.
+	ahead    *delivery
+	aheadSeq uint64
+	first    uint64
+	firstErr error
 }
 
 // NewWorker checks cfg and returns a Worker.
@@ -288,6 +314,9 @@ func (w *Worker) runLane(l *lane) {
 		l.queue[0] = nil
 		l.queue = l.queue[1:]
 		l.current = d
+		if len(l.queue) > 0 && l.queue[0].pre == nil {
+			l.queue[0].pre = w.startPreflight(l.queue[0], d)
+		}
 		w.mu.Unlock()
 		w.process(d)
 	}
@@ -384,26 +413,17 @@ func (w *Worker) process(d *delivery) {
 	// is stored yet, which tells the same in one round trip.
 	keyed := validTarget(target) && !strings.HasPrefix(res.ID, "seq-")
 	if jerr == nil && keyed {
-		// Both are reads: ask them at once, one round trip of waiting.
-		var turn bool
-		var turnErr error
-		turnDone := make(chan struct{})
-		go func() {
-			defer close(turnDone)
-			turn, turnErr = w.inTurn(d, seq)
-		}()
-		stored, ok, err := w.lookup(subject)
-		<-turnDone
-		if err != nil {
-			w.handBack(d, log, "look up an earlier result", err)
+		c := w.check(d, seq, subject)
+		if c.err != nil {
+			w.handBack(d, log, "look up an earlier result", c.err)
 			return
 		}
-		if ok {
-			w.answerStored(d, log, seq, subject, stored, res.Op, start)
+		if c.found {
+			w.answerStored(d, log, seq, subject, c.stored, res.Op, start)
 			return
 		}
-		if turnErr != nil || !turn {
-			w.handBack(d, log, "an older job of this target is still pending", turnErr)
+		if c.turnErr != nil || !c.turn {
+			w.handBack(d, log, "an older job of this target is still pending", c.turnErr)
 			return
 		}
 	}
@@ -526,11 +546,92 @@ func mayHoldPassword(body []byte) bool {
 // ack acknowledges a finished job (see finish).
 func (w *Worker) ack(d *delivery, seq uint64) {
 	_ = d.msg.Ack()
+	d.acked.Store(true)
 	if d.lane != nil && seq != 0 {
 		w.mu.Lock()
 		w.lastAcked[d.lane.key] = max(w.lastAcked[d.lane.key], seq)
 		w.mu.Unlock()
 	}
+}
+
+// startPreflight starts next's stored-result lookup and its order check
+// while ahead, the job before it in the lane, runs. It returns nil for a
+// job the worker answers without them (no job id, or no sequence).
+func (w *Worker) startPreflight(next, ahead *delivery) *preflight {
+	meta, err := next.msg.Metadata()
+	aheadMeta, aerr := ahead.msg.Metadata()
+	if err != nil || aerr != nil || w.cfg.Jobs == nil {
+		return nil
+	}
+	headerID := next.msg.Headers().Get(jetstream.MsgIDHeader)
+	published := streams.OriginalSubject(w.cfg.Prefix, next.msg.Subject())
+	target := targetToken(w.cfg.Prefix, published)
+	id := ResultID(headerID, next.msg.Data(), meta.Sequence.Stream)
+	filter := targetFilter(w.cfg.Prefix, next.msg.Subject())
+	if !validTarget(target) || strings.HasPrefix(id, "seq-") || filter == "" {
+		return nil
+	}
+	// A job republished with the id of the job ahead (after the duplicate
+	// window) must see that job's result, which is not stored yet.
+	if ResultID(ahead.msg.Headers().Get(jetstream.MsgIDHeader), ahead.msg.Data(), aheadMeta.Sequence.Stream) == id {
+		return nil
+	}
+	p := &preflight{done: make(chan struct{}), subject: streams.ResultSubject(w.cfg.Prefix, target, id),
+		ahead: ahead, aheadSeq: aheadMeta.Sequence.Stream}
+	w.running.Add(1)
+	go func() {
+		defer w.running.Done()
+		defer close(p.done)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(w.hardCtx, 5*time.Second)
+			defer cancel()
+			p.first, p.firstErr = w.cfg.Jobs.First(ctx, filter, p.aheadSeq+1)
+		})
+		p.stored, p.found, p.err = w.lookup(p.subject)
+		wg.Wait()
+	}()
+	return p
+}
+
+// checks is what a job must know before it runs: its stored result, and
+// whether an older job of its target is still pending.
+type checks struct {
+	stored  []byte
+	found   bool
+	err     error // of the lookup
+	turn    bool
+	turnErr error
+}
+
+// check reads a job's stored result and its turn, both at once, or takes
+// them from its preflight. The preflight's order check, counted from the
+// job ahead, holds only once that job is acknowledged; otherwise the turn
+// is asked again.
+func (w *Worker) check(d *delivery, seq uint64, subject string) checks {
+	var c checks
+	if p := d.pre; p != nil && p.subject == subject {
+		<-p.done
+		c.stored, c.found, c.err = p.stored, p.found, p.err
+		if c.err != nil || c.found {
+			return c
+		}
+		if p.firstErr == nil && p.ahead.acked.Load() {
+			c.turn = p.first == 0 || p.first >= seq
+			return c
+		}
+		c.turn, c.turnErr = w.inTurn(d, seq)
+		return c
+	}
+	turnDone := make(chan struct{})
+	go func() {
+		defer close(turnDone)
+		c.turn, c.turnErr = w.inTurn(d, seq)
+	}()
+	stored, found, err := w.lookup(subject)
+	<-turnDone
+	c.stored, c.found, c.err = stored, found, err
+	return c
 }
 
 // inTurn reports whether a job may run now: no older job of its target is

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -629,5 +630,108 @@ func TestKeepAliveTellsOnlyJobsNearTheirDeadline(t *testing.T) {
 	w.keepAlive() // the next tick: everything was heard of just now
 	if told(fresh) != 0 || told(old) != 1 || told(running) != 1 {
 		t.Fatalf("second tick told fresh %d, old %d, running %d times; want 0, 1, 1", told(fresh), told(old), told(running))
+	}
+}
+
+// liveStream is a jobs stream whose pending jobs are the messages not yet
+// acknowledged; it counts its order checks.
+type liveStream struct {
+	mu     sync.Mutex
+	msgs   []*fakeMsg
+	checks int
+}
+
+func (s *liveStream) Erase(context.Context, uint64) error { return nil }
+
+func (s *liveStream) First(_ context.Context, _ string, from uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks++
+	for _, m := range s.msgs {
+		m.mu.Lock()
+		acked := m.acked
+		m.mu.Unlock()
+		if !acked && m.seq >= from {
+			return m.seq, nil
+		}
+	}
+	return 0, nil
+}
+
+func (s *liveStream) Checks() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checks
+}
+
+func deleteMsg(id, user string, seq uint64) *fakeMsg {
+	m := &fakeMsg{subject: stored("dbusers.jobs.app.user.delete"), header: nats.Header{},
+		data: []byte(`{"id":"` + id + `","username":"` + user + `"}`), seq: seq}
+	m.header.Set("Nats-Msg-Id", id)
+	return m
+}
+
+// TestPreflightTurnHoldsOnlyOnceTheJobAheadIsAcked: the order check made
+// while the job ahead runs counts from after that job, so it may be used
+// only once that job is acknowledged; until then the turn is asked again
+// and the older job holds the next one back.
+func TestPreflightTurnHoldsOnlyOnceTheJobAheadIsAcked(t *testing.T) {
+	h := newHarness(t, time.Second)
+	m7, m8 := deleteMsg("p7", "user_seven", 7), deleteMsg("p8", "user_eight", 8)
+	js := &liveStream{msgs: []*fakeMsg{m7, m8}}
+	h.w.cfg.Jobs = js
+	l := &lane{key: "app"}
+	d7 := &delivery{msg: m7, received: time.Now(), lane: l}
+	d8 := &delivery{msg: m8, received: time.Now(), lane: l}
+	d8.pre = h.w.startPreflight(d8, d7)
+	if d8.pre == nil {
+		t.Fatal("no preflight for a job with an id behind another")
+	}
+	subject := streams.ResultSubject("dbusers", "app", "p8")
+
+	c := h.w.check(d8, 8, subject)
+	if c.err != nil || c.found || c.turn {
+		t.Fatalf("with the job ahead unacknowledged: %+v, want not in turn", c)
+	}
+	if js.Checks() != 2 { // the preflight's, then the one asked again
+		t.Fatalf("%d order checks, want 2", js.Checks())
+	}
+
+	h.w.ack(d7, 7)
+	c = h.w.check(d8, 8, subject)
+	if c.err != nil || c.found || !c.turn {
+		t.Fatalf("with the job ahead acknowledged: %+v, want in turn", c)
+	}
+	if js.Checks() != 2 {
+		t.Fatalf("%d order checks, want the preflight's to be used (2)", js.Checks())
+	}
+}
+
+// TestLaneAnswersARepublishedIDOnce: a job republished with the id of the
+// job just ahead of it in its lane gets that job's result and changes
+// nothing, even though its reads were made while that job still ran.
+func TestLaneAnswersARepublishedIDOnce(t *testing.T) {
+	h := newHarness(t, time.Second)
+	first, again, other := deleteMsg("same", "user_one", 7), deleteMsg("same", "user_one", 8), deleteMsg("next", "user_two", 9)
+	h.w.cfg.Jobs = &liveStream{msgs: []*fakeMsg{first, again, other}}
+	l := &lane{key: "app"}
+	// Its reads would race the job ahead's result: it gets none.
+	if pre := h.w.startPreflight(&delivery{msg: again}, &delivery{msg: first}); pre != nil {
+		t.Fatal("a job with the id of the job ahead got a preflight")
+	}
+	for _, m := range []*fakeMsg{first, again, other} {
+		l.queue = append(l.queue, &delivery{msg: m, received: time.Now(), lane: l})
+	}
+	h.w.lanes["app"] = l
+	h.w.running.Add(1)
+	h.w.runLane(l)
+
+	if calls := h.ops.Calls(); !slices.Equal(calls, []string{"delete user_one", "delete user_two"}) {
+		t.Fatalf("MySQL calls %q, want user_one once, then user_two", calls)
+	}
+	for _, m := range []*fakeMsg{first, again, other} {
+		if !m.acked {
+			t.Fatalf("job %d not acknowledged", m.seq)
+		}
 	}
 }
