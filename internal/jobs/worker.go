@@ -114,7 +114,7 @@ type Config struct {
 	// counted from when this worker received it.
 	RetryBudget time.Duration
 	// AckWait is the consumer's ack wait; queued and running jobs are
-	// kept alive every half of it.
+	// kept alive every two thirds of it.
 	AckWait time.Duration
 	// ShutdownGrace bounds how long a running job may go on after Run's
 	// context ends; then its statement is cancelled and the job handed back.
@@ -324,17 +324,17 @@ func (w *Worker) runLane(l *lane) {
 
 // keepAliveTicks is how often per ack wait keepAlive looks at the held
 // jobs.
-const keepAliveTicks = 6
+const keepAliveTicks = 10
 
 // keepAlive tells the server that queued and running jobs are still being
 // worked on, so their ack wait does not expire while they wait their turn.
-// Only jobs not heard of for half an ack wait are told: a bulk run holds
-// thousands of jobs, and telling each of them every tick cost more NATS
-// CPU than running them (issue 5). A job is told again at least a third of
-// an ack wait before its deadline.
+// Only jobs not heard of for two thirds of an ack wait are told: a bulk run
+// holds thousands of jobs, and telling each of them every tick cost more
+// NATS CPU than running them (issue 5). A job is told again at least a
+// third of an ack wait, less one tick, before its deadline.
 func (w *Worker) keepAlive() {
 	now := time.Now()
-	due := now.Add(-w.cfg.AckWait / 2)
+	due := now.Add(-w.cfg.AckWait * 2 / 3)
 	w.mu.Lock()
 	var msgs []jetstream.Msg
 	tell := func(d *delivery) {

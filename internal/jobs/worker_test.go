@@ -601,8 +601,8 @@ func TestReplayWithInvalidBodyKeepsStoredResult(t *testing.T) {
 }
 
 // TestKeepAliveTellsOnlyJobsNearTheirDeadline: a held job is told "in
-// progress" once half an ack wait has passed since the server last heard
-// of it, not at every tick, so a bulk run's thousands of held jobs do not
+// progress" once two thirds of an ack wait have passed since the server
+// last heard of it, not at every tick, so a bulk run's thousands of held jobs do not
 // each cost a message per tick.
 func TestKeepAliveTellsOnlyJobsNearTheirDeadline(t *testing.T) {
 	w, err := NewWorker(Config{Prefix: "dbusers", Keys: fakeKeys{}, Secrets: &fakeSecrets{}, Results: &fakeResults{},
@@ -612,8 +612,8 @@ func TestKeepAliveTellsOnlyJobsNearTheirDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	fresh := &delivery{msg: &fakeMsg{}, extended: now.Add(-10 * time.Second)}
-	old := &delivery{msg: &fakeMsg{}, extended: now.Add(-31 * time.Second)}
+	fresh := &delivery{msg: &fakeMsg{}, extended: now.Add(-35 * time.Second)}
+	old := &delivery{msg: &fakeMsg{}, extended: now.Add(-41 * time.Second)}
 	running := &delivery{msg: &fakeMsg{}, extended: now.Add(-45 * time.Second)}
 	w.lanes["app"] = &lane{key: "app", current: running, queue: []*delivery{fresh, old}}
 
