@@ -176,13 +176,15 @@ type preflight struct {
 	stored []byte
 	found  bool
 	err    error
-	// The order check, counted from just after the job ahead (ahead): it
-	// holds only if that job is acknowledged, which it is not yet when
-	// the check runs.
-	ahead    *delivery
-	aheadSeq uint64
-	first    uint64
-	firstErr error
+	// The order check, counted from just after the job ahead: it holds
+	// only if that job is acknowledged (aheadAcked), which it is not yet
+	// when the check runs. Only the flag is kept, not the job: a chain of
+	// deliveries, each holding the one before, would keep every job of a
+	// lane in memory.
+	aheadAcked *atomic.Bool
+	aheadSeq   uint64
+	first      uint64
+	firstErr   error
 }
 
 // NewWorker checks cfg and returns a Worker.
@@ -319,6 +321,7 @@ func (w *Worker) runLane(l *lane) {
 		}
 		w.mu.Unlock()
 		w.process(d)
+		d.pre = nil // whatever path process took, drop the reads (and the job ahead they point to)
 	}
 }
 
@@ -577,7 +580,7 @@ func (w *Worker) startPreflight(next, ahead *delivery) *preflight {
 		return nil
 	}
 	p := &preflight{done: make(chan struct{}), subject: streams.ResultSubject(w.cfg.Prefix, target, id),
-		ahead: ahead, aheadSeq: aheadMeta.Sequence.Stream}
+		aheadAcked: &ahead.acked, aheadSeq: aheadMeta.Sequence.Stream}
 	w.running.Add(1)
 	go func() {
 		defer w.running.Done()
@@ -611,12 +614,13 @@ type checks struct {
 func (w *Worker) check(d *delivery, seq uint64, subject string) checks {
 	var c checks
 	if p := d.pre; p != nil && p.subject == subject {
+		d.pre = nil
 		<-p.done
 		c.stored, c.found, c.err = p.stored, p.found, p.err
 		if c.err != nil || c.found {
 			return c
 		}
-		if p.firstErr == nil && p.ahead.acked.Load() {
+		if p.firstErr == nil && p.aheadAcked.Load() {
 			c.turn = p.first == 0 || p.first >= seq
 			return c
 		}

@@ -697,13 +697,20 @@ func TestPreflightTurnHoldsOnlyOnceTheJobAheadIsAcked(t *testing.T) {
 		t.Fatalf("%d order checks, want 2", js.Checks())
 	}
 
+	if d8.pre != nil {
+		t.Fatal("the preflight was kept after use: it holds the job ahead in memory")
+	}
+
+	// A preflight made while job 7 ran, used after it was acknowledged.
+	d8.pre = h.w.startPreflight(d8, d7)
+	<-d8.pre.done
 	h.w.ack(d7, 7)
 	c = h.w.check(d8, 8, subject)
 	if c.err != nil || c.found || !c.turn {
 		t.Fatalf("with the job ahead acknowledged: %+v, want in turn", c)
 	}
-	if js.Checks() != 2 {
-		t.Fatalf("%d order checks, want the preflight's to be used (2)", js.Checks())
+	if js.Checks() != 3 {
+		t.Fatalf("%d order checks, want the preflight's to be used (3)", js.Checks())
 	}
 }
 
