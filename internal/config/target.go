@@ -64,7 +64,7 @@ func (t TargetTLS) load() (*tls.Config, string, error) {
 	case t.CertFile == "" && t.KeyFile != "":
 		return nil, "cert_file", errors.New("must be given with tls.key_file")
 	case t.CertFile != "":
-		if err := checkPrivate(t.KeyFile); err != nil {
+		if err := secret.CheckFile(t.KeyFile); err != nil {
 			return nil, "key_file", err
 		}
 		// LoadX509KeyPair's errors name the files, never their content.
@@ -84,7 +84,7 @@ func (t Target) AdminPassword() (secret.Secret, error) {
 	if t.PasswordFile == "" {
 		return secret.Secret{}, nil
 	}
-	if err := checkPrivate(t.PasswordFile); err != nil {
+	if err := secret.CheckFile(t.PasswordFile); err != nil {
 		return secret.Secret{}, err
 	}
 	b, err := os.ReadFile(t.PasswordFile)
@@ -128,19 +128,4 @@ func (t Target) validateAdmin(path string) []error {
 		}
 	}
 	return errs
-}
-
-// checkPrivate refuses a file that is missing, not a regular file, or open
-// to group or others: whoever reads it logs in as the target's admin.
-func checkPrivate(path string) error {
-	fi, err := os.Stat(path)
-	switch {
-	case err != nil:
-		return err
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%s is not a regular file", path)
-	case fi.Mode().Perm()&0o077 != 0:
-		return fmt.Errorf("%s has mode %04o, open to group or others; run: chmod 600 %s", path, fi.Mode().Perm(), path)
-	}
-	return nil
 }

@@ -157,7 +157,7 @@ func (s Settings) Validate(n Names) error {
 		}
 	}
 	if s.TLS.CertFile != "" && s.TLS.KeyFile != "" {
-		if err := checkPrivate(s.TLS.KeyFile); err != nil {
+		if err := secret.CheckFile(s.TLS.KeyFile); err != nil {
 			add(n.KeyFile, "%w", err)
 		} else if _, err := tls.LoadX509KeyPair(s.TLS.CertFile, s.TLS.KeyFile); err != nil {
 			// crypto/tls's errors name the problem (no PEM block, key does
@@ -221,7 +221,7 @@ func URLHasUserInfo(urls string) bool {
 // ReadPasswordFile reads a password from the first line of a file that
 // neither group nor others can access. The error never shows the content.
 func ReadPasswordFile(path string) (secret.Secret, error) {
-	if err := checkPrivate(path); err != nil {
+	if err := secret.CheckFile(path); err != nil {
 		return secret.Secret{}, err
 	}
 	b, err := os.ReadFile(path)
@@ -298,26 +298,10 @@ func (s Settings) credentials(n Names) string {
 	return fmt.Sprintf("a connection without credentials; give %s, %s, or %s and %s", n.CredsFile, n.NkeySeedFile, n.User, n.Password)
 }
 
-// checkPrivate refuses a file that is missing, not a regular file, or open
-// to group or others (anyone who reads it can act as its owner; anyone who
-// writes it can swap it).
-func checkPrivate(path string) error {
-	fi, err := os.Stat(path)
-	switch {
-	case err != nil:
-		return err
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%s is not a regular file", path)
-	case fi.Mode().Perm()&0o077 != 0:
-		return fmt.Errorf("%s has mode %04o, open to group or others; run: chmod 600 %s", path, fi.Mode().Perm(), path)
-	}
-	return nil
-}
-
 // checkCreds checks that a .creds file is private and holds a user JWT and
 // a user nkey seed.
 func checkCreds(path string) error {
-	if err := checkPrivate(path); err != nil {
+	if err := secret.CheckFile(path); err != nil {
 		return err
 	}
 	b, err := os.ReadFile(path)
@@ -336,7 +320,7 @@ func checkCreds(path string) error {
 // checkNkeySeed checks that a seed file is private and holds a user nkey
 // seed.
 func checkNkeySeed(path string) error {
-	if err := checkPrivate(path); err != nil {
+	if err := secret.CheckFile(path); err != nil {
 		return err
 	}
 	b, err := os.ReadFile(path)

@@ -51,19 +51,13 @@ type Keys struct {
 // exist, creates a new key and writes its seed there (parent directories
 // 0700, file 0600). A seed file that group or others can access is refused.
 func LoadOrCreateKeys(path string) (*Keys, error) {
-	fi, err := os.Stat(path)
-	switch {
+	// Anyone who reads the seed can open every password sealed to the
+	// worker; anyone who can write it can swap the key.
+	switch err := secret.CheckFile(path); {
 	case errors.Is(err, fs.ErrNotExist):
 		return createKeys(path)
 	case err != nil:
 		return nil, fmt.Errorf("vault: xkey seed file: %w", err)
-	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("vault: xkey seed file %s is not a regular file", path)
-	case fi.Mode().Perm()&0o077 != 0:
-		// Anyone who reads the seed can open every password sealed to the
-		// worker; anyone who can write it can swap the key.
-		return nil, fmt.Errorf("vault: xkey seed file %s has mode %04o, open to group or others; run: chmod 600 %s",
-			path, fi.Mode().Perm(), path)
 	}
 	seed, err := os.ReadFile(path)
 	if err != nil {
