@@ -67,13 +67,21 @@ func (b *bench) limits() []string {
 					one = s
 				}
 			}
+			gain := safeDiv(two.WorkerRate, one.WorkerRate)
+			verdict := "Two did about as much as one: on cores shared with NATS and MariaDB a second process finds no idle CPU"
+			switch {
+			case gain > 1.1:
+				verdict = "Two did more than one: one process's lanes leave CPU idle while they wait on round trips, and the second process's lanes use some of it"
+			case gain < 0.9:
+				verdict = "Two did less than one: here the second process only added contention"
+			}
 			out = append(out, fmt.Sprintf("**More worker processes (measured, same machine).** Two worker processes sharing the %d targets "+
-				"by partition gave %.0f jobs/s against %.0f with one (%.2f×), at %.0f µs of worker CPU per job against %.0f. "+
-				"On two cores a second process only adds contention: it pays off when the processes run on other machines and the "+
-				"worker's CPU is what bounds a target set. A target lives in one partition, worked by one process at a time, so a "+
-				"single target never goes faster with more processes; and all processes share the NATS server, whose %.0f µs per job "+
-				"then becomes the shared cost (about %.0f jobs/s per nats-server core).",
-				two.Targets, two.WorkerRate, one.WorkerRate, safeDiv(two.WorkerRate, one.WorkerRate), two.WorkerCPU, one.WorkerCPU,
+				"by partition gave %.0f jobs/s against %.0f with one (%.2f×), at %.0f µs of worker CPU per job against %.0f. %s. "+
+				"Processes pay off most on machines of their own, where the worker's CPU is what bounds a target set. A target lives "+
+				"in one partition, worked by one process at a time, so a single target never goes faster with more processes; and "+
+				"all processes share the NATS server, whose %.0f µs per job then becomes the shared cost (about %.0f jobs/s per "+
+				"nats-server core).",
+				two.Targets, two.WorkerRate, one.WorkerRate, gain, two.WorkerCPU, one.WorkerCPU, verdict,
 				two.NATSCPU, safeDiv(1e6, two.NATSCPU)))
 		}
 	}
