@@ -298,9 +298,9 @@ func (s Settings) credentials(n Names) string {
 	return fmt.Sprintf("a connection without credentials; give %s, %s, or %s and %s", n.CredsFile, n.NkeySeedFile, n.User, n.Password)
 }
 
-// checkCreds checks that a .creds file is private and holds a user JWT and
-// a user nkey seed.
-func checkCreds(path string) error {
+// withPrivate reads a file that must be private (secret.CheckFile) and
+// hands its bytes to check, wiping them after.
+func withPrivate(path string, check func(b []byte) error) error {
 	if err := secret.CheckFile(path); err != nil {
 		return err
 	}
@@ -309,26 +309,26 @@ func checkCreds(path string) error {
 		return err
 	}
 	defer clear(b)
-	// ParseDecoratedJWT takes an undecorated file for a bare JWT: check
-	// the token's shape (header.payload.signature) too.
-	if jwt, err := nkeys.ParseDecoratedJWT(b); err != nil || strings.Count(jwt, ".") != 2 || strings.ContainsAny(jwt, " \n") {
-		return fmt.Errorf("%s: no user JWT in it (want the file nsc writes: a JWT and a seed, each between ----- lines)", path)
-	}
-	return checkUserSeed(path, b)
+	return check(b)
+}
+
+// checkCreds checks that a .creds file is private and holds a user JWT and
+// a user nkey seed.
+func checkCreds(path string) error {
+	return withPrivate(path, func(b []byte) error {
+		// ParseDecoratedJWT takes an undecorated file for a bare JWT: check
+		// the token's shape (header.payload.signature) too.
+		if jwt, err := nkeys.ParseDecoratedJWT(b); err != nil || strings.Count(jwt, ".") != 2 || strings.ContainsAny(jwt, " \n") {
+			return fmt.Errorf("%s: no user JWT in it (want the file nsc writes: a JWT and a seed, each between ----- lines)", path)
+		}
+		return checkUserSeed(path, b)
+	})
 }
 
 // checkNkeySeed checks that a seed file is private and holds a user nkey
 // seed.
 func checkNkeySeed(path string) error {
-	if err := secret.CheckFile(path); err != nil {
-		return err
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	defer clear(b)
-	return checkUserSeed(path, b)
+	return withPrivate(path, func(b []byte) error { return checkUserSeed(path, b) })
 }
 
 // checkUserSeed checks that b holds a user nkey seed (SU…), plain or
