@@ -184,20 +184,14 @@ func (r *Report) goalBounds() []string {
 		}
 	}
 	if f, miss := r.unmet("4"); miss {
-		var dw, ww Run
-		for _, run := range r.Runs {
-			if strings.HasPrefix(run.Name, "listing") && strings.Contains(run.Name, "direct") {
-				dw = run
-			}
-			if strings.HasPrefix(run.Name, "listing") && strings.Contains(run.Name, "worker") {
-				ww = run
-			}
-		}
+		n := listedAccounts(f.Name)
+		dw, _ := r.findRun(fmt.Sprintf("listing %d accounts: direct", n))
+		ww, _ := r.findRun(fmt.Sprintf("listing %d accounts: worker", n))
 		out = append(out, fmt.Sprintf("**4 (listing %.0f ms).** The same queries run directly by this program take %.0f ms; MariaDB "+
 			"spent %.0f µs of CPU per full listing through the worker. The queries read the target's rows of mysql.db in key "+
 			"order and the outsiders of each page's range; at about %.0f µs of MariaDB CPU per account listed, the server's "+
 			"evaluation of the privilege tables (Aria tables, read row by row) is what bounds it, not the worker (%.0f µs per listing).",
-			f.Worker, dw.WallMS, ww.CPU.MariaDB, safeDiv(ww.CPU.MariaDB, float64(listedAccounts(f.Name))), ww.CPU.Worker))
+			f.Worker, dw.WallMS, ww.CPU.MariaDB, safeDiv(ww.CPU.MariaDB, float64(n)), ww.CPU.Worker))
 	}
 	if f, miss := r.unmet("5c"); miss {
 		if d, ok := r.findRun("rotation: direct"); ok {

@@ -47,29 +47,32 @@ func (f flavor) writeExpr(alias string) string {
 	return "(" + strings.Join(parts, " OR ") + ")"
 }
 
-// outsidersBetween is a query for the usernames from ? to ? (inclusive)
-// that can never belong to the target whatever their grants on its
-// database: a database grant elsewhere or on another host, a global
-// privilege, an account on a host other than '%', a table, column or
-// routine privilege elsewhere, a role or a proxy grant. Every part reads a
-// key range or a small table, so its cost follows the range, not the
-// server's accounts. Its arguments: from, to, then those of args(db,
-// pattern) in order.
-func (f flavor) outsidersBetween() (query string, args func(from, to, db, pattern string) []any) {
-	parts := []string{
-		"SELECT User FROM mysql.db WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db NOT IN (?, ?))",
-		"SELECT User FROM mysql.tables_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)",
-		"SELECT User FROM mysql.columns_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)",
-		"SELECT User FROM mysql.procs_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)",
-		"SELECT User FROM mysql.proxies_priv WHERE User BETWEEN ? AND ?",
+// outsidersBetween returns a query, and its arguments, for the usernames
+// from first to last (inclusive) that can never belong to the target
+// whatever their grants on its database: a database grant elsewhere or on
+// another host, a global privilege, an account on a host other than '%', a
+// table, column or routine privilege elsewhere, a role or a proxy grant.
+// Every part reads a key range or a small table, so its cost follows the
+// range, not the server's accounts.
+func (f flavor) outsidersBetween(first, last, db, pattern string) (string, []any) {
+	var parts []string
+	var args []any
+	// add appends a part whose first two placeholders are the range.
+	add := func(q string, more ...any) {
+		parts = append(parts, q)
+		args = append(append(args, first, last), more...)
 	}
+	add("SELECT User FROM mysql.db WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db NOT IN (?, ?))", db, pattern)
+	add("SELECT User FROM mysql.tables_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)", db)
+	add("SELECT User FROM mysql.columns_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)", db)
+	add("SELECT User FROM mysql.procs_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)", db)
+	add("SELECT User FROM mysql.proxies_priv WHERE User BETWEEN ? AND ?")
 	if f == flavorMariaDB {
-		parts = append(parts,
-			// The primary key is (Host, User): a range on both for '%',
-			// and the few accounts on other hosts.
-			"SELECT User FROM mysql.global_priv WHERE Host = '%' AND User BETWEEN ? AND ? AND JSON_VALUE(Priv, '$.access') <> '0'",
-			"SELECT User FROM mysql.global_priv WHERE Host <> '%' AND User BETWEEN ? AND ?",
-			"SELECT User FROM mysql.roles_mapping WHERE User BETWEEN ? AND ?")
+		// The primary key is (Host, User): a range on both for '%', and
+		// the few accounts on other hosts.
+		add("SELECT User FROM mysql.global_priv WHERE Host = '%' AND User BETWEEN ? AND ? AND JSON_VALUE(Priv, '$.access') <> '0'")
+		add("SELECT User FROM mysql.global_priv WHERE Host <> '%' AND User BETWEEN ? AND ?")
+		add("SELECT User FROM mysql.roles_mapping WHERE User BETWEEN ? AND ?")
 	} else {
 		cols := []string{"Select_priv", "Insert_priv", "Update_priv", "Delete_priv", "Create_priv", "Drop_priv",
 			"Reload_priv", "Shutdown_priv", "Process_priv", "File_priv", "Grant_priv", "References_priv",
@@ -81,26 +84,12 @@ func (f flavor) outsidersBetween() (query string, args func(from, to, db, patter
 		for i, c := range cols {
 			held[i] = c + " = 'Y'"
 		}
-		parts = append(parts,
-			"SELECT User FROM mysql.user WHERE Host = '%' AND User BETWEEN ? AND ? AND ("+strings.Join(held, " OR ")+")",
-			"SELECT User FROM mysql.user WHERE Host <> '%' AND User BETWEEN ? AND ?",
-			"SELECT USER FROM mysql.global_grants WHERE USER BETWEEN ? AND ?",
-			"SELECT TO_USER FROM mysql.role_edges WHERE TO_USER BETWEEN ? AND ?")
+		add("SELECT User FROM mysql.user WHERE Host = '%' AND User BETWEEN ? AND ? AND (" + strings.Join(held, " OR ") + ")")
+		add("SELECT User FROM mysql.user WHERE Host <> '%' AND User BETWEEN ? AND ?")
+		add("SELECT USER FROM mysql.global_grants WHERE USER BETWEEN ? AND ?")
+		add("SELECT TO_USER FROM mysql.role_edges WHERE TO_USER BETWEEN ? AND ?")
 	}
-	query = strings.Join(parts, " UNION ")
-	return query, func(from, to, db, pattern string) []any {
-		var out []any
-		for _, p := range parts {
-			out = append(out, from, to)
-			switch strings.Count(p, "?") - 2 {
-			case 2:
-				out = append(out, db, pattern)
-			case 1:
-				out = append(out, db)
-			}
-		}
-		return out
-	}
+	return strings.Join(parts, " UNION "), args
 }
 
 // accountsTable is the table with one row per account.
@@ -401,8 +390,8 @@ func (t *Target) candidates(ctx context.Context, fl flavor, cursor string, n int
 // outsiders returns the usernames from first to last that hold privileges
 // outside the target's database (see flavor.outsidersBetween).
 func (t *Target) outsiders(ctx context.Context, fl flavor, first, last string) (map[string]bool, error) {
-	q, args := fl.outsidersBetween()
-	rows, err := t.db.QueryContext(ctx, q, args(first, last, t.database, escapePattern(t.database))...)
+	q, args := fl.outsidersBetween(first, last, t.database, escapePattern(t.database))
+	rows, err := t.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
