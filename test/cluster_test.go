@@ -40,6 +40,9 @@ func (n *clusterNode) start(t *testing.T) {
 	if err != nil {
 		t.Fatalf("load %s: %v", n.file, err)
 	}
+	if opts.JetStreamKey != "cluster-test-store-key" || opts.JetStreamCipher != server.ChaCha {
+		t.Fatalf("%s does not encrypt its store with $DBUSERS_NATS_STORE_KEY, but deploy/worker-cluster.yaml says it does", n.file)
+	}
 	opts.NoSigs, opts.NoLog = true, true
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -79,6 +82,7 @@ func TestClusterNodeLost(t *testing.T) {
 		t.Setenv(fmt.Sprintf("DBUSERS_NATS_%d_STORE", i), t.TempDir())
 		t.Setenv(fmt.Sprintf("DBUSERS_NATS_ROUTE_%d", i), fmt.Sprintf("nats-route://127.0.0.1:%d", route))
 		clientURLs = append(clientURLs, fmt.Sprintf("nats://127.0.0.1:%d", client))
+		t.Setenv("DBUSERS_NATS_STORE_KEY", "cluster-test-store-key")
 		nodes = append(nodes, &clusterNode{file: filepath.Join("..", "deploy", "nats-cluster", fmt.Sprintf("node-%d.conf", i))})
 	}
 	for _, n := range nodes {
@@ -96,8 +100,8 @@ func TestClusterNodeLost(t *testing.T) {
 	if err != nil {
 		t.Fatalf("load deploy/worker-cluster.yaml: %v", err)
 	}
-	if cfg.NATS.Replicas != 3 {
-		t.Fatalf("worker-cluster.yaml has replicas %d, want 3", cfg.NATS.Replicas)
+	if cfg.NATS.Replicas != 3 || !cfg.NATS.StoreEncrypted {
+		t.Fatalf("worker-cluster.yaml has replicas %d and store_encrypted %v, want 3 and true", cfg.NATS.Replicas, cfg.NATS.StoreEncrypted)
 	}
 	// Only what cannot exist on a test machine changes: the targets, the
 	// key file, the HTTP port, and shorter timers.

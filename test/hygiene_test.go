@@ -19,6 +19,7 @@ import (
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/internal/natstest"
 	"github.com/dbusers/dbusers/internal/vault"
 	"github.com/dbusers/dbusers/secret"
 )
@@ -270,45 +271,15 @@ func TestSecretHygiene(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
-	// A second target whose MySQL is down: its job stays pending (retried)
-	// all along, as on a busy worker the jobs stream is rarely empty.
-	downPassword := mysqltest.Password()
-	down := config.Target{Name: "down", DSN: secret.New("dbusers_admin:" + downPassword + "@tcp(127.0.0.1:1)/"),
-		Database: "down_db", ProtectedUsers: []string{"down_owner"}}
+	down, downPassword := downTarget()
 	e := hygieneWorker(t, []config.Target{target("hygiene", f), down})
 
 	s := &secrets{}
 	s.password("admin DSN password", f.AdminPassword)
 	s.password("admin DSN password of the down target", downPassword)
-	// The control: the pending job's id is in the log, the jobs stream and
-	// the store, so a search that misses it is broken.
-	control := &secrets{}
-	control.password("control", "pending-list")
-	pending := nats.NewMsg(prefix + ".jobs.down.user.list")
-	pending.Data = []byte(`{"id":"pending-list"}`)
-	if _, err := e.js.PublishMsg(t.Context(), pending); err != nil {
-		t.Fatal(err)
-	}
+	control := publishPending(t, e)
 	hygieneWorkload(t, e, "hygiene", f, s)
-
-	// Everything else the worker was asked is answered and acknowledged:
-	// only the down target's job is left in the jobs stream.
-	jobsStream, err := e.js.Stream(t.Context(), "DBUSERS_JOBS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		info, err := jobsStream.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d jobs in the jobs stream, want the down target's one", info.State.Msgs)
-		}
-	}
+	waitOnlyPendingLeft(t, e)
 
 	t.Run("log", func(t *testing.T) {
 		if found := s.find([]byte(e.logs.String())); len(found) > 0 {
@@ -345,33 +316,126 @@ func TestSecretHygiene(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "control.txt"), []byte("pending-list"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		files, controls := 0, 0
-		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || !d.Type().IsRegular() {
-				return err
-			}
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			files++
-			if len(control.find(data)) > 0 {
-				controls++
-			}
-			if found := s.find(data); len(found) > 0 {
-				rel, _ := filepath.Rel(dir, path)
-				t.Errorf("%s holds: %s", rel, strings.Join(found, ", "))
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		if _, err := os.Stat(filepath.Join(dir, "data", "nats", "jetstream")); err != nil {
 			t.Fatalf("the NATS store is not where the test looks: %v", err)
 		}
+		files, controls := searchFiles(t, dir, s, control)
 		if files < 10 || controls != 1 {
 			t.Fatalf("%d files under %s, %d showing the control (want only control.txt): the search proves nothing, or the store is not encrypted", files, dir, controls)
 		}
 	})
+}
+
+// TestPasswordJobsErasedFromStoreInClear: on an outside NATS whose store
+// is not encrypted at rest (nats.store_encrypted false), a job that
+// carried a password is overwritten in the store before it is
+// acknowledged, so the jobs stream's files hold none of the workload's
+// passwords or seals, while a job still pending is readable there in
+// clear. (With an encrypted store the worker only deletes such jobs;
+// TestSecretHygiene covers that.)
+func TestPasswordJobsErasedFromStoreInClear(t *testing.T) {
+	storeDir := t.TempDir()
+	ns := natstest.Run(t, natstest.Options{StoreDir: storeDir})
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	down, _ := downTarget()
+	cfg := config.Default()
+	cfg.NATS.URL = ns.ClientURL()
+	cfg.Vault.XKeySeedFile = filepath.Join(t.TempDir(), "worker.xk")
+	cfg.Retry.Budget = time.Minute // the down target's job outlives the test
+	cfg.ShutdownGrace = 5 * time.Second
+	cfg.Targets = []config.Target{target("inclear", f), down}
+	e := runWorker(t, cfg)
+
+	s := &secrets{}
+	control := publishPending(t, e)
+	hygieneWorkload(t, e, "inclear", f, s)
+	waitOnlyPendingLeft(t, e)
+
+	e.nc.Close()
+	if err := e.svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	jobsDir := filepath.Join(storeDir, "jetstream", "$G", "streams", "DBUSERS_JOBS")
+	files, controls := searchFiles(t, jobsDir, s, control)
+	if files == 0 || controls == 0 {
+		t.Fatalf("%d files under %s, %d showing the pending job: the search proves nothing", files, jobsDir, controls)
+	}
+}
+
+// downTarget is a target whose MySQL is down, and its admin password: its
+// job stays pending (retried) all along, as on a busy worker the jobs
+// stream is rarely empty.
+func downTarget() (config.Target, string) {
+	pw := mysqltest.Password()
+	return config.Target{Name: "down", DSN: secret.New("dbusers_admin:" + pw + "@tcp(127.0.0.1:1)/"),
+		Database: "down_db", ProtectedUsers: []string{"down_owner"}}, pw
+}
+
+// publishPending publishes a list job for the down target, and returns
+// its id as the control of a search: a search that does not find it where
+// the pending job is kept is broken.
+func publishPending(t *testing.T, e *env) *secrets {
+	t.Helper()
+	control := &secrets{}
+	control.password("control", "pending-list")
+	pending := nats.NewMsg(prefix + ".jobs.down.user.list")
+	pending.Data = []byte(`{"id":"pending-list"}`)
+	if _, err := e.js.PublishMsg(t.Context(), pending); err != nil {
+		t.Fatal(err)
+	}
+	return control
+}
+
+// waitOnlyPendingLeft waits until everything else the worker was asked is
+// answered and acknowledged: only the down target's job is left in the
+// jobs stream.
+func waitOnlyPendingLeft(t *testing.T, e *env) {
+	t.Helper()
+	jobsStream, err := e.js.Stream(t.Context(), "DBUSERS_JOBS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		info, err := jobsStream.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs in the jobs stream, want the down target's one", info.State.Msgs)
+		}
+	}
+}
+
+// searchFiles reads every regular file under dir raw, reports each that
+// holds one of s, and returns how many files it read and how many showed
+// the control.
+func searchFiles(t *testing.T, dir string, s, control *secrets) (files, controls int) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		if len(control.find(data)) > 0 {
+			controls++
+		}
+		if found := s.find(data); len(found) > 0 {
+			rel, _ := filepath.Rel(dir, path)
+			t.Errorf("%s holds: %s", rel, strings.Join(found, ", "))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files, controls
 }

@@ -56,7 +56,13 @@ type NATS struct {
 	Password secret.Secret `yaml:"password"`
 	// TLS verifies an outside NATS with a CA of its own, and gives a
 	// client certificate to a server that asks for one.
-	TLS             NATSTLS       `yaml:"tls"`
+	TLS NATSTLS `yaml:"tls"`
+	// StoreEncrypted declares that the outside NATS encrypts its JetStream
+	// store at rest (jetstream { key: … }). Jobs that carried a password
+	// are then only deleted, not overwritten in the store's files, which
+	// costs a rewrite of their block each. The embedded server's store is
+	// always encrypted.
+	StoreEncrypted  bool          `yaml:"store_encrypted"`
 	Prefix          string        `yaml:"prefix"`
 	Replicas        int           `yaml:"replicas"`
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
@@ -376,6 +382,9 @@ func (c *Config) Validate() error {
 		// outside NATS is a mistake (a forgotten nats.url), not ignored.
 		for _, key := range conn.Given(ConnNames()) {
 			add(key, "applies to an outside NATS only: nats.url is empty, so the worker runs an embedded server without users or TLS")
+		}
+		if c.NATS.StoreEncrypted {
+			add("nats.store_encrypted", "applies to an outside NATS only: nats.url is empty, and the embedded server's store is always encrypted")
 		}
 	} else {
 		if err := conn.Validate(ConnNames()); err != nil {

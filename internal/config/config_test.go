@@ -304,6 +304,7 @@ func TestValidate(t *testing.T) {
 	}{
 		{"valid", func(*Config) {}, ""},
 		{"url set skips embedded checks", func(c *Config) { c.NATS.URL = "nats://x"; c.NATS.Embedded = Embedded{} }, ""},
+		{"outside NATS encrypted at rest", func(c *Config) { c.NATS.URL = "nats://x"; c.NATS.StoreEncrypted = true }, ""},
 		{"no targets", func(c *Config) { c.Targets = nil }, "targets:"},
 		{"name uppercase", func(c *Config) { c.Targets[1].Name = "Other" }, "targets[1].name"},
 		{"name starts with dash", func(c *Config) { c.Targets[1].Name = "-x" }, "targets[1].name"},
@@ -339,6 +340,7 @@ func TestValidate(t *testing.T) {
 		{"embedded with nats.user", func(c *Config) { c.NATS.User = "u"; c.NATS.Password = pw }, "nats.user: applies to an outside NATS only"},
 		{"embedded with nats.credentials", func(c *Config) { c.NATS.Credentials = seed }, "nats.credentials: applies to an outside NATS only"},
 		{"embedded with nats.tls.ca_file", func(c *Config) { c.NATS.TLS.CAFile = ca }, "nats.tls.ca_file: applies to an outside NATS only"},
+		{"embedded with nats.store_encrypted", func(c *Config) { c.NATS.StoreEncrypted = true }, "nats.store_encrypted: applies to an outside NATS only"},
 		{"user and password", func(c *Config) { c.NATS.URL = "tls://n:4222"; c.NATS.User = "u"; c.NATS.Password = pw }, ""},
 		{"nkey seed and CA", func(c *Config) { c.NATS.URL = "tls://n:4222"; c.NATS.NkeySeedFile = seed; c.NATS.TLS.CAFile = ca }, ""},
 		{"user without password", func(c *Config) { c.NATS.URL = "nats://n"; c.NATS.User = "u" }, "nats.password: must be given with nats.user"},

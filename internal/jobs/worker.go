@@ -108,7 +108,15 @@ type Config struct {
 	// older jobs still in the stream (held by a process that died, or
 	// waiting for redelivery), so order holds across processes, and erases
 	// jobs that carried a sealed password once they are answered.
-	Jobs             JobsStream
+	Jobs JobsStream
+	// StoreEncrypted says the jobs stream's store is encrypted at rest.
+	// Jobs that carried a password are then deleted by their ack like any
+	// other instead of erased: a deleted job stays readable only to
+	// whoever holds the store key, as every job in the stream is. An
+	// erase rewrites the job's whole block file under the stream's lock
+	// (about a millisecond per job, longer as the block grows), so a flood
+	// of jobs with a password field would hold up every target's jobs.
+	StoreEncrypted   bool
 	GeneratePassword func() (secret.Secret, error)
 	// RetryBudget is how long a job's transient MySQL faults are retried,
 	// counted from when this worker received it.
@@ -516,13 +524,14 @@ func (w *Worker) answerStored(d *delivery, log *zap.Logger, seq uint64, subject 
 	w.cfg.Observer.JobDone(op, "already_done", "", time.Since(start))
 }
 
-// finish erases a job that carried a sealed password and acknowledges it.
+// finish erases a job that carried a sealed password (unless the store is
+// encrypted at rest) and acknowledges it.
 // The ack is not waited for; the lane remembers it so that its next job's
 // order check does not mistake the finished job for a pending one. It
 // returns false when the job could not be erased: it is then handed back,
 // and its next delivery answers from the stored result and erases it.
 func (w *Worker) finish(d *delivery, seq uint64) bool {
-	if w.cfg.Jobs != nil && seq != 0 && mayHoldPassword(d.msg.Data()) {
+	if w.cfg.Jobs != nil && !w.cfg.StoreEncrypted && seq != 0 && mayHoldPassword(d.msg.Data()) {
 		err := w.natsRetry(func(ctx context.Context) error {
 			err := w.cfg.Jobs.Erase(ctx, seq)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -565,6 +565,51 @@ func TestOlderPendingJobHoldsBackNewerOne(t *testing.T) {
 	}
 }
 
+// erasing records the jobs it was asked to erase.
+type erasing struct {
+	fakePending
+	erased []uint64
+}
+
+func (e *erasing) Erase(_ context.Context, seq uint64) error {
+	e.erased = append(e.erased, seq)
+	return nil
+}
+
+// TestPasswordJobsErasedUnlessStoreEncrypted: a job with a password field
+// is overwritten in the stream before its ack when the store keeps it in
+// clear, and only acked (deleted) when the store is encrypted at rest,
+// where an erase would rewrite its block for nothing.
+func TestPasswordJobsErasedUnlessStoreEncrypted(t *testing.T) {
+	key := replyKey(t)
+	withPassword := `{"id":"e1","username":"good_user","reply_key":"` + key + `","password":"in clear by mistake"}`
+	without := `{"id":"e1","username":"good_user","reply_key":"` + key + `"}`
+	tests := []struct {
+		name       string
+		body       string
+		encrypted  bool
+		wantErased bool
+	}{
+		{"password, store in clear", withPassword, false, true},
+		{"password, store encrypted", withPassword, true, false},
+		{"no password, store in clear", without, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, time.Second)
+			jobs := &erasing{}
+			h.w.cfg.Jobs, h.w.cfg.StoreEncrypted = jobs, tt.encrypted
+			m, res := h.run(t, "create", "e1", tt.body)
+			if !m.acked || res.Status == "" {
+				t.Fatalf("acked %v, result %+v: want answered and acked", m.acked, res)
+			}
+			if erased := len(jobs.erased) == 1 && jobs.erased[0] == 7; erased != tt.wantErased {
+				t.Fatalf("erased %v, want the job erased: %v", jobs.erased, tt.wantErased)
+			}
+		})
+	}
+}
+
 func TestMayHoldPassword(t *testing.T) {
 	tests := map[string]bool{
 		`{"id":"a","username":"x","password":"c2VhbGVk"}`:      true,

@@ -109,6 +109,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		Results:          jobs.NewStreamResults(js, objs.Results),
 		Intents:          jobs.NewKVIntents(objs.Intents),
 		Jobs:             jobs.NewStreamJobs(objs.Jobs),
+		StoreEncrypted:   s.server != nil || cfg.NATS.StoreEncrypted,
 		GeneratePassword: jobs.GeneratePassword,
 		RetryBudget:      cfg.Retry.Budget,
 		AckWait:          cfg.NATS.AckWait,
