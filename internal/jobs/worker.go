@@ -130,6 +130,9 @@ type Config struct {
 	Logger        *zap.Logger
 	// Observer receives metrics events; none when nil.
 	Observer Observer
+	// Pacer, shared by the process's workers, paces refused jobs while
+	// valid ones run; each worker has its own when nil.
+	Pacer *Pacer
 }
 
 // Worker takes jobs from the jobs consumer and runs each target's jobs in
@@ -219,6 +222,9 @@ func NewWorker(cfg Config) (*Worker, error) {
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
+	}
+	if cfg.Pacer == nil {
+		cfg.Pacer = NewPacer(0)
 	}
 	w := &Worker{cfg: cfg, log: cfg.Logger, lanes: map[string]*lane{}, lastAcked: map[string]uint64{}}
 	w.stopCtx, w.stopNow = context.WithCancel(context.Background())
@@ -416,6 +422,13 @@ func (w *Worker) process(d *delivery) {
 		if ops, ok = w.cfg.Targets[job.Target]; !ok {
 			jerr = Errorf(CodeUnknownTarget, "target %q is not configured on this worker", job.Target)
 		}
+	}
+	// Refused jobs wait their turn while valid ones run: a flood of them
+	// must not slow other targets' jobs (Pacer).
+	if jerr == nil {
+		defer w.cfg.Pacer.validJob()()
+	} else {
+		w.cfg.Pacer.refusal(w.stopCtx)
 	}
 	// A job id already answered (republished after the duplicate window,
 	// or redelivered after its result was stored) changes nothing: its

@@ -116,6 +116,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		ShutdownGrace:    cfg.ShutdownGrace,
 		Logger:           log,
 		Observer:         s.metrics,
+		Pacer:            jobs.NewPacer(0), // one for all partitions: a flood is paced as a whole
 	}
 	// Fail now on a config the worker refuses, not in every partition.
 	if _, err := jobs.NewWorker(workerCfg); err != nil {
