@@ -4,17 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/internal/natstest"
 	"github.com/dbusers/dbusers/internal/streams"
 )
 
@@ -27,8 +30,8 @@ type floodJob struct {
 }
 
 // floodInvalid returns n invalid jobs for target, of kinds decided from
-// the job alone, each with its id as Nats-Msg-Id.
-func floodInvalid(target, replyKey string, n int) []floodJob {
+// the job alone, each with its id (beginning with tag) as Nats-Msg-Id.
+func floodInvalid(target, replyKey, tag string, n int) []floodJob {
 	kinds := []struct {
 		op   string
 		body string // %[1] is the id, %[2] a valid reply_key
@@ -44,7 +47,7 @@ func floodInvalid(target, replyKey string, n int) []floodJob {
 	out := make([]floodJob, n)
 	for i := range out {
 		k := kinds[i%len(kinds)]
-		id := fmt.Sprintf("bad-%05d", i)
+		id := fmt.Sprintf("%s-%05d", tag, i)
 		out[i] = floodJob{id: id, subject: prefix + ".jobs." + target + "." + k.op,
 			body: fmt.Appendf(nil, k.body, id, replyKey), code: k.code}
 	}
@@ -95,7 +98,9 @@ func floodRun(ctx context.Context, nc *nats.Conn, target string, batch []floodJo
 		msg := nats.NewMsg(j.subject)
 		msg.Data = j.body
 		msg.Header.Set(jetstream.MsgIDHeader, j.id)
-		f, err := js.PublishMsgAsync(msg)
+		// A publisher that fills its window waits for acks rather than
+		// failing (the default is 200ms, short under the race detector).
+		f, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(10*time.Second))
 		if err != nil {
 			return 0, fmt.Errorf("publish %s: %w", j.id, err)
 		}
@@ -140,11 +145,21 @@ func floodRun(ctx context.Context, nc *nats.Conn, target string, batch []floodJo
 	return time.Since(start), nil
 }
 
+// median returns the middle of ds (the upper middle of an even count).
+func median(ds []time.Duration) time.Duration {
+	s := slices.Sorted(slices.Values(ds))
+	return s[len(s)/2]
+}
+
 // TestFloodOfInvalidJobs publishes 5,000 invalid jobs for target A (of
 // every kind decided from the job alone) at the same time as 100 create
 // jobs for target B: B's jobs finish in no more than twice the time they
 // take alone, and every invalid job gets its own error result, with the
-// right code, on P.results.A.>.
+// right code, on P.results.A.>. The bound holds because refused jobs yield
+// to valid ones (jobs.Pacer) and, on a store encrypted at rest, jobs with a
+// password field are deleted, not rewritten in their block. make test runs
+// it a second time without the race detector, which is where the bound is
+// checked.
 func TestFloodOfInvalidJobs(t *testing.T) {
 	const (
 		invalid = 5000
@@ -158,7 +173,16 @@ func TestFloodOfInvalidJobs(t *testing.T) {
 	}
 	fa := mysqltest.NewFixture(t, mysqltest.Options{})
 	fb := mysqltest.NewFixture(t, mysqltest.Options{})
-	e := startWorker(t, []config.Target{target(a, fa), target(b, fb)}, nil)
+	// The recommended setup: a NATS that encrypts its store at rest, which
+	// the worker is told, so that A's jobs with a password field are
+	// deleted rather than overwritten (TestPasswordJobsErasedFromStoreInClear
+	// covers a store in clear).
+	ns := natstest.Run(t, natstest.Options{Edit: func(o *server.Options) {
+		o.JetStreamKey, o.JetStreamCipher = "flood-test-store-key", server.ChaCha
+	}})
+	e := startWorkerOn(t, ns, []config.Target{target(a, fa), target(b, fb)}, func(c *config.Config) {
+		c.NATS.StoreEncrypted = true
+	})
 	ncA, ncB := connect(t, e.cfg.NATS.URL), connect(t, e.cfg.NATS.URL)
 	rk := newRequester(t).pub
 
@@ -168,40 +192,54 @@ func TestFloodOfInvalidJobs(t *testing.T) {
 	if _, err := floodRun(ctx, ncB, b, floodCreate(b, rk, "warm", 10)); err != nil {
 		t.Fatalf("warm-up: %v", err)
 	}
-	alone, err := floodRun(ctx, ncB, b, floodCreate(b, rk, "alone", valid))
-	if err != nil {
-		t.Fatalf("B alone: %v", err)
+	// Rounds of B alone, then B beside the flood, compared by their
+	// medians: on this kind of shared machine one run's time varies by a
+	// quarter from the next, and interleaving spreads any drift over both.
+	rounds := 3
+	if raceDetector {
+		rounds = 1
 	}
+	var aloneRuns, togetherRuns, floodRuns []time.Duration
+	for r := range rounds {
+		took, err := floodRun(ctx, ncB, b, floodCreate(b, rk, fmt.Sprintf("alone%d", r), valid))
+		if err != nil {
+			t.Fatalf("B alone: %v", err)
+		}
+		aloneRuns = append(aloneRuns, took)
 
-	flood := floodInvalid(a, rk, invalid)
-	var (
-		wg                  sync.WaitGroup
-		start               = make(chan struct{})
-		floodTook, together time.Duration
-		floodErr, bErr      error
-	)
-	wg.Go(func() {
-		<-start
-		floodTook, floodErr = floodRun(ctx, ncA, a, flood)
-	})
-	wg.Go(func() {
-		<-start
-		together, bErr = floodRun(ctx, ncB, b, floodCreate(b, rk, "flood", valid))
-	})
-	close(start)
-	wg.Wait()
-	if floodErr != nil {
-		t.Fatalf("A's invalid jobs: %v", floodErr)
+		flood := floodInvalid(a, rk, fmt.Sprintf("bad%d", r), invalid)
+		var (
+			wg                  sync.WaitGroup
+			start               = make(chan struct{})
+			floodTook, together time.Duration
+			floodErr, bErr      error
+		)
+		wg.Go(func() {
+			<-start
+			floodTook, floodErr = floodRun(ctx, ncA, a, flood)
+		})
+		wg.Go(func() {
+			<-start
+			together, bErr = floodRun(ctx, ncB, b, floodCreate(b, rk, fmt.Sprintf("flood%d", r), valid))
+		})
+		close(start)
+		wg.Wait()
+		if floodErr != nil {
+			t.Fatalf("A's invalid jobs: %v", floodErr)
+		}
+		if bErr != nil {
+			t.Fatalf("B's jobs beside the flood: %v", bErr)
+		}
+		togetherRuns = append(togetherRuns, together)
+		floodRuns = append(floodRuns, floodTook)
 	}
-	if bErr != nil {
-		t.Fatalf("B's jobs beside the flood: %v", bErr)
-	}
-	t.Logf("B's %d jobs: %v alone, %v beside %d invalid jobs of A (which took %v)", valid, alone, together, invalid, floodTook)
+	t.Logf("B's %d jobs alone: %v; beside %d invalid jobs of A: %v; A's jobs took %v", valid, aloneRuns, invalid, togetherRuns, floodRuns)
+	alone, together, floodTook := median(aloneRuns), median(togetherRuns), median(floodRuns)
 	// The bound is twice B's time alone, checked without the race
-	// detector. Under it (make test), every process on the two cores is
-	// slowed several times and CPU contention from the other test packages
-	// decides B's time; what is checked there is that B did not wait behind
-	// the flood: it finished in the first half of A's flood.
+	// detector. Under it, every goroutine is slowed several times and CPU
+	// contention from the other test packages decides B's time; what is
+	// checked there is that B did not wait behind the flood: it finished in
+	// the first half of A's flood.
 	bound := 2 * alone
 	if raceDetector {
 		bound = floodTook / 2
@@ -214,7 +252,7 @@ func TestFloodOfInvalidJobs(t *testing.T) {
 				handedBack++
 			}
 		}
-		t.Fatalf("B's %d jobs took %v beside the flood, more than %v (%v alone; B's jobs handed back meanwhile: %d)",
+		t.Fatalf("B's %d jobs took %v beside the flood (median), more than %v (%v alone; B's jobs handed back meanwhile: %d)",
 			valid, together, bound, alone, handedBack)
 	}
 }

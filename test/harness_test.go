@@ -138,7 +138,12 @@ func target(name string, f *mysqltest.Fixture) config.Target {
 // given targets; edit may change the config before it starts.
 func startWorker(t *testing.T, targets []config.Target, edit func(*config.Config)) *env {
 	t.Helper()
-	ns := startNATS(t)
+	return startWorkerOn(t, startNATS(t), targets, edit)
+}
+
+// startWorkerOn is startWorker on a nats-server of the test's own.
+func startWorkerOn(t *testing.T, ns *server.Server, targets []config.Target, edit func(*config.Config)) *env {
+	t.Helper()
 	cfg := config.Default()
 	cfg.NATS.URL = ns.ClientURL()
 	cfg.Vault.XKeySeedFile = filepath.Join(t.TempDir(), "worker.xk")
