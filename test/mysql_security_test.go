@@ -2,6 +2,8 @@ package test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -228,9 +230,11 @@ func TestStartRefusesExcessPrivileges(t *testing.T) {
 
 // TestExcessFoundWhenTargetComesUp starts the worker while a target's
 // MySQL is down (not fatal); when it comes up with an over-privileged
-// admin, the check runs before the first job: the job fails with an
-// internal error naming the excess, the worker logs an error, and nothing
-// changes on the server. Once the excess is revoked, jobs run again.
+// admin, /readyz says the target is not ready and names the excess, and
+// the check runs before the first job: the job fails with an internal
+// error naming the excess, the worker logs an error, and nothing changes
+// on the server. Once the excess is revoked, /readyz is ready and jobs run
+// again.
 func TestExcessFoundWhenTargetComesUp(t *testing.T) {
 	srv := mysqltest.StartServer(t)
 	db := "dbu_" + mysqltest.Token(10)
@@ -241,11 +245,29 @@ func TestExcessFoundWhenTargetComesUp(t *testing.T) {
 	}})
 	srv.Stop()
 
-	e := runWorker(t, workerConfig(t, []config.Target{target("own", f)}))
+	cfg := workerConfig(t, []config.Target{target("own", f)})
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	e := runWorker(t, cfg)
 	if !strings.Contains(e.logs.String(), "not reachable at start") {
 		t.Fatalf("no warning about the target being down:\n%s", e.logs.String())
 	}
+	readyz := "http://" + e.svc.HTTPAddr() + "/readyz"
+	wantReady := func(ready bool, want string) {
+		t.Helper()
+		code, body := get(t, readyz)
+		var report map[string]string
+		if err := json.Unmarshal([]byte(body), &report); err != nil {
+			t.Fatalf("/readyz body %q: %v", body, err)
+		}
+		if (code == http.StatusOK) != ready || !strings.Contains(report["target own"], want) {
+			t.Fatalf("/readyz = %d %v, want ready %v and the target's entry saying %q", code, report, ready, want)
+		}
+	}
+	wantReady(false, "MySQL does not answer")
 	srv.Start()
+	// MySQL answers now, but its admin holds too much: not ready, and the
+	// report says why, before any job found it.
+	wantReady(false, "REVOKE SUPER ON *.*")
 
 	user := mysqltest.Username("late_")
 	f.DropUserLater(user)
@@ -262,5 +284,6 @@ func TestExcessFoundWhenTargetComesUp(t *testing.T) {
 	}
 
 	f.Exec("REVOKE SUPER ON *.* FROM ?@'%'", f.Admin)
+	wantReady(true, "ok")
 	wantOK(t, first(e.create("own", user, false, "")))
 }

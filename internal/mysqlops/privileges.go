@@ -110,6 +110,38 @@ func (t *Target) privilegeGate(ctx context.Context) error {
 	return err
 }
 
+// CheckReady reports whether the target can run jobs now: its server
+// answers and its admin account's privilege check passed (or its excess
+// is allowed). While the check has not passed it runs again here; a pass
+// is reported to Observe, a refusal only returned (it was logged when a
+// job or the start found it, and a readiness probe polls often).
+func (t *Target) CheckReady(ctx context.Context) error {
+	if err := t.Ping(ctx); err != nil {
+		return fmt.Errorf("MySQL does not answer: %w", err)
+	}
+	if !t.privCheck.Enabled {
+		return nil
+	}
+	t.privMu.Lock()
+	defer t.privMu.Unlock()
+	if t.privOK {
+		return nil
+	}
+	rep, err := t.verifyLocked(ctx)
+	var excess *ExcessError
+	switch {
+	case err == nil:
+		if t.privCheck.Observe != nil {
+			t.privCheck.Observe(rep, nil)
+		}
+		return nil
+	case errors.As(err, &excess):
+		return err
+	default:
+		return fmt.Errorf("check the admin account's privileges: %w", err)
+	}
+}
+
 // readPrivileges reads the admin account's grants, and those of its roles,
 // and audits them for the target's database.
 func (t *Target) readPrivileges(ctx context.Context, fl flavor) (PrivilegeReport, error) {

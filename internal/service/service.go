@@ -220,15 +220,11 @@ func (s *Service) readiness(js jetstream.JetStream, cfg *config.Config, objs *st
 		},
 	}
 	for name, t := range targets {
-		pinger, ok := t.(interface{ Ping(context.Context) error })
-		if !ok {
-			continue
-		}
-		checks["target "+name] = func(ctx context.Context) error {
-			if err := pinger.Ping(ctx); err != nil {
-				return fmt.Errorf("MySQL does not answer: %w", err)
-			}
-			return nil
+		// A target is ready when MySQL answers and its admin account's
+		// privilege check passed: one that answers but was refused runs no
+		// job.
+		if r, ok := t.(interface{ CheckReady(context.Context) error }); ok {
+			checks["target "+name] = r.CheckReady
 		}
 	}
 	return checks
