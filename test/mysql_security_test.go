@@ -162,6 +162,43 @@ func TestAdminPasswordFromFile(t *testing.T) {
 	if strings.Contains(e.logs.String(), f.AdminPassword) {
 		t.Error("the log holds the admin password")
 	}
+
+	// Rotation without a restart: the password changes in MySQL and in the
+	// file (replaced whole, as a mounted secret is), and the admin's open
+	// connections end. The next job's new connection reads the file again.
+	rotated := mysqltest.Password()
+	f.Exec("ALTER USER ?@'%' IDENTIFIED BY ?", f.Admin, rotated)
+	next := tg.PasswordFile + ".new"
+	if err := os.WriteFile(next, []byte(rotated+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, tg.PasswordFile); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := f.Root.QueryContext(t.Context(), "SELECT id FROM information_schema.processlist WHERE user = ?", f.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Close(); err != nil || len(ids) == 0 {
+		t.Fatalf("the admin's connections: %v, %v (want at least one to end)", ids, err)
+	}
+	for _, id := range ids {
+		f.Exec("KILL CONNECTION ?", id)
+	}
+	after := mysqltest.Username("pwr_")
+	f.DropUserLater(after)
+	wantOK(t, first(e.create("app", after, true, "")))
+	if strings.Contains(e.logs.String(), rotated) {
+		t.Error("the log holds the rotated admin password")
+	}
 }
 
 // TestStartRefusesExcessPrivileges starts a worker whose target admin holds

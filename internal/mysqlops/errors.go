@@ -81,6 +81,11 @@ func Classify(err error) Class {
 	if errors.Is(err, driver.ErrBadConn) {
 		return Transient // nothing was sent
 	}
+	// The password file could not be read (being replaced, or its mode
+	// refused): the operator can fix it while the job retries.
+	if errors.As(err, new(*PasswordSourceError)) {
+		return Transient
+	}
 	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, context.DeadlineExceeded) {
 		return Unknown
 	}
@@ -106,7 +111,7 @@ func NothingSent(err error) bool {
 		}
 		return false
 	}
-	if errors.Is(err, driver.ErrBadConn) {
+	if errors.Is(err, driver.ErrBadConn) || errors.As(err, new(*PasswordSourceError)) {
 		return true
 	}
 	var opErr *net.OpError

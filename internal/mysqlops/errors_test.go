@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/dbusers/dbusers/secret"
 )
 
 func TestClassify(t *testing.T) {
@@ -31,6 +34,7 @@ func TestClassify(t *testing.T) {
 		{"no privilege", &mysql.MySQLError{Number: 1227}, Permanent},
 		{"syntax", &mysql.MySQLError{Number: 1064}, Permanent},
 		{"plain", errors.New("boom"), Permanent},
+		{"password file unreadable", fmt.Errorf("ping: %w", &PasswordSourceError{Err: errors.New("mode 0644")}), Transient},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,5 +57,31 @@ func TestEscapePattern(t *testing.T) {
 		if got := escapePattern(in); got != want {
 			t.Errorf("escapePattern(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestPasswordSourceFailsBeforeConnecting: a password source that fails
+// fails the connection before anything is dialled, as a transient error
+// that proves nothing was sent, naming the cause and never a password.
+func TestPasswordSourceFailsBeforeConnecting(t *testing.T) {
+	cause := errors.New("targets[0].password_file: /etc/x is readable by group")
+	// Port 1: were it dialled, the error would be a refused dial instead.
+	db, err := OpenDB(secret.New("admin:dsn-password@tcp(127.0.0.1:1)/"), DBOptions{
+		PasswordSource: func() (secret.Secret, error) { return secret.Secret{}, cause },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	err = db.PingContext(t.Context())
+	var pse *PasswordSourceError
+	if !errors.As(err, &pse) || !errors.Is(err, cause) {
+		t.Fatalf("ping = %v, want the password source's error", err)
+	}
+	if Classify(err) != Transient || !NothingSent(err) {
+		t.Fatalf("Classify = %v, NothingSent = %v; want transient, nothing sent", Classify(err), NothingSent(err))
+	}
+	if strings.Contains(err.Error(), "dsn-password") {
+		t.Fatalf("the error shows the DSN's password: %v", err)
 	}
 }

@@ -71,9 +71,23 @@ type DBOptions struct {
 	// configuration (a target's own CA, server name, client certificate).
 	// The DSN's tls parameter must then be absent or true.
 	TLS *tls.Config
-	// Password, when set, replaces the DSN's password.
-	Password secret.Secret
+	// PasswordSource, when set, gives the password, in place of the
+	// DSN's, before every new connection of the pool (a password file read
+	// again, so that a rotated admin password needs no restart:
+	// connections already open stay logged in, new ones use the new
+	// password). An error fails that connection as transient, nothing sent.
+	PasswordSource func() (secret.Secret, error)
 }
+
+// PasswordSourceError is a failure of DBOptions.PasswordSource: no
+// connection was made.
+type PasswordSourceError struct{ Err error }
+
+func (e *PasswordSourceError) Error() string {
+	return "read the admin password: " + e.Err.Error()
+}
+
+func (e *PasswordSourceError) Unwrap() error { return e.Err }
 
 // OpenDB opens a connection pool for a target's admin DSN. It forces
 // client-side parameter interpolation (account statements refuse server-side
@@ -93,8 +107,18 @@ func OpenDB(dsn secret.Secret, opts DBOptions) (*sql.DB, error) {
 		// targets) in one process must never share a name.
 		cfg.TLS, cfg.TLSConfig = opts.TLS.Clone(), ""
 	}
-	if !opts.Password.IsZero() {
-		cfg.Passwd = opts.Password.Reveal()
+	if src := opts.PasswordSource; src != nil {
+		// The driver calls this with a copy of cfg for each connection.
+		if err := cfg.Apply(mysql.BeforeConnect(func(_ context.Context, c *mysql.Config) error {
+			pw, err := src()
+			if err != nil {
+				return &PasswordSourceError{Err: err}
+			}
+			c.Passwd = pw.Reveal()
+			return nil
+		})); err != nil {
+			return nil, fmt.Errorf("admin DSN: %w", err)
+		}
 	}
 	for _, c := range refusedCollations {
 		if strings.HasPrefix(strings.ToLower(cfg.Collation), c) {

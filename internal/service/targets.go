@@ -10,6 +10,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/secret"
 )
 
 // startCheckTimeout bounds the start-up ping and privilege check of one
@@ -39,11 +40,21 @@ func (s *Service) openTarget(ctx context.Context, i int, tc config.Target) (*mys
 		}
 		opts.TLS = tlsCfg
 	}
-	pw, err := tc.AdminPassword()
-	if err != nil {
+	// Read once now, so that a missing or unreadable file stops the start
+	// naming its key; then again before every new connection, so that a
+	// rotated password needs no restart.
+	if _, err := tc.AdminPassword(); err != nil {
 		return nil, fmt.Errorf("%s.password_file: %w", key, err)
 	}
-	opts.Password = pw
+	if tc.PasswordFile != "" {
+		opts.PasswordSource = func() (secret.Secret, error) {
+			pw, err := tc.AdminPassword()
+			if err != nil {
+				return secret.Secret{}, fmt.Errorf("%s.password_file: %w", key, err)
+			}
+			return pw, nil
+		}
+	}
 	db, err := mysqlops.OpenDB(tc.DSN, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%s.dsn: %w", key, err)
