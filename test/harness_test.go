@@ -160,13 +160,21 @@ func startWorkerOn(t *testing.T, ns *server.Server, targets []config.Target, edi
 // orchestrator's connection to its NATS.
 func runWorker(t *testing.T, cfg config.Config) *env {
 	t.Helper()
+	return runWorkerWith(t, cfg, service.Options{})
+}
+
+// runWorkerWith is runWorker with service options (the logger is the
+// test's).
+func runWorkerWith(t *testing.T, cfg config.Config, opts service.Options) *env {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	logs := &logBuffer{}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	svc, err := service.Start(ctx, &cfg, service.Options{Logger: zap.New(zapcoreFor(logs))})
+	opts.Logger = zap.New(zapcoreFor(logs))
+	svc, err := service.Start(ctx, &cfg, opts)
 	if err != nil {
 		t.Fatalf("start worker: %v", err)
 	}

@@ -288,15 +288,9 @@ func TestExcessFoundWhenTargetComesUp(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "not reachable at start") {
 		t.Fatalf("no warning about the target being down:\n%s", e.logs.String())
 	}
-	readyz := "http://" + e.svc.HTTPAddr() + "/readyz"
 	wantReady := func(ready bool, want string) {
 		t.Helper()
-		code, body := get(t, readyz)
-		var report map[string]string
-		if err := json.Unmarshal([]byte(body), &report); err != nil {
-			t.Fatalf("/readyz body %q: %v", body, err)
-		}
-		if (code == http.StatusOK) != ready || !strings.Contains(report["target own"], want) {
+		if code, report := readyz(t, e); (code == http.StatusOK) != ready || !strings.Contains(report["target own"], want) {
 			t.Fatalf("/readyz = %d %v, want ready %v and the target's entry saying %q", code, report, ready, want)
 		}
 	}
@@ -323,4 +317,57 @@ func TestExcessFoundWhenTargetComesUp(t *testing.T) {
 	f.Exec("REVOKE SUPER ON *.* FROM ?@'%'", f.Admin)
 	wantReady(true, "ok")
 	wantOK(t, first(e.create("own", user, false, "")))
+}
+
+// readyz returns e's /readyz status and report.
+func readyz(t *testing.T, e *env) (int, map[string]string) {
+	t.Helper()
+	code, body := get(t, "http://"+e.svc.HTTPAddr()+"/readyz")
+	var report map[string]string
+	if err := json.Unmarshal([]byte(body), &report); err != nil {
+		t.Fatalf("/readyz body %q: %v", body, err)
+	}
+	return code, report
+}
+
+// TestExcessGrantedLaterIsFound: a privilege granted to a target's admin
+// after its check passed is found once the check is due again: /readyz
+// turns not ready naming it, an error is logged, and jobs fail naming it
+// and change nothing, until it is revoked.
+func TestExcessGrantedLaterIsFound(t *testing.T) {
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	cfg := workerConfig(t, []config.Target{target("app", f)})
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	e := runWorkerWith(t, cfg, service.Options{PrivilegeRecheck: 200 * time.Millisecond})
+	user := mysqltest.Username("later_")
+	f.DropUserLater(user)
+	wantOK(t, e.job("app", "list", map[string]any{}))
+
+	f.Exec("GRANT FILE ON *.* TO ?@'%'", f.Admin)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, report := readyz(t, e)
+		if code != http.StatusOK {
+			if !strings.Contains(report["target app"], "REVOKE FILE ON *.*") {
+				t.Fatalf("/readyz %v does not name the excess and its fix", report)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still ready 10 s after the admin was granted FILE: %v", report)
+		}
+	}
+	if !strings.Contains(e.logs.String(), `"level":"error"`) || !strings.Contains(e.logs.String(), "FILE ON *.*") {
+		t.Errorf("no error log naming the excess:\n%s", e.logs.String())
+	}
+	res, _ := e.create("app", user, false, "")
+	wantCode(t, res, jobs.CodeInternal)
+	if !strings.Contains(res.Error.Message, "FILE ON *.*") {
+		t.Errorf("message %q does not name the excess", res.Error.Message)
+	}
+	if f.AccountExists(user) {
+		t.Fatal("a job ran on a target whose admin now holds too much")
+	}
+
+	f.Exec("REVOKE FILE ON *.* FROM ?@'%'", f.Admin)
+	wantOK(t, first(e.create("app", user, false, "")))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // PrivilegeCheck configures the check of a target's admin account against
@@ -24,10 +25,15 @@ type PrivilegeCheck struct {
 	// AllowExcess lets the target work despite excess; the check still
 	// reports it.
 	AllowExcess bool
-	// Observe, when set, is called after every check that the target runs
-	// on its own (before an operation, not through VerifyPrivileges) and
-	// that read the grants: err is nil, or the *ExcessError that refuses
-	// the target.
+	// Recheck is how long a passed check holds: then the next operation
+	// (or CheckReady) runs it again, so that a privilege granted to the
+	// admin later is found. Zero: a pass holds until the process ends.
+	Recheck time.Duration
+	// Observe, when set, is called when a check that the target runs on its
+	// own (before an operation or in CheckReady, not through
+	// VerifyPrivileges) read the grants and its outcome changed, and
+	// before an operation for every refusal: err is nil, or the
+	// *ExcessError that refuses the target.
 	Observe func(report PrivilegeReport, err error)
 }
 
@@ -63,8 +69,8 @@ const maxRoles = 16
 
 // VerifyPrivileges runs the privilege check now and records its outcome: a
 // target that passed (or whose excess is allowed) runs its operations
-// without checking again; a refused one checks again before each
-// operation. It returns the report and, when the target is refused, an
+// without checking again until PrivilegeCheck.Recheck has passed; a
+// refused one checks again before each operation. It returns the report and, when the target is refused, an
 // *ExcessError; an error reading the grants leaves the target unchecked.
 func (t *Target) VerifyPrivileges(ctx context.Context) (PrivilegeReport, error) {
 	t.privMu.Lock()
@@ -85,61 +91,55 @@ func (t *Target) verifyLocked(ctx context.Context) (PrivilegeReport, error) {
 		t.privOK = false
 		return rep, &ExcessError{Report: rep}
 	}
-	t.privOK = true
+	t.privOK, t.privAt = true, time.Now()
 	return rep, nil
 }
 
 // privilegeGate holds an operation back until the privilege check passed.
 func (t *Target) privilegeGate(ctx context.Context) error {
-	if !t.privCheck.Enabled {
-		return nil
-	}
-	t.privMu.Lock()
-	defer t.privMu.Unlock()
-	if t.privOK {
-		return nil
-	}
-	rep, err := t.verifyLocked(ctx)
-	var excess *ExcessError
-	if t.privCheck.Observe != nil && (err == nil || errors.As(err, &excess)) {
-		t.privCheck.Observe(rep, err)
-	}
-	if err != nil && excess == nil {
-		return fmt.Errorf("check the admin account's privileges: %w", err)
-	}
-	return err
+	return t.ensurePrivileges(ctx, true)
 }
 
 // CheckReady reports whether the target can run jobs now: its server
 // answers and its admin account's privilege check passed (or its excess
-// is allowed). While the check has not passed it runs again here; a pass
-// is reported to Observe, a refusal only returned (it was logged when a
-// job or the start found it, and a readiness probe polls often).
+// is allowed) and is not due again. A refusal is only returned, not
+// observed: it is logged when a job or the start finds it, and a
+// readiness probe polls often.
 func (t *Target) CheckReady(ctx context.Context) error {
 	if err := t.Ping(ctx); err != nil {
 		return fmt.Errorf("MySQL does not answer: %w", err)
 	}
+	return t.ensurePrivileges(ctx, false)
+}
+
+// ensurePrivileges runs the privilege check unless it passed less than
+// Recheck ago. A change of outcome is observed (a first pass, a pass after
+// a refusal, a refusal found by a recheck), and with observeRefusals every
+// refusal. A recheck that cannot read the grants keeps a target that had
+// passed working: it is tried again at the next operation.
+func (t *Target) ensurePrivileges(ctx context.Context, observeRefusals bool) error {
 	if !t.privCheck.Enabled {
 		return nil
 	}
 	t.privMu.Lock()
 	defer t.privMu.Unlock()
-	if t.privOK {
+	wasOK := t.privOK
+	if wasOK && (t.privCheck.Recheck <= 0 || time.Since(t.privAt) < t.privCheck.Recheck) {
 		return nil
 	}
 	rep, err := t.verifyLocked(ctx)
 	var excess *ExcessError
-	switch {
-	case err == nil:
-		if t.privCheck.Observe != nil {
-			t.privCheck.Observe(rep, nil)
+	refused := errors.As(err, &excess)
+	if err != nil && !refused {
+		if wasOK {
+			return nil
 		}
-		return nil
-	case errors.As(err, &excess):
-		return err
-	default:
 		return fmt.Errorf("check the admin account's privileges: %w", err)
 	}
+	if t.privCheck.Observe != nil && (wasOK == refused || (refused && observeRefusals)) {
+		t.privCheck.Observe(rep, err)
+	}
+	return err
 }
 
 // readPrivileges reads the admin account's grants, and those of its roles,

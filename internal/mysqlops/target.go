@@ -57,7 +57,8 @@ type Target struct {
 
 	privMu    sync.Mutex
 	privCheck PrivilegeCheck
-	privOK    bool // the privilege check passed (or its excess is allowed)
+	privOK    bool      // the privilege check passed (or its excess is allowed)
+	privAt    time.Time // when it last passed
 }
 
 // refusedCollations cannot be used with client-side interpolation

@@ -37,7 +37,16 @@ const Version = "0.1.0"
 // Options tune Start.
 type Options struct {
 	Logger *zap.Logger
+	// PrivilegeRecheck is how long a target's passed privilege check
+	// holds before a job or /readyz runs it again; DefaultPrivilegeRecheck
+	// when zero.
+	PrivilegeRecheck time.Duration
 }
+
+// DefaultPrivilegeRecheck bounds how long a privilege granted to a
+// target's admin after its check passed goes unnoticed. One SHOW GRANTS
+// per target this often costs nothing next to the jobs.
+const DefaultPrivilegeRecheck = 10 * time.Minute
 
 // Service is a running worker.
 type Service struct {
@@ -52,6 +61,8 @@ type Service struct {
 	balancer *partitions.Balancer
 	cancel   context.CancelFunc
 	done     chan struct{}
+	// privilegeRecheck is PrivilegeCheck.Recheck of every target.
+	privilegeRecheck time.Duration
 }
 
 // Start brings the worker up and returns once jobs are being taken and the
@@ -61,7 +72,10 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Service{log: log, done: make(chan struct{})}
+	s := &Service{log: log, done: make(chan struct{}), privilegeRecheck: opts.PrivilegeRecheck}
+	if s.privilegeRecheck <= 0 {
+		s.privilegeRecheck = DefaultPrivilegeRecheck
+	}
 	defer func() {
 		if err != nil {
 			_ = s.Stop()

@@ -30,6 +30,8 @@ const startCheckTimeout = 5 * time.Second
 //     an internal error naming it, until it is revoked (the check runs again
 //     before every job while it fails) or the worker restarts with the
 //     override. No job runs on the target before a check passed.
+//   - a passed check holds for s.privilegeRecheck; then the next job or
+//     /readyz runs it again, so an excess granted later is found.
 func (s *Service) openTarget(ctx context.Context, i int, tc config.Target) (*mysqlops.Target, error) {
 	key := fmt.Sprintf("targets[%d]", i)
 	var opts mysqlops.DBOptions
@@ -68,6 +70,7 @@ func (s *Service) openTarget(ctx context.Context, i int, tc config.Target) (*mys
 		Privileges: mysqlops.PrivilegeCheck{
 			Enabled:     true,
 			AllowExcess: tc.AllowExcessPrivileges,
+			Recheck:     s.privilegeRecheck,
 			Observe: func(rep mysqlops.PrivilegeReport, err error) {
 				logPrivileges(log, rep, err)
 			},
