@@ -200,7 +200,7 @@ func floodInvalidBesideValid(t *testing.T, encrypted bool) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Second)
 	defer cancel()
-	// Warm up (pools, consumers), then B alone.
+	// Warm up (pools, consumers).
 	if _, err := floodRun(ctx, ncB, b, floodCreate(b, rk, "warm", 10)); err != nil {
 		t.Fatalf("warm-up: %v", err)
 	}
