@@ -24,7 +24,10 @@ const DefaultRefusalRate = 500
 // little. Every refused job is still answered.
 //
 // One Pacer is shared by all the workers of a process, so that a flood
-// spread over many targets is paced as a whole.
+// spread over many targets is paced as a whole. A worker whose held jobs
+// fill half its consumer's window answers refusals without pacing: a
+// flood larger than that would otherwise hold back the partition's later
+// jobs, other targets' among them, which arrive only as the window frees.
 type Pacer struct {
 	valid   atomic.Int64
 	refused *rate.Limiter

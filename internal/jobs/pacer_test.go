@@ -47,3 +47,36 @@ func TestPacerPacesRefusalsOnlyWhileValidJobsRun(t *testing.T) {
 		t.Fatalf("refusals of a stopping worker waited %v", took)
 	}
 }
+
+// TestRefusalsUnpacedWhileTheWindowFills: while a valid job runs, a
+// refused job takes a turn of the pacer, unless the worker's held jobs
+// fill half the consumer's window: then the refused jobs are what holds
+// back the partition's later jobs, and they are answered at once.
+func TestRefusalsUnpacedWhileTheWindowFills(t *testing.T) {
+	tests := []struct {
+		name      string
+		held      int // of a window of 8
+		wantPaced bool
+	}{
+		{"window free", 0, true},
+		{"window under half full", 3, true},
+		{"window half full", 4, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, time.Second)
+			h.w.cfg.Pacer, h.w.cfg.Window = NewPacer(2), 8 // a turn every 500 ms
+			h.w.held = tt.held
+			defer h.w.cfg.Pacer.validJob()()
+			_, res := h.run(t, "delete", "r1", `{"id":"r1","username":"Bad Name!"}`)
+			if res.Error == nil || res.Error.Code != CodeInvalidUsername {
+				t.Fatalf("result %+v, want invalid_username", res)
+			}
+			// A turn taken leaves the limiter's one token spent; it comes
+			// back at 2 a second, so well under one token means paced.
+			if paced := h.w.cfg.Pacer.refused.Tokens() < 0.8; paced != tt.wantPaced {
+				t.Fatalf("paced = %v, want %v", paced, tt.wantPaced)
+			}
+		})
+	}
+}

@@ -133,6 +133,9 @@ type Config struct {
 	// Pacer, shared by the process's workers, paces refused jobs while
 	// valid ones run; each worker has its own when nil.
 	Pacer *Pacer
+	// Window is how many jobs the consumer delivers without an ack (its
+	// MaxAckPending); streams.MaxAckPending when zero.
+	Window int
 }
 
 // Worker takes jobs from the jobs consumer and runs each target's jobs in
@@ -147,7 +150,10 @@ type Worker struct {
 	// worker acknowledged; the stream may not have applied the ack yet.
 	lastAcked map[string]uint64
 	stopping  bool
-	running   sync.WaitGroup
+	// held counts the deliveries queued or running in the lanes: the
+	// jobs of the consumer's window that this worker holds.
+	held    int
+	running sync.WaitGroup
 
 	stopCtx  context.Context // ends when shutdown starts: no new attempts
 	stopNow  context.CancelFunc
@@ -226,6 +232,9 @@ func NewWorker(cfg Config) (*Worker, error) {
 	if cfg.Pacer == nil {
 		cfg.Pacer = NewPacer(0)
 	}
+	if cfg.Window <= 0 {
+		cfg.Window = streams.MaxAckPending
+	}
 	w := &Worker{cfg: cfg, log: cfg.Logger, lanes: map[string]*lane{}, lastAcked: map[string]uint64{}}
 	w.stopCtx, w.stopNow = context.WithCancel(context.Background())
 	w.hardCtx, w.hardStop = context.WithCancel(context.Background())
@@ -267,6 +276,7 @@ func (w *Worker) Run(ctx context.Context, consumer jetstream.Consumer, ready fun
 		handBack = append(handBack, l.queue...)
 		l.queue = nil
 	}
+	w.held -= len(handBack)
 	w.mu.Unlock()
 	w.stopNow()
 	for _, d := range handBack {
@@ -312,6 +322,7 @@ func (w *Worker) dispatch(msg jetstream.Msg) {
 	}
 	d.lane = l
 	l.queue = append(l.queue, d)
+	w.held++
 	w.mu.Unlock()
 }
 
@@ -336,7 +347,18 @@ func (w *Worker) runLane(l *lane) {
 		w.mu.Unlock()
 		w.process(d)
 		d.pre = nil // whatever path process took, drop the reads (and the job ahead they point to)
+		w.mu.Lock()
+		w.held--
+		w.mu.Unlock()
 	}
+}
+
+// windowFilling reports whether the jobs this worker holds fill half the
+// consumer's window.
+func (w *Worker) windowFilling() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.held >= w.cfg.Window/2
 }
 
 // keepAliveTicks is how often per ack wait keepAlive looks at the held
@@ -424,10 +446,13 @@ func (w *Worker) process(d *delivery) {
 		}
 	}
 	// Refused jobs wait their turn while valid ones run: a flood of them
-	// must not slow other targets' jobs (Pacer).
+	// must not slow other targets' jobs (Pacer). Not while held jobs fill
+	// half the consumer's window, though: then the flood's jobs hold back
+	// the partition's later jobs, other targets' among them, which are
+	// delivered only as the window frees.
 	if jerr == nil {
 		defer w.cfg.Pacer.validJob()()
-	} else {
+	} else if !w.windowFilling() {
 		w.cfg.Pacer.refusal(w.stopCtx)
 	}
 	// A job id already answered (republished after the duplicate window,
