@@ -70,8 +70,9 @@ const maxRoles = 16
 // VerifyPrivileges runs the privilege check now and records its outcome: a
 // target that passed (or whose excess is allowed) runs its operations
 // without checking again until PrivilegeCheck.Recheck has passed; a
-// refused one checks again before each operation. It returns the report and, when the target is refused, an
-// *ExcessError; an error reading the grants leaves the target unchecked.
+// refused one checks again before each operation. It returns the report
+// and, when the target is refused, an *ExcessError; an error reading the
+// grants leaves the target unchecked.
 func (t *Target) VerifyPrivileges(ctx context.Context) (PrivilegeReport, error) {
 	t.privMu.Lock()
 	defer t.privMu.Unlock()
