@@ -166,7 +166,19 @@ type lane struct {
 	key     string
 	queue   []*delivery
 	current *delivery
+	// unreachable is the error of the lane's last attempt when it proved
+	// MySQL unreachable (nothing sent), and unreachableAt when it failed;
+	// nil after an attempt that reached it. Only the lane's goroutine
+	// uses them.
+	unreachable   error
+	unreachableAt time.Time
 }
+
+// unreachableFresh is how long an attempt that found a target unreachable
+// stands for the lane's next jobs whose retry budget has run out: they
+// fail at once instead of trying again. It is the longest wait between
+// two retries, so a target is still tried at least that often.
+const unreachableFresh = 5 * time.Second
 
 type delivery struct {
 	msg      jetstream.Msg
@@ -819,19 +831,26 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 		password, generated = pw, true
 	}
 
+	deadline := d.received.Add(w.cfg.RetryBudget)
+	if err := w.stillUnreachable(d, deadline); err != nil {
+		// Counted as one attempt, as a refused job is: every result
+		// says the worker handled the job at least once.
+		return 1, toJobError(err), false
+	}
 	attempts := 0
 	intent := &jobIntent{store: w.cfg.Intents, key: job.Target + "." + job.Username, id: job.ID}
 	b := backoff.WithContext(&budgetBackOff{
 		next: backoff.NewExponentialBackOff(
 			backoff.WithInitialInterval(100*time.Millisecond),
-			backoff.WithMaxInterval(5*time.Second),
+			backoff.WithMaxInterval(unreachableFresh),
 			backoff.WithMaxElapsedTime(0)),
-		deadline: d.received.Add(w.cfg.RetryBudget),
+		deadline: deadline,
 	}, w.stopCtx)
 	var lastErr error
 	err := backoff.RetryNotify(func() error {
 		attempts++
 		err := w.apply(ops, job, password, generated, intent, res)
+		w.noteReach(d, err)
 		if err == nil {
 			return nil
 		}
@@ -872,6 +891,37 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 		}
 	}
 	return attempts, jerr, false
+}
+
+// stillUnreachable returns the error that proved the lane's target
+// unreachable moments ago, when job d may not try again: its first
+// delivery (so nothing of it was ever sent, and a create has nothing to
+// clean up) waited in the lane past its retry budget. Without this, each
+// job queued behind a server that went dark would make one attempt, and
+// an attempt can cost the whole connect timeout: thousands of queued jobs
+// would take hours to be answered, and hold their partition's window all
+// that time.
+func (w *Worker) stillUnreachable(d *delivery, deadline time.Time) error {
+	l := d.lane
+	if l == nil || l.unreachable == nil || time.Since(l.unreachableAt) >= unreachableFresh || time.Now().Before(deadline) {
+		return nil
+	}
+	if meta, err := d.msg.Metadata(); err != nil || meta.NumDelivered != 1 {
+		return nil
+	}
+	return fmt.Errorf("%w, found by the target's previous job %s ago", l.unreachable, time.Since(l.unreachableAt).Round(time.Millisecond))
+}
+
+// noteReach records on d's lane whether an attempt reached MySQL.
+func (w *Worker) noteReach(d *delivery, err error) {
+	l := d.lane
+	switch {
+	case l == nil:
+	case err != nil && mysqlops.NothingSent(err) && classify(err) != mysqlops.Permanent:
+		l.unreachable, l.unreachableAt = err, time.Now()
+	case err == nil || !errors.As(err, new(natsError)):
+		l.unreachable = nil
+	}
 }
 
 // budgetBackOff retries until the budget's deadline and makes the last

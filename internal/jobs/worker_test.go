@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -27,6 +28,8 @@ type fakeMsg struct {
 	header  nats.Header
 	data    []byte
 	seq     uint64
+	// delivered is the delivery count; 1 when zero.
+	delivered uint64
 
 	mu         sync.Mutex
 	acked      bool
@@ -35,7 +38,7 @@ type fakeMsg struct {
 }
 
 func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
-	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.seq}, NumDelivered: 1}, nil
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.seq}, NumDelivered: max(m.delivered, 1)}, nil
 }
 func (m *fakeMsg) Data() []byte         { return m.data }
 func (m *fakeMsg) Headers() nats.Header { return m.header }
@@ -785,5 +788,73 @@ func TestLaneAnswersARepublishedIDOnce(t *testing.T) {
 		if !m.acked {
 			t.Fatalf("job %d not acknowledged", m.seq)
 		}
+	}
+}
+
+// TestQueuedJobsFailFastBehindAnUnreachableTarget: a job whose retry
+// budget ran out while it waited in its lane, right after an attempt of
+// the lane found MySQL unreachable, fails as unavailable without calling
+// MySQL itself; any other job still tries: one with budget left, a
+// redelivered one, one after the finding is older than the longest retry
+// wait, one after an attempt reached MySQL.
+func TestQueuedJobsFailFastBehindAnUnreachableTarget(t *testing.T) {
+	h := newHarness(t, 50*time.Millisecond)
+	dial := &net.OpError{Op: "dial", Err: errors.New("connection refused")}
+	l := &lane{key: "app"}
+	longAgo := time.Now().Add(-time.Minute) // the budget ran out while it waited
+	n := 0
+	run := func(received time.Time, delivered uint64, errs ...error) (tried bool, res Result) {
+		t.Helper()
+		n++
+		id := fmt.Sprintf("q%d", n)
+		h.ops.mu.Lock()
+		h.ops.errs = errs
+		h.ops.mu.Unlock()
+		before := len(h.ops.Calls())
+		m := &fakeMsg{subject: stored("dbusers.jobs.app.user.delete"), header: nats.Header{"Nats-Msg-Id": []string{id}},
+			data: []byte(`{"id":"` + id + `","username":"gone_user"}`), seq: uint64(n), delivered: delivered}
+		h.w.process(&delivery{msg: m, received: received, lane: l})
+		if !m.acked {
+			t.Fatalf("job %s was not answered", id)
+		}
+		if err := json.Unmarshal(h.results.stored[streams.ResultSubject("dbusers", "app", id)], &res); err != nil {
+			t.Fatal(err)
+		}
+		return len(h.ops.Calls()) > before, res
+	}
+	wantUnavailable := func(res Result, attempts int) {
+		t.Helper()
+		if res.Error == nil || res.Error.Code != CodeUnavailable || res.Attempts != attempts {
+			t.Fatalf("result %+v (error %+v), want unavailable after %d attempts", res, res.Error, attempts)
+		}
+	}
+
+	tried, res := run(longAgo, 1, dial)
+	if !tried {
+		t.Fatal("the first job found nothing known about the target, yet did not try")
+	}
+	wantUnavailable(res, 1)
+
+	tried, res = run(longAgo, 1, dial)
+	if tried {
+		t.Fatal("a job past its budget tried a target found unreachable a moment ago")
+	}
+	wantUnavailable(res, 1) // counted as handled once, like a refused job
+	if !strings.Contains(res.Error.Message, "connection refused, found by the target's previous job") {
+		t.Errorf("message %q does not give the last error and where it comes from", res.Error.Message)
+	}
+
+	if tried, _ = run(time.Now(), 1, dial, dial, dial, dial, dial, dial, dial, dial); !tried {
+		t.Fatal("a job with budget left did not try")
+	}
+	if tried, _ = run(longAgo, 2, dial); !tried {
+		t.Fatal("a redelivered job (an earlier delivery may have sent something) did not try")
+	}
+	l.unreachableAt = time.Now().Add(-unreachableFresh)
+	if tried, res = run(longAgo, 1, nil); !tried || res.Status != StatusOK {
+		t.Fatalf("tried %v, result %+v: want a try, the target last found unreachable a retry wait ago", tried, res)
+	}
+	if tried, _ = run(longAgo, 1, dial); !tried {
+		t.Fatal("a job did not try although the last attempt reached MySQL")
 	}
 }
