@@ -21,16 +21,6 @@ import (
 	"github.com/dbusers/dbusers/secret"
 )
 
-// writeSecretFile writes content to a new 0600 file of the test.
-func writeSecretFile(t *testing.T, name, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // dsnWithoutPassword is f's admin DSN with the password taken out.
 func dsnWithoutPassword(t *testing.T, f *mysqltest.Fixture) secret.Secret {
 	t.Helper()
@@ -149,7 +139,7 @@ func TestAdminPasswordFromFile(t *testing.T) {
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	tg := target("app", f)
 	tg.DSN = dsnWithoutPassword(t, f)
-	tg.PasswordFile = writeSecretFile(t, "admin.password", f.AdminPassword+"\n")
+	tg.PasswordFile = writePrivate(t, "admin.password", f.AdminPassword+"\n")
 	e := runWorker(t, workerConfig(t, []config.Target{tg}))
 
 	user := mysqltest.Username("pwf_")

@@ -74,11 +74,7 @@ func TestMetricsHealthAndReadiness(t *testing.T) {
 	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d", code)
 	}
-	code, body = get(t, base+"/readyz")
-	var report map[string]string
-	if err := json.Unmarshal([]byte(body), &report); err != nil {
-		t.Fatalf("/readyz body %q: %v", body, err)
-	}
+	code, report := readyz(t, e)
 	if code != http.StatusServiceUnavailable || report["target dead"] == "ok" || report["target app"] != "ok" ||
 		report["nats"] != "ok" || report["streams"] != "ok" {
 		t.Fatalf("/readyz = %d %v, want 503 naming the dead target only", code, report)
