@@ -1090,6 +1090,9 @@ func toJobError(err error) *Error {
 	case errors.Is(err, mysqlops.ErrForeign):
 		return Errorf(CodeForeignUser, "the account holds privileges outside this target's database; it is not managed here and was left untouched")
 	}
+	if errors.As(err, new(*mysqlops.LoginRefusedError)) {
+		return Errorf(CodeUnavailable, "%v, through the whole retry budget; retry the job once the password file holds the admin's password", err)
+	}
 	if classify(err) != mysqlops.Permanent {
 		return Errorf(CodeUnavailable, "MySQL stayed unreachable through the retry budget (last error: %v); retry the job once the server is back", err)
 	}

@@ -426,6 +426,8 @@ var (
 	errRefused = &net.OpError{Op: "dial", Err: errors.New("connection refused")}
 	errLost    = mysql.ErrInvalidConn
 	errDenied  = &mysql.MySQLError{Number: 1227, Message: "Access denied; you need the CREATE USER privilege"}
+	// errLogin: the admin's password, read from its file, is refused.
+	errLogin = &mysqlops.LoginRefusedError{Err: &mysql.MySQLError{Number: 1045, Message: "Access denied for user 'adm'@'h'"}}
 )
 
 func TestRetriesAndFailures(t *testing.T) {
@@ -440,6 +442,7 @@ func TestRetriesAndFailures(t *testing.T) {
 		handedBack bool
 		noAbandon  bool
 		exists     bool
+		wantMsg    string // in the error's message
 	}{
 		{name: "transient then ok", op: "delete", body: `{"id":"r1","username":"good_user"}`,
 			errs: []error{errRefused, &mysql.MySQLError{Number: 1213}}, budget: 10 * time.Second,
@@ -474,6 +477,14 @@ func TestRetriesAndFailures(t *testing.T) {
 			body: `{"id":"r11","username":"good_user","reply_key":"KEY"}`, exists: true,
 			errs:   []error{errLost, errLost, errLost, errLost, errLost, errLost, errLost, errLost},
 			budget: 300 * time.Millisecond, wantCode: CodeUnavailable, noAbandon: true},
+		// A password file half way through a rotation.
+		{name: "login refused, then the file is replaced", op: "delete", body: `{"id":"r13","username":"good_user"}`,
+			errs: []error{errLogin, errLogin}, budget: 10 * time.Second,
+			wantCalls: []string{"delete good_user", "delete good_user", "delete good_user"}},
+		{name: "login refused through the budget", op: "create", body: `{"id":"r14","username":"good_user","reply_key":"KEY"}`,
+			errs:   []error{errLogin, errLogin, errLogin, errLogin, errLogin, errLogin, errLogin, errLogin},
+			budget: 300 * time.Millisecond, wantCode: CodeUnavailable, noAbandon: true,
+			wantMsg: "retry the job once the password file holds the admin's password"},
 		{name: "missing account after a lost reply is not found", op: "delete",
 			body: `{"id":"r12","username":"good_user"}`, exists: true,
 			errs: []error{errLost}, budget: 10 * time.Second, wantCode: CodeUserNotFound},
@@ -501,8 +512,8 @@ func TestRetriesAndFailures(t *testing.T) {
 				if res.Status != StatusOK || res.Attempts != len(tt.errs)+1 {
 					t.Fatalf("result %+v, want ok after %d attempts", res, len(tt.errs)+1)
 				}
-			} else if res.Error == nil || res.Error.Code != tt.wantCode {
-				t.Fatalf("result %+v, want %s", res, tt.wantCode)
+			} else if res.Error == nil || res.Error.Code != tt.wantCode || !strings.Contains(res.Error.Message, tt.wantMsg) {
+				t.Fatalf("result %+v (error %+v), want %s saying %q", res, res.Error, tt.wantCode, tt.wantMsg)
 			}
 			if tt.wantCalls != nil && strings.Join(h.ops.Calls(), ",") != strings.Join(tt.wantCalls, ",") {
 				t.Fatalf("calls %q, want %q", h.ops.Calls(), tt.wantCalls)

@@ -71,6 +71,13 @@ func Classify(err error) Class {
 	if err == nil {
 		return Permanent
 	}
+	// The password file could not be read (being replaced, or its mode
+	// refused), or MySQL refused its password (a rotation half done): the
+	// operator can fix it while the job retries. Looked at before the
+	// server's error a LoginRefusedError wraps.
+	if errors.As(err, new(*PasswordSourceError)) || errors.As(err, new(*LoginRefusedError)) {
+		return Transient
+	}
 	var myErr *mysql.MySQLError
 	if errors.As(err, &myErr) {
 		if transientCodes[myErr.Number] {
@@ -80,11 +87,6 @@ func Classify(err error) Class {
 	}
 	if errors.Is(err, driver.ErrBadConn) {
 		return Transient // nothing was sent
-	}
-	// The password file could not be read (being replaced, or its mode
-	// refused): the operator can fix it while the job retries.
-	if errors.As(err, new(*PasswordSourceError)) {
-		return Transient
 	}
 	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, context.DeadlineExceeded) {
 		return Unknown
@@ -103,6 +105,10 @@ func Classify(err error) Class {
 // server: the connection was never made or was refused at login. After such
 // an error the server is exactly as it was.
 func NothingSent(err error) bool {
+	if errors.Is(err, driver.ErrBadConn) || errors.As(err, new(*PasswordSourceError)) ||
+		errors.As(err, new(*LoginRefusedError)) {
+		return true
+	}
 	var myErr *mysql.MySQLError
 	if errors.As(err, &myErr) {
 		switch myErr.Number {
@@ -110,9 +116,6 @@ func NothingSent(err error) bool {
 			return true
 		}
 		return false
-	}
-	if errors.Is(err, driver.ErrBadConn) || errors.As(err, new(*PasswordSourceError)) {
-		return true
 	}
 	var opErr *net.OpError
 	return errors.As(err, &opErr) && opErr.Op == "dial"

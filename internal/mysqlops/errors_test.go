@@ -35,6 +35,7 @@ func TestClassify(t *testing.T) {
 		{"syntax", &mysql.MySQLError{Number: 1064}, Permanent},
 		{"plain", errors.New("boom"), Permanent},
 		{"password file unreadable", fmt.Errorf("ping: %w", &PasswordSourceError{Err: errors.New("mode 0644")}), Transient},
+		{"password file's password refused", fmt.Errorf("grant: %w", &LoginRefusedError{Err: &mysql.MySQLError{Number: 1045}}), Transient},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

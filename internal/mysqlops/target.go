@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -90,6 +91,33 @@ func (e *PasswordSourceError) Error() string {
 
 func (e *PasswordSourceError) Unwrap() error { return e.Err }
 
+// LoginRefusedError is MySQL refusing the admin's login (1045) with a
+// password from DBOptions.PasswordSource. Unlike a DSN's password, which
+// cannot change without a restart, that password is being rotated in two
+// steps that no one can make atomic (ALTER USER, then the file, or the
+// reverse): between them every new connection is refused, and the next
+// one may log in. No statement was sent.
+type LoginRefusedError struct{ Err error }
+
+func (e *LoginRefusedError) Error() string {
+	return "MySQL refused the admin's login with the password from its file " +
+		"(if the password is being rotated, both MySQL and the file must have the new one): " + e.Err.Error()
+}
+
+func (e *LoginRefusedError) Unwrap() error { return e.Err }
+
+// sourcedConnector marks refused logins of a pool whose password comes
+// from a PasswordSource (LoginRefusedError).
+type sourcedConnector struct{ driver.Connector }
+
+func (c sourcedConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if errors.Is(err, &mysql.MySQLError{Number: 1045}) {
+		return nil, &LoginRefusedError{Err: err}
+	}
+	return conn, err
+}
+
 // OpenDB opens a connection pool for a target's admin DSN. It forces
 // client-side parameter interpolation (account statements refuse server-side
 // placeholders) and a connect timeout. It does not connect.
@@ -134,7 +162,11 @@ func OpenDB(dsn secret.Secret, opts DBOptions) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin DSN: %w", err)
 	}
-	db := sql.OpenDB(conn)
+	var connector driver.Connector = conn
+	if opts.PasswordSource != nil {
+		connector = sourcedConnector{conn}
+	}
+	db := sql.OpenDB(connector)
 	// Account changes are serialized inside the server; a few connections
 	// cover list queries running beside them.
 	db.SetMaxOpenConns(4)

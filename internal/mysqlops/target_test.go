@@ -342,3 +342,47 @@ func TestListPagesPastOutsiders(t *testing.T) {
 		t.Fatalf("listed %q, want %q", got, want)
 	}
 }
+
+// TestRefusedLoginWithSourcedPassword: MySQL refusing the admin's login
+// (1045) is permanent when the password is the DSN's, which only a restart
+// changes, and transient, with nothing sent, when it comes from a password
+// source, which may be half way through a rotation. Neither error shows a
+// password.
+func TestRefusedLoginWithSourcedPassword(t *testing.T) {
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	wrong := mysqltest.Password()
+	tests := []struct {
+		name      string
+		dsn       string
+		opts      mysqlops.DBOptions
+		want      mysqlops.Class
+		wantLogin bool // a *LoginRefusedError
+	}{
+		{"password in the DSN", f.DSN(f.Admin, wrong), mysqlops.DBOptions{}, mysqlops.Permanent, false},
+		{"password from a source", f.DSN(f.Admin, ""), mysqlops.DBOptions{
+			PasswordSource: func() (secret.Secret, error) { return secret.New(wrong), nil },
+		}, mysqlops.Transient, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, err := mysqlops.OpenDB(secret.New(tt.dsn), tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			err = db.PingContext(t.Context())
+			if err == nil {
+				t.Fatal("logged in with a wrong password")
+			}
+			var lre *mysqlops.LoginRefusedError
+			if got := mysqlops.Classify(err); got != tt.want || errors.As(err, &lre) != tt.wantLogin ||
+				mysqlops.NothingSent(err) != tt.wantLogin {
+				t.Fatalf("ping = %v: class %v, login refused %v, nothing sent %v; want %v, %v, %v",
+					err, got, errors.As(err, &lre), mysqlops.NothingSent(err), tt.want, tt.wantLogin, tt.wantLogin)
+			}
+			if strings.Contains(err.Error(), wrong) {
+				t.Fatalf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
