@@ -264,8 +264,11 @@ func (b *bench) setupTargets(ctx context.Context, token string) error {
 
 func (b *bench) startNATS(ctx context.Context) error {
 	var err error
-	b.natsProc, err = startChild("nats-server", filepath.Join(b.dir, "nats.log"),
-		[]string{b.self, roleNATS, "-store", filepath.Join(b.dir, "nats")}, nil)
+	args := []string{b.self, roleNATS, "-store", filepath.Join(b.dir, "nats")}
+	if b.s.natsProfPort != 0 {
+		args = append(args, "-prof-port", strconv.Itoa(b.s.natsProfPort))
+	}
+	b.natsProc, err = startChild("nats-server", filepath.Join(b.dir, "nats.log"), args, nil)
 	if err != nil {
 		return err
 	}

@@ -72,6 +72,7 @@ type settings struct {
 	mysqlDSN        string
 	out             string
 	cpuprofile      string
+	natsProfPort    int
 	workerBin       string
 	before          string
 	keep            bool
@@ -103,6 +104,7 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.StringVar(&s.mysqlDSN, "mysql-dsn", defaultRootDSN(), "root DSN of the MariaDB under test (env DBUSERS_TEST_MYSQL_DSN)")
 	fs.StringVar(&s.out, "out", "docs/benchmarks.md", "markdown report to write; empty: none")
 	fs.StringVar(&s.cpuprofile, "cpuprofile", "", "write the worker's CPU profile of the bulk rotation here")
+	fs.IntVar(&s.natsProfPort, "nats-prof-port", 0, "serve the nats-server's pprof on 127.0.0.1 at this port while the benchmark runs (e.g. go tool pprof http://127.0.0.1:PORT/debug/pprof/profile?seconds=30); 0: off")
 	fs.StringVar(&s.workerBin, "worker-bin", "", "run this worker binary (e.g. bin/worker) instead of this program's built-in worker role; no profile then")
 	fs.StringVar(&s.before, "before", "", "an earlier docs/benchmarks.md to compare with (default: keep the 'before' of -out)")
 	fs.BoolVar(&s.keep, "keep", false, "keep the work directory (NATS store, logs, worker config)")

@@ -39,6 +39,7 @@ const (
 func runNATS(args []string) error {
 	fs := flag.NewFlagSet(roleNATS, flag.ContinueOnError)
 	store := fs.String("store", "", "JetStream store directory")
+	profPort := fs.Int("prof-port", 0, "serve pprof on 127.0.0.1 at this port; 0: off")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,6 +53,7 @@ func runNATS(args []string) error {
 		StoreDir:   *store,
 		NoSigs:     true,
 		NoLog:      true,
+		ProfPort:   *profPort,
 	})
 	if err != nil {
 		return fmt.Errorf("nats-server: %w", err)
