@@ -87,33 +87,9 @@ func floodRun(ctx context.Context, nc *nats.Conn, target string, batch []floodJo
 	if err := nc.Flush(); err != nil {
 		return 0, err
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(512))
-	if err != nil {
-		return 0, err
-	}
-
 	start := time.Now()
-	acks := make([]jetstream.PubAckFuture, 0, len(batch))
-	for _, j := range batch {
-		msg := nats.NewMsg(j.subject)
-		msg.Data = j.body
-		msg.Header.Set(jetstream.MsgIDHeader, j.id)
-		// A publisher that fills its window waits for acks rather than
-		// failing (the default is 200ms, short under the race detector).
-		f, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(10*time.Second))
-		if err != nil {
-			return 0, fmt.Errorf("publish %s: %w", j.id, err)
-		}
-		acks = append(acks, f)
-	}
-	for i, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return 0, fmt.Errorf("the jobs stream refused %s: %w", batch[i].id, err)
-		case <-ctx.Done():
-			return 0, fmt.Errorf("no ack for %s: %w", batch[i].id, ctx.Err())
-		}
+	if err := floodPublish(ctx, nc, batch); err != nil {
+		return 0, err
 	}
 
 	got := make(map[string]bool, len(batch))
@@ -143,6 +119,38 @@ func floodRun(ctx context.Context, nc *nats.Conn, target string, batch []floodJo
 		}
 	}
 	return time.Since(start), nil
+}
+
+// floodPublish publishes batch over nc as fast as JetStream acks it, each
+// job with its id as Nats-Msg-Id, and returns once every job is stored.
+func floodPublish(ctx context.Context, nc *nats.Conn, batch []floodJob) error {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(512))
+	if err != nil {
+		return err
+	}
+	acks := make([]jetstream.PubAckFuture, 0, len(batch))
+	for _, j := range batch {
+		msg := nats.NewMsg(j.subject)
+		msg.Data = j.body
+		msg.Header.Set(jetstream.MsgIDHeader, j.id)
+		// A publisher that fills its window waits for acks rather than
+		// failing (the default is 200ms, short under the race detector).
+		f, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(10*time.Second))
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", j.id, err)
+		}
+		acks = append(acks, f)
+	}
+	for i, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("the jobs stream refused %s: %w", batch[i].id, err)
+		case <-ctx.Done():
+			return fmt.Errorf("no ack for %s: %w", batch[i].id, ctx.Err())
+		}
+	}
+	return nil
 }
 
 // median returns the middle of ds (the upper middle of an even count).
@@ -267,5 +275,73 @@ func floodInvalidBesideValid(t *testing.T, encrypted bool) {
 		}
 		t.Fatalf("B's %d jobs took %v beside the flood (median), more than %v (%v alone; B's jobs handed back meanwhile: %d)",
 			valid, together, bound, alone, handedBack)
+	}
+}
+
+// TestFloodBeyondTheWindow floods target A with more invalid jobs than its
+// partition consumer's window holds (streams.MaxAckPending) while a valid
+// job of target B runs, so that refused jobs are paced. Target C shares
+// A's partition; its job, published after the whole flood, waits in the
+// stream until the window frees. It is answered well before the flood's
+// excess could have been answered at the paced rate: once the held jobs
+// fill half the window, refusals go unpaced (jobs.Pacer), so a flood
+// cannot hold its partition's other targets behind it.
+func TestFloodBeyondTheWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("publishes more than 20,000 jobs")
+	}
+	const excess = 4000 // flood jobs beyond the window
+	a, b, c := "wflood-a", "wflood-b", "wflood-c"
+	parts := config.Default().NATS.Partitions
+	for i := 0; streams.Partition(c, parts) != streams.Partition(a, parts); i++ {
+		c = fmt.Sprintf("wflood-c%d", i)
+	}
+	fc := mysqltest.NewFixture(t, mysqltest.Options{})
+	// A's jobs are refused from the job alone; B's MySQL answers nothing,
+	// so B's job retries (a valid job running) through its budget.
+	e := startWorker(t, []config.Target{deadTarget(t, a), deadTarget(t, b), target(c, fc)}, func(cfg *config.Config) {
+		cfg.Retry.Budget = 3 * time.Minute
+	})
+	rk := newRequester(t).pub
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	bID := e.nextID()
+	bResult, err := e.nc.SubscribeSync(prefix + ".results." + b + "." + bID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bResult.Unsubscribe() })
+	bJob := []floodJob{{id: bID, subject: prefix + ".jobs." + b + ".user.delete",
+		body: fmt.Appendf(nil, `{"id":%q,"username":"someone"}`, bID)}}
+	if err := floodPublish(ctx, e.nc, bJob); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(e.logs.String(), `"retrying"`) {
+		if ctx.Err() != nil {
+			t.Fatalf("B's job never retried; log:\n%s", e.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	flood := floodInvalid(a, rk, "over", streams.MaxAckPending+excess)
+	if err := floodPublish(ctx, e.nc, flood); err != nil {
+		t.Fatalf("A's flood: %v", err)
+	}
+	start := time.Now()
+	res := e.job(c, "list", map[string]any{"limit": 10})
+	took := time.Since(start)
+	wantOK(t, res)
+	// Paced, the excess alone (ahead of C's job in the stream) takes
+	// excess/DefaultRefusalRate seconds to be answered.
+	paced := excess * time.Second / jobs.DefaultRefusalRate
+	t.Logf("C's job, behind %d flood jobs, answered in %v (the flood's excess paced: %v)", len(flood), took, paced)
+	if took >= paced*3/4 {
+		t.Fatalf("C's job took %v behind a flood larger than the window, near the %v its excess takes at the paced rate: the flood held the partition", took, paced)
+	}
+	// The refusals were unpaced because the window filled, not because no
+	// valid job ran: B's job is still retrying.
+	if _, err := bResult.NextMsg(0); err == nil {
+		t.Fatal("B's job was answered before C's: refusals were not paced, and the test proves nothing")
 	}
 }
