@@ -79,7 +79,7 @@ func (s *Service) openTarget(ctx context.Context, i int, tc config.Target) (*mys
 	pctx, cancel := context.WithTimeout(ctx, startCheckTimeout)
 	defer cancel()
 	if err := t.Ping(pctx); err != nil {
-		log.Warn("target not reachable at start; its jobs will retry, and run once its admin account's privileges are checked",
+		log.Warn("cannot reach or log in to the target at start (see error); its jobs will retry, and run once it answers and its admin account's privileges are checked",
 			zap.String("mysql", redactDSN(tc.DSN)), zap.Error(err))
 		return t, nil
 	}
