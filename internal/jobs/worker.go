@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,10 +148,10 @@ type Worker struct {
 
 	mu    sync.Mutex
 	lanes map[string]*lane
-	// lastAcked is, per target, the stream sequence of the newest job this
-	// worker acknowledged; the stream may not have applied the ack yet.
-	lastAcked map[string]uint64
-	stopping  bool
+	// order is, per configured target, what this worker knows of the
+	// target's jobs in the stream (see targetOrder).
+	order    map[string]*targetOrder
+	stopping bool
 	// held counts the deliveries queued or running in the lanes: the
 	// jobs of the consumer's window that this worker holds.
 	held    int
@@ -192,6 +194,81 @@ type delivery struct {
 	pre *preflight
 	// acked is set once this job was acknowledged.
 	acked atomic.Bool
+	// inTurn is set once the order check found no older job of the
+	// target in the stream: only then does its ack raise the target's
+	// floor. Only the lane's goroutine uses it.
+	inTurn bool
+}
+
+// targetOrder is what a worker knows of one target's jobs in the stream,
+// so that an order check can start late and skip this worker's own acks,
+// which the stream applies asynchronously.
+//
+// A job answered without its order check (refused from the job alone, or
+// answered from its stored result) says nothing about older jobs: one may
+// still be pending, handed back by this worker or held by another process
+// since a partition changed hands. Its ack is only remembered, so that a
+// later check does not take it for a pending job; it never lets a later
+// check start past an older pending job.
+type targetOrder struct {
+	// floor: no job of the target at or below it is in the stream but
+	// ones this worker acknowledged. Seqs only leave the stream, so what
+	// a check finds raises it for good.
+	floor uint64
+	// acked are jobs above floor this worker acknowledged out of turn.
+	acked map[uint64]struct{}
+}
+
+// maxAckedOutOfTurn bounds targetOrder.acked for a target whose jobs are
+// all refused (a flood): past it, the oldest half is forgotten. A
+// forgotten ack the stream has not applied yet (after thousands more)
+// only makes a check hand its job back for a second.
+const maxAckedOutOfTurn = 4096
+
+// raise records that no job of the target at or below seq is in the
+// stream but this worker's acked ones.
+func (o *targetOrder) raise(seq uint64) {
+	if seq <= o.floor {
+		return
+	}
+	o.floor = seq
+	for s := range o.acked {
+		if s <= seq {
+			delete(o.acked, s)
+		}
+	}
+}
+
+// ackedOutOfTurn remembers a job acked without its order check.
+func (o *targetOrder) ackedOutOfTurn(seq uint64) {
+	if seq <= o.floor {
+		return
+	}
+	if o.acked == nil {
+		o.acked = map[uint64]struct{}{}
+	}
+	o.acked[seq] = struct{}{}
+	if len(o.acked) > maxAckedOutOfTurn {
+		seqs := slices.Sorted(maps.Keys(o.acked))
+		for _, s := range seqs[:len(seqs)/2] {
+			delete(o.acked, s)
+		}
+	}
+}
+
+// targetOrder returns the order record of a lane's target, or nil for a
+// target this worker does not serve (its jobs are all refused, and a
+// record per unknown target name would grow without bound). w.mu held.
+func (w *Worker) targetOrder(key string) *targetOrder {
+	if _, ok := w.cfg.Targets[key]; !ok {
+		return nil
+	}
+	o := w.order[key]
+	if o == nil {
+		o = &targetOrder{}
+		w.order[key] = o
+	}
+	return o
 }
 
 // preflight holds the two reads a job needs before it may run (its stored
@@ -247,7 +324,7 @@ func NewWorker(cfg Config) (*Worker, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = streams.MaxAckPending
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, lanes: map[string]*lane{}, lastAcked: map[string]uint64{}}
+	w := &Worker{cfg: cfg, log: cfg.Logger, lanes: map[string]*lane{}, order: map[string]*targetOrder{}}
 	w.stopCtx, w.stopNow = context.WithCancel(context.Background())
 	w.hardCtx, w.hardStop = context.WithCancel(context.Background())
 	return w, nil
@@ -487,6 +564,7 @@ func (w *Worker) process(d *delivery) {
 			w.handBack(d, log, "an older job of this target is still pending", c.turnErr)
 			return
 		}
+		d.inTurn = true
 	}
 
 	attempts := 1
@@ -605,15 +683,22 @@ func mayHoldPassword(body []byte) bool {
 	return bytes.Contains(body, []byte("password")) || bytes.Contains(body, []byte(`\u`))
 }
 
-// ack acknowledges a finished job (see finish).
+// ack acknowledges a finished job (see finish) and records it in its
+// target's order (targetOrder).
 func (w *Worker) ack(d *delivery, seq uint64) {
 	_ = d.msg.Ack()
-	d.acked.Store(true)
 	if d.lane != nil && seq != 0 {
 		w.mu.Lock()
-		w.lastAcked[d.lane.key] = max(w.lastAcked[d.lane.key], seq)
+		if o := w.targetOrder(d.lane.key); o != nil {
+			if d.inTurn {
+				o.raise(seq)
+			} else {
+				o.ackedOutOfTurn(seq)
+			}
+		}
 		w.mu.Unlock()
 	}
+	d.acked.Store(true)
 }
 
 // startPreflight starts next's stored-result lookup and its order check
@@ -668,7 +753,8 @@ type checks struct {
 
 // check reads a job's stored result and its turn, both at once, or takes
 // them from its preflight. The preflight's order check, counted from the
-// job ahead, holds only once that job is acknowledged; otherwise the turn
+// job ahead, says the job may run only once the job ahead is acknowledged
+// in its turn (so nothing older than it is pending); otherwise the turn
 // is asked again.
 func (w *Worker) check(d *delivery, seq uint64, subject string) checks {
 	var c checks
@@ -679,8 +765,8 @@ func (w *Worker) check(d *delivery, seq uint64, subject string) checks {
 		if c.err != nil || c.found {
 			return c
 		}
-		if p.firstErr == nil && p.aheadAcked.Load() {
-			c.turn = p.first == 0 || p.first >= seq
+		if p.firstErr == nil && p.aheadAcked.Load() && (p.first == 0 || p.first >= seq) && w.floorReached(d, p.aheadSeq) {
+			c.turn = true
 			return c
 		}
 		c.turn, c.turnErr = w.inTurn(d, seq)
@@ -697,26 +783,61 @@ func (w *Worker) check(d *delivery, seq uint64, subject string) checks {
 	return c
 }
 
+// floorReached reports whether no job of d's target at or below seq is
+// in the stream but ones this worker acknowledged.
+func (w *Worker) floorReached(d *delivery, seq uint64) bool {
+	if d.lane == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	o := w.targetOrder(d.lane.key)
+	return o != nil && o.floor >= seq
+}
+
 // inTurn reports whether a job may run now: no older job of its target is
-// still in the stream. A target's jobs run in stream order, so every job
-// this worker acknowledged is older than any job of the target still
-// pending; the search starts after the newest of them, whose deletion the
-// stream may not have applied yet. One direct get.
+// still in the stream but ones this worker acknowledged (whose deletion
+// the stream may not have applied yet). The search starts above the
+// target's floor (targetOrder); usually one direct get, one more for each
+// of this worker's acks still in the stream.
 func (w *Worker) inTurn(d *delivery, seq uint64) (bool, error) {
 	filter := targetFilter(w.cfg.Prefix, d.msg.Subject())
 	if w.cfg.Jobs == nil || d.lane == nil || seq == 0 || filter == "" {
 		return true, nil
 	}
 	w.mu.Lock()
-	from := w.lastAcked[d.lane.key] + 1
+	o := w.targetOrder(d.lane.key)
 	w.mu.Unlock()
+	if o == nil {
+		return true, nil // refused anyway: the target is not served here
+	}
 	ctx, cancel := context.WithTimeout(w.hardCtx, 5*time.Second)
 	defer cancel()
-	first, err := w.cfg.Jobs.First(ctx, filter, from)
-	if err != nil {
-		return false, err
+	w.mu.Lock()
+	from := o.floor + 1
+	w.mu.Unlock()
+	for {
+		first, err := w.cfg.Jobs.First(ctx, filter, from)
+		if err != nil {
+			return false, err
+		}
+		w.mu.Lock()
+		_, mine := o.acked[first]
+		switch {
+		case first == 0 || first >= seq:
+			o.raise(seq - 1)
+		case !mine:
+			o.raise(first - 1)
+		}
+		w.mu.Unlock()
+		switch {
+		case first == 0 || first >= seq:
+			return true, nil
+		case !mine:
+			return false, nil
+		}
+		from = first + 1
 	}
-	return first == 0 || first >= seq, nil
 }
 
 // targetFilter returns the stored-subject filter of a partitioned job's

@@ -546,22 +546,29 @@ func (p fakePending) First(_ context.Context, _ string, from uint64) (uint64, er
 
 func TestOlderPendingJobHoldsBackNewerOne(t *testing.T) {
 	tests := []struct {
-		name      string
-		pending   []uint64 // in the stream; the job itself is 7
-		lastAcked uint64   // the newest job of the target this worker acked
-		wantRun   bool
+		name    string
+		pending []uint64 // in the stream; the job itself is 7
+		floor   uint64   // no job of the target at or below it is in the stream but acked ones
+		acked   []uint64 // acked here out of turn, deletion not applied yet
+		wantRun bool
 	}{
-		{"oldest", []uint64{7, 9}, 0, true},
-		{"older job pending elsewhere", []uint64{3, 7}, 0, false},
-		{"older job acked here, deletion not applied yet", []uint64{3, 7}, 3, true},
-		{"two older, one acked", []uint64{3, 5, 7}, 3, false},
+		{"oldest", []uint64{7, 9}, 0, nil, true},
+		{"older job pending elsewhere", []uint64{3, 7}, 0, nil, false},
+		{"older job acked here in turn, deletion not applied yet", []uint64{3, 7}, 3, nil, true},
+		{"two older, one acked in turn", []uint64{3, 5, 7}, 3, nil, false},
+		{"older job acked here out of turn", []uint64{3, 7}, 0, []uint64{3}, true},
+		{"a refused job acked after an older one was handed back", []uint64{3, 5, 7}, 0, []uint64{5}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, time.Second)
 			h.w.cfg.Jobs = fakePending{seqs: tt.pending}
 			l := &lane{key: "app"}
-			h.w.lastAcked["app"] = tt.lastAcked
+			o := h.w.targetOrder("app")
+			o.floor = tt.floor
+			for _, s := range tt.acked {
+				o.ackedOutOfTurn(s)
+			}
 			m := &fakeMsg{subject: stored("dbusers.jobs.app.user.delete"), header: nats.Header{},
 				data: []byte(`{"id":"t1","username":"good_user"}`), seq: 7}
 			h.w.process(&delivery{msg: m, received: time.Now(), lane: l})
@@ -572,10 +579,47 @@ func TestOlderPendingJobHoldsBackNewerOne(t *testing.T) {
 			if !tt.wantRun && (!m.naked || m.acked || h.results.pubs != 0) {
 				t.Fatalf("held-back job: naked %v acked %v results %d; want handed back, no result", m.naked, m.acked, h.results.pubs)
 			}
-			if tt.wantRun && (!m.acked || h.w.lastAcked["app"] != 7) {
-				t.Fatalf("job that ran: acked %v, lastAcked %d", m.acked, h.w.lastAcked["app"])
+			if tt.wantRun && (!m.acked || o.floor != 7 || len(o.acked) != 0) {
+				t.Fatalf("job that ran: acked %v, floor %d, acked out of turn %v; want floor 7, none", m.acked, o.floor, o.acked)
 			}
 		})
+	}
+}
+
+// TestRefusedJobDoesNotOpenTheWay: job 3 of a target is handed back (job
+// 1, held by another process, was still pending), then job 5, invalid, is
+// refused and acked without an order check: job 7 must still wait for 3.
+// Before, the refused job's ack moved the start of the next check past 3,
+// and 7 ran first.
+func TestRefusedJobDoesNotOpenTheWay(t *testing.T) {
+	h := newHarness(t, time.Second)
+	l := &lane{key: "app"}
+	job := func(pending []uint64, seq uint64, body string) *fakeMsg {
+		h.w.cfg.Jobs = fakePending{seqs: pending}
+		m := &fakeMsg{subject: stored("dbusers.jobs.app.user.delete"), header: nats.Header{}, data: []byte(body), seq: seq}
+		h.w.process(&delivery{msg: m, received: time.Now(), lane: l})
+		return m
+	}
+	if m := job([]uint64{1, 3, 5, 7}, 3, `{"id":"j3","username":"good_user"}`); !m.naked {
+		t.Fatalf("job 3: naked %v acked %v; want handed back", m.naked, m.acked)
+	}
+	// Job 1 is done elsewhere; 5's ack is not applied yet.
+	if m := job([]uint64{3, 5, 7}, 5, `{"id":"j5","username":"Bad Name!"}`); !m.acked {
+		t.Fatal("job 5 (refused) not acked")
+	}
+	m := job([]uint64{3, 5, 7}, 7, `{"id":"j7","username":"good_user"}`)
+	if calls := h.ops.Calls(); len(calls) != 0 || !m.naked || m.acked {
+		t.Fatalf("job 7 ran before job 3, still pending: calls %q, naked %v, acked %v", calls, m.naked, m.acked)
+	}
+	// Job 3 comes back and runs; then 7 does.
+	if m := job([]uint64{3, 5, 7}, 3, `{"id":"j3","username":"good_user"}`); !m.acked {
+		t.Fatal("job 3, back in its turn, did not run")
+	}
+	if m := job([]uint64{5, 7}, 7, `{"id":"j7","username":"good_user"}`); !m.acked {
+		t.Fatal("job 7, after 3, did not run")
+	}
+	if calls := h.ops.Calls(); len(calls) != 2 {
+		t.Fatalf("calls %q, want 3's delete then 7's", calls)
 	}
 }
 
@@ -732,8 +776,10 @@ func deleteMsg(id, user string, seq uint64) *fakeMsg {
 
 // TestPreflightTurnHoldsOnlyOnceTheJobAheadIsAcked: the order check made
 // while the job ahead runs counts from after that job, so it may be used
-// only once that job is acknowledged; until then the turn is asked again
-// and the older job holds the next one back.
+// only once that job is acknowledged in its turn; until then the turn is
+// asked again and the older job holds the next one back. A job ahead
+// acknowledged without its order check (refused) does not say that
+// nothing older is pending: the turn is asked again too.
 func TestPreflightTurnHoldsOnlyOnceTheJobAheadIsAcked(t *testing.T) {
 	h := newHarness(t, time.Second)
 	m7, m8 := deleteMsg("p7", "user_seven", 7), deleteMsg("p8", "user_eight", 8)
@@ -760,9 +806,11 @@ func TestPreflightTurnHoldsOnlyOnceTheJobAheadIsAcked(t *testing.T) {
 		t.Fatal("the preflight was kept after use: it holds the job ahead in memory")
 	}
 
-	// A preflight made while job 7 ran, used after it was acknowledged.
+	// A preflight made while job 7 ran, used after it was acknowledged
+	// in its turn.
 	d8.pre = h.w.startPreflight(d8, d7)
 	<-d8.pre.done
+	d7.inTurn = true
 	h.w.ack(d7, 7)
 	c = h.w.check(d8, 8, subject)
 	if c.err != nil || c.found || !c.turn {
@@ -770,6 +818,22 @@ func TestPreflightTurnHoldsOnlyOnceTheJobAheadIsAcked(t *testing.T) {
 	}
 	if js.Checks() != 3 {
 		t.Fatalf("%d order checks, want the preflight's to be used (3)", js.Checks())
+	}
+
+	// Job 9 behind 8, which was refused (acked out of turn): 9's
+	// preflight is not used, its turn is asked again.
+	m9 := deleteMsg("p9", "user_nine", 9)
+	js.msgs = append(js.msgs, m9)
+	d9 := &delivery{msg: m9, received: time.Now(), lane: l}
+	d9.pre = h.w.startPreflight(d9, d8)
+	<-d9.pre.done
+	h.w.ack(d8, 8)
+	c = h.w.check(d9, 9, streams.ResultSubject("dbusers", "app", "p9"))
+	if c.err != nil || c.found || !c.turn {
+		t.Fatalf("behind a refused job: %+v, want in turn", c)
+	}
+	if js.Checks() != 5 {
+		t.Fatalf("%d order checks, want the turn asked again behind a refused job (5)", js.Checks())
 	}
 }
 
