@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"time"
 
@@ -175,13 +174,16 @@ func (a *app) connect(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fail(err, "Invalid NATS settings:\n%v", err)
 	}
+	if err := natsconn.CheckURLs(a.natsURL); err != nil {
+		return nil, fail(err, "Invalid --nats-url (or DBUSERS_NATS_URL): %v.", err)
+	}
 	opts := []nats.Option{nats.Name("dbusers-cli"), nats.Timeout(min(a.timeout, 5*time.Second))}
 	nc, err := nats.Connect(a.natsURL, append(opts, connOpts...)...)
 	if err != nil {
 		if hint := conn.Hint(err, names); hint != "" {
-			return nil, fail(err, "Cannot connect to NATS at %s: %v.\n%s.", redactURL(a.natsURL), err, capitalize(hint))
+			return nil, fail(err, "Cannot connect to NATS at %s: %v.\n%s.", natsconn.RedactURLs(a.natsURL), err, capitalize(hint))
 		}
-		return nil, fail(err, "Cannot connect to NATS at %s: %v.\nIs the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?", redactURL(a.natsURL), err)
+		return nil, fail(err, "Cannot connect to NATS at %s: %v.\nIs the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?", natsconn.RedactURLs(a.natsURL), err)
 	}
 	copts := []client.Option{client.WithPrefix(a.prefix), client.WithTimeout(a.timeout)}
 	if a.workerKey != "" {
@@ -246,7 +248,7 @@ func (a *app) describe(err error, username string) error {
 	switch {
 	case errors.Is(err, client.ErrNoWorker):
 		return fail(err, "No dbusers worker answered at %s (prefix %q).\nIs the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?",
-			redactURL(a.natsURL), a.prefix)
+			natsconn.RedactURLs(a.natsURL), a.prefix)
 	case errors.Is(err, client.ErrNoResult) && errors.Is(err, context.Canceled):
 		return fail(err, "Interrupted before the worker answered; the job is queued and may still run.")
 	case errors.Is(err, client.ErrNoResult):
@@ -283,22 +285,6 @@ func (a *app) describeCode(e *client.Error, username string) string {
 		return "Invalid request: " + e.Message
 	}
 	return "The worker failed: " + e.Message
-}
-
-// redactURL drops the user info, which may hold a password or a token, of
-// each URL of a comma-separated NATS server list.
-func redactURL(s string) string {
-	urls := strings.Split(s, ",")
-	for i, raw := range urls {
-		u, err := url.Parse(strings.TrimSpace(raw))
-		if err != nil {
-			urls[i] = "(unparsable URL)"
-			continue
-		}
-		u.User = nil
-		urls[i] = u.String()
-	}
-	return strings.Join(urls, ",")
 }
 
 // capitalize upper-cases the first letter of a message.

@@ -387,6 +387,9 @@ func (c *Config) Validate() error {
 			add("nats.store_encrypted", "applies to an outside NATS only: nats.url is empty, and the embedded server's store is always encrypted")
 		}
 	} else {
+		if err := natsconn.CheckURLs(c.NATS.URL); err != nil {
+			add("nats.url", "%v", err)
+		}
 		if err := conn.Validate(ConnNames()); err != nil {
 			errs = append(errs, err)
 		}

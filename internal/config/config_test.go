@@ -412,6 +412,28 @@ func TestDSNPasswordNeverInErrors(t *testing.T) {
 	}
 }
 
+// TestNATSURLPasswordNeverInErrors: a nats.url that does not parse (a
+// password with characters it should have percent-encoded) is refused by
+// Validate without showing it, before nats.go's parse error could.
+func TestNATSURLPasswordNeverInErrors(t *testing.T) {
+	const pw = "Zq9^UNIQUE#pw"
+	for _, u := range []string{"nats://worker:" + pw + "@127.0.0.1:4222", "worker:" + pw + "@127.0.0.1:4222"} {
+		t.Run(u, func(t *testing.T) {
+			yml := minimal + "nats:\n  url: ${URL}\n"
+			c, err := Parse([]byte(yml), env(map[string]string{"URL": u}))
+			if err == nil {
+				err = c.Validate()
+			}
+			if err == nil || !strings.Contains(err.Error(), "nats.url") {
+				t.Fatalf("err = %v, want nats.url refused", err)
+			}
+			if strings.Contains(err.Error(), "UNIQUE") {
+				t.Fatalf("the error shows the URL's password: %v", err)
+			}
+		})
+	}
+}
+
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {

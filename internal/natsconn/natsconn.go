@@ -204,18 +204,62 @@ func (s Settings) Options(n Names) ([]nats.Option, error) {
 	return opts, nil
 }
 
+// parseURL parses one URL of a NATS server list as nats.go does: one
+// without a scheme is a nats:// URL (user:pw@host:4222 logs in as user).
+func parseURL(raw string) (*url.URL, error) {
+	raw = strings.TrimSpace(raw)
+	if !strings.Contains(raw, "://") {
+		raw = "nats://" + raw
+	}
+	return url.Parse(raw)
+}
+
+// CheckURLs reports whether every URL of a comma-separated NATS server list
+// parses, before nats.Connect sees it: nats.go's parse error quotes the
+// whole URL, and with it any password the URL holds. This error names the
+// URL by its place in the list only.
+func CheckURLs(urls string) error {
+	list := strings.Split(urls, ",")
+	for i, raw := range list {
+		if _, err := parseURL(raw); err != nil {
+			which := "the URL"
+			if len(list) > 1 {
+				which = fmt.Sprintf("URL %d of the list", i+1)
+			}
+			return fmt.Errorf("%s does not parse (not shown: it may hold a password); percent-encode special characters (space # / ? %% ^) in its user and password", which)
+		}
+	}
+	return nil
+}
+
 // URLHasUserInfo reports whether any URL of a comma-separated NATS server
 // list carries a user, password or token (nats://user:pw@host): a caller
 // refuses it together with Settings that authenticate, since the URL's
 // would silently win.
 func URLHasUserInfo(urls string) bool {
 	for raw := range strings.SplitSeq(urls, ",") {
-		u, err := url.Parse(strings.TrimSpace(raw))
+		u, err := parseURL(raw)
 		if err == nil && u.User != nil {
 			return true
 		}
 	}
 	return false
+}
+
+// RedactURLs returns a comma-separated NATS server list without the user
+// info (a user, password or token) of any of its URLs, for messages.
+func RedactURLs(urls string) string {
+	list := strings.Split(urls, ",")
+	for i, raw := range list {
+		u, err := parseURL(raw)
+		if err != nil {
+			list[i] = "(unparsable URL)"
+			continue
+		}
+		u.User = nil
+		list[i] = u.String()
+	}
+	return strings.Join(list, ",")
 }
 
 // ReadPasswordFile reads a password from the first line of a file that

@@ -218,11 +218,48 @@ func TestURLHasUserInfo(t *testing.T) {
 		{"nats://token@127.0.0.1:4222", true},
 		{"tls://a:4222, tls://u:p@b:4222", true},
 		{"127.0.0.1:4222", false},
+		{"alice:pw@127.0.0.1:4222", true}, // nats.go reads it as nats://alice:pw@…
 	}
 	for _, tt := range tests {
 		if got := natsconn.URLHasUserInfo(tt.urls); got != tt.want {
 			t.Errorf("URLHasUserInfo(%q) = %v, want %v", tt.urls, got, tt.want)
 		}
+	}
+}
+
+// TestURLsNeverShowTheirPassword: a URL that does not parse is refused
+// without its text, and a redacted list keeps no user info, whether the
+// URL has a scheme or not.
+func TestURLsNeverShowTheirPassword(t *testing.T) {
+	const pw = "Pa^ss#w0rd"
+	tests := []struct {
+		urls       string
+		wantErr    string // "" when it parses
+		wantRedact string
+	}{
+		{"nats://127.0.0.1:4222", "", "nats://127.0.0.1:4222"},
+		{"nats://alice:secret@host:4222", "", "nats://host:4222"},
+		{"nats://s3cr3t-token@host:4222,nats://other:4222", "", "nats://host:4222,nats://other:4222"},
+		{"alice:secret@host:4222", "", "nats://host:4222"},
+		{"nats://worker:" + pw + "@127.0.0.1:4222", "the URL does not parse", "(unparsable URL)"},
+		{"nats://a:4222, tls://worker:" + pw + "@b:4222", "URL 2 of the list does not parse", "nats://a:4222,(unparsable URL)"},
+		{"worker:" + pw + "@127.0.0.1:4222", "the URL does not parse", "(unparsable URL)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.urls, func(t *testing.T) {
+			err := natsconn.CheckURLs(tt.urls)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("CheckURLs = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr)):
+				t.Fatalf("CheckURLs = %v, want %q", err, tt.wantErr)
+			case err != nil && (strings.Contains(err.Error(), "Pa^") || strings.Contains(err.Error(), "worker")):
+				t.Fatalf("CheckURLs shows the URL: %v", err)
+			}
+			if got := natsconn.RedactURLs(tt.urls); got != tt.wantRedact {
+				t.Fatalf("RedactURLs = %q, want %q", got, tt.wantRedact)
+			}
+		})
 	}
 }
 
