@@ -338,7 +338,7 @@ func decodeResult(raw []byte, id string) (*jobs.Result, error) {
 func (c *Client) takeSecret(ctx context.Context, requester nkeys.KeyPair, workerKey, jobID string, s *jobs.Secret) (secret.Secret, error) {
 	kv, err := c.bucket(ctx, s.Bucket)
 	if err != nil {
-		return secret.Secret{}, err
+		return secret.Secret{}, fmt.Errorf("client: job %s: %w: %w", jobID, ErrSecretUnread, err)
 	}
 	entry, err := kv.Get(ctx, s.Key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
@@ -346,11 +346,11 @@ func (c *Client) takeSecret(ctx context.Context, requester nkeys.KeyPair, worker
 			s.ExpiresAt.Format(time.RFC3339))
 	}
 	if err != nil {
-		return secret.Secret{}, fmt.Errorf("client: job %s: read vault key %s: %w", jobID, s.Key, err)
+		return secret.Secret{}, fmt.Errorf("client: job %s: %w: read vault key %s: %w", jobID, ErrSecretUnread, s.Key, err)
 	}
 	pw, err := c.open(ctx, requester, workerKey, entry.Value(), jobID)
 	if err != nil {
-		return secret.Secret{}, err
+		return secret.Secret{}, fmt.Errorf("client: job %s: %w: %w", jobID, ErrSecretUnread, err)
 	}
 	// The entry is sealed to this call's one-time key, which is dropped on
 	// return, so a failed purge leaves nothing anyone can open: it only

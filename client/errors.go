@@ -70,6 +70,12 @@ var (
 	// vault entry had expired or was already taken. The password is in force
 	// and can no longer be read: reset it again with a new job id.
 	ErrSecretGone = errors.New("generated password is gone from the vault")
+	// ErrSecretUnread: the job succeeded with a generated password, but
+	// reading it failed (the vault could not be read, or the sealed
+	// password did not open). The password is in force; whether its entry
+	// can still be read depends on the cause: reset it again with a new job
+	// id to be sure.
+	ErrSecretUnread = errors.New("generated password could not be read")
 )
 
 // Error is an error answered by the worker (or found by the client before

@@ -47,7 +47,7 @@ type RotateResult struct {
 	JobID string
 	// Err is nil on success. Otherwise it is an *Error answered by the
 	// worker (errors.Is(Err, ErrProtectedUser), ErrUserNotFound, …) or a
-	// failure of the client (ErrNoResult, ErrSecretGone, a context error).
+	// failure of the client (ErrNoResult, ErrSecretGone, ErrSecretUnread, a context error).
 	Err error
 }
 

@@ -69,7 +69,7 @@ type Credentials struct {
 //
 // Errors: *Error for the worker's answers (ErrUserExists,
 // ErrInvalidUsername, ErrInvalidPassword, ErrUnknownTarget, …), and
-// ErrNoWorker, ErrNoResult, ErrSecretGone for the client's own failures.
+// ErrNoWorker, ErrNoResult, ErrSecretGone, ErrSecretUnread for the client's own failures.
 func (c *Client) CreateUser(ctx context.Context, target string, req CreateUserRequest) (Credentials, error) {
 	readOnly := req.ReadOnly
 	return c.withPassword(ctx, target, jobs.OpCreate, req.JobID, req.Username, req.Password, &readOnly)
@@ -224,7 +224,7 @@ func account(a *jobs.Account, username string) Account {
 func openGenerated(requester nkeys.KeyPair, workerKey string, sealed []byte, jobID string) (secret.Secret, error) {
 	pw, err := vault.OpenGeneratedPassword(requester, workerKey, sealed, jobID)
 	if err != nil {
-		return secret.Secret{}, fmt.Errorf("client: job %s: the generated password does not open with the worker's key: %w", jobID, err)
+		return secret.Secret{}, fmt.Errorf("the sealed password does not open with the worker's key: %w", err)
 	}
 	return pw, nil
 }

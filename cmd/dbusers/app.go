@@ -257,6 +257,9 @@ func (a *app) describe(err error, username string) error {
 	case errors.Is(err, client.ErrSecretGone):
 		return fail(err, "User %q was changed, but its generated password could not be read from the vault (expired or already read).\n"+
 			"Set a new one with database-users-update-password.", username)
+	case errors.Is(err, client.ErrSecretUnread):
+		return fail(err, "User %q was changed, but its generated password could not be read (%s).\n"+
+			"Set a new one with database-users-update-password.", username, strings.TrimPrefix(err.Error(), "client: "))
 	case errors.Is(err, context.Canceled):
 		return fail(err, "Interrupted.")
 	}

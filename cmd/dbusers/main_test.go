@@ -328,6 +328,8 @@ func TestDescribe(t *testing.T) {
 		{fmt.Errorf("client: %w: job x: %w", client.ErrNoResult, context.Canceled), "Interrupted before the worker answered; the job is queued and may still run."},
 		{fmt.Errorf("client: job x: %w", client.ErrSecretGone),
 			"User \"my_user\" was changed, but its generated password could not be read from the vault (expired or already read).\nSet a new one with database-users-update-password."},
+		{fmt.Errorf("client: job x: %w: read vault key k: %w", client.ErrSecretUnread, errors.New("nats: timeout")),
+			"User \"my_user\" was changed, but its generated password could not be read (job x: generated password could not be read: read vault key k: nats: timeout).\nSet a new one with database-users-update-password."},
 		{errors.New("client: something odd"), "Something odd."},
 	}
 	for _, tt := range tests {
