@@ -243,9 +243,8 @@ func (j *Job) decodeBody(body []byte) (field, *Error) {
 	if seen&fieldID == 0 {
 		return 0, Errorf(CodeInvalidJob, "missing field \"id\"")
 	}
-	if allowed&fieldUsername != 0 && seen&fieldUsername == 0 {
-		return 0, Errorf(CodeInvalidJob, "missing field \"username\"")
-	}
+	// A missing username breaks the username rule (contract §2: required),
+	// so it is invalid_username, decided after every invalid_job check.
 	if allowed&fieldReplyKey != 0 && seen&fieldReplyKey == 0 {
 		return 0, Errorf(CodeInvalidJob, "missing field \"reply_key\"")
 	}
@@ -440,7 +439,7 @@ func hasPrefixFold(s, prefix string) bool {
 // quoted and truncated.
 func CheckUsername(name string) *Error {
 	if name == "" {
-		return Errorf(CodeInvalidUsername, "username is empty")
+		return Errorf(CodeInvalidUsername, "username is missing or empty")
 	}
 	if why := reservedReason(name); why != "" {
 		return Errorf(CodeInvalidUsername, "username %s is reserved (%s)", quote(name), why)

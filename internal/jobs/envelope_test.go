@@ -108,7 +108,6 @@ func TestParseInvalidJob(t *testing.T) {
 		{"id differs from header", subjDelete, "job-2", `{"id":"job-1","username":"app_user"}`, "differs from the Nats-Msg-Id header"},
 		{"username object", subjDelete, "", `{"id":"job-1","username":{"name":"app_user"}}`, `"username" must be a string, not an object`},
 		{"username array", subjDelete, "", `{"id":"job-1","username":["app_user"]}`, `"username" must be a string, not an array`},
-		{"username missing", subjDelete, "", `{"id":"job-1"}`, `missing field "username"`},
 		{"read_only on delete", subjDelete, "", `{"id":"job-1","username":"app_user","read_only":true}`, `field "read_only" is not used by user.delete`},
 		{"password on delete", subjDelete, "", `{"id":"job-1","username":"app_user","password":"c2VhbGVk"}`, `field "password" is not used by user.delete`},
 		{"reply_key on delete", subjDelete, "", `{"id":"job-1","username":"app_user","reply_key":"` + k.curve + `"}`, `field "reply_key" is not used by user.delete`},
@@ -201,6 +200,8 @@ func TestParsePrecedence(t *testing.T) {
 		{"bad id beats bad username", subjDelete, "", `{"id":"j 1","username":"root"}`, CodeInvalidJob},
 		{"bad op beats everything", "dbusers.jobs.app.user.drop", "", `{"username":"root","password":""}`, CodeInvalidJob},
 		{"bad username beats empty password", subjCreate, "", `{"id":"j1","username":"root","reply_key":"` + k.curve + `","password":""}`, CodeInvalidUsername},
+		{"missing username", subjDelete, "", `{"id":"j1"}`, CodeInvalidUsername},
+		{"missing reply_key beats missing username", subjCreate, "", `{"id":"j1"}`, CodeInvalidJob},
 		{"empty password", subjReset, "", `{"id":"j1","username":"app_user","reply_key":"` + k.curve + `","password":""}`, CodeInvalidPassword},
 	}
 	for _, tt := range tests {
