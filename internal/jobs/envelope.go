@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/dbusers/dbusers/secret"
@@ -335,7 +336,7 @@ func (j *Job) checkFields(headerID string) *Error {
 		return Errorf(CodeInvalidJob, "reply_key %s is not a curve public key (an nkeys xkey starting with \"X\")", quote(j.ReplyKey))
 	}
 	if j.After != "" && !validCursor(j.After) {
-		return Errorf(CodeInvalidJob, "after %s is not a username cursor ([A-Za-z0-9_.$-], 1 to 128 characters)", quote(j.After))
+		return Errorf(CodeInvalidJob, "after %s is not a username cursor (1 to 128 characters, no control character)", quote(j.After))
 	}
 	return nil
 }
@@ -488,22 +489,25 @@ func validTarget(s string) bool {
 	return true
 }
 
-// validCursor reports whether s can be a list cursor: [A-Za-z0-9_.$-]{1,128}.
-// It is wider than the username rule because a page may end on an account
-// that belongs to the target but was made outside dbusers (MariaDB names run
-// to 128 characters), yet it admits no quote, backslash, %, space or control
-// character.
+// validCursor reports whether s can be a list cursor: 1 to 128 characters
+// of UTF-8, none a control character. A cursor is the last username of a
+// page (contract §2), and a page may end on an account that belongs to the
+// target but was made outside dbusers, whose name MySQL lets hold quotes,
+// spaces or backslashes (MariaDB names run to 128 characters): refusing
+// those would stop a listing there. It reaches SQL only as a parameter,
+// which the driver escapes, and messages only through quote.
 func validCursor(s string) bool {
-	if len(s) < 1 || len(s) > 128 {
+	if !utf8.ValidString(s) {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '$' || c == '-') {
+	n := 0
+	for _, r := range s {
+		if unicode.IsControl(r) {
 			return false
 		}
+		n++
 	}
-	return true
+	return n >= 1 && n <= 128
 }
 
 // validReplyKey reports whether s is an encoded curve public key. The length
