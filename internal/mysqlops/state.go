@@ -339,8 +339,10 @@ func (t *Target) List(ctx context.Context, after string, limit int) ([]Account, 
 			return nil, "", fmt.Errorf("list accounts: %w", err)
 		}
 		for _, c := range batch {
-			if c.selects && !out[c.username] {
-				accounts = append(accounts, Account{Username: c.username, ReadOnly: !c.writes, Protected: t.protected[c.username]})
+			if !out[c.username] {
+				// Read-only as inspect says it: a database grant with
+				// SELECT and no write privilege.
+				accounts = append(accounts, Account{Username: c.username, ReadOnly: c.selects && !c.writes, Protected: t.protected[c.username]})
 			}
 		}
 		if len(batch) < want {
@@ -363,15 +365,26 @@ type candidate struct {
 }
 
 // candidates returns up to n usernames after cursor, in order, that hold a
-// database grant on the target's database (its name or escaped pattern),
-// with what those grants allow. Each name is read by its own ordered key
-// range and stopped at n: a username among the first n of the merge is
-// among the first n of each range it has rows in, so its rows are all read.
+// privilege in the target's database: a database grant (on its name or
+// escaped pattern), with what those grants allow, or a table, column or
+// routine privilege there, which makes the account the target's as much
+// (contract §5.5: its only privileges are on the target's database; reset
+// and delete take it, so list shows it). Each source is read by its own
+// ordered key range, one row per username, stopped at n: a username among
+// the first n of the merge is among the first n of each range it has rows
+// in, so its rows are all read.
 func (t *Target) candidates(ctx context.Context, fl flavor, cursor string, n int) ([]candidate, error) {
 	one := "(SELECT User, " + fl.writeExpr("") + " AS w, Select_priv = 'Y' AS s FROM mysql.db " +
 		"WHERE Host = '%' AND Db = ? AND User > ? ORDER BY User LIMIT ?)"
-	q := "SELECT User, MAX(s), MAX(w) FROM (" + one + " UNION ALL " + one + ") c GROUP BY User ORDER BY User LIMIT ?"
-	rows, err := t.db.QueryContext(ctx, q, t.database, cursor, n, escapePattern(t.database), cursor, n, n)
+	// Finer grants count as neither SELECT nor a write, as in inspect.
+	inside := func(table string) string {
+		return "(SELECT DISTINCT User, 0, 0 FROM mysql." + table + " WHERE Host = '%' AND Db = ? AND User > ? ORDER BY User LIMIT ?)"
+	}
+	q := "SELECT User, MAX(s), MAX(w) FROM (" + one + " UNION ALL " + one +
+		" UNION ALL " + inside("tables_priv") + " UNION ALL " + inside("columns_priv") + " UNION ALL " + inside("procs_priv") +
+		") c GROUP BY User ORDER BY User LIMIT ?"
+	rows, err := t.db.QueryContext(ctx, q, t.database, cursor, n, escapePattern(t.database), cursor, n,
+		t.database, cursor, n, t.database, cursor, n, t.database, cursor, n, n)
 	if err != nil {
 		return nil, err
 	}

@@ -266,20 +266,24 @@ func TestAbandonDropsOnlyItsOwnHalfMadeAccount(t *testing.T) {
 
 // TestListReadsEveryGrantOfTheDatabase: an account's grants on the
 // database's name and on its escaped pattern are one account's privileges;
-// a write privilege on either makes it read-write, and a grant without
-// SELECT alone does not make it listed.
+// a write privilege on either makes it read-write. An account whose only
+// privileges are in the database, without SELECT on all of it (a write
+// privilege alone, or a table's privileges), belongs to the target too:
+// list shows it, read-write as reset and delete see it.
 func TestListReadsEveryGrantOfTheDatabase(t *testing.T) {
 	ctx := context.Background()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	tg := newTarget(t, f)
-	mixed, noSelect := mysqltest.Username("mix_"), mysqltest.Username("nosel_")
-	for _, u := range []string{mixed, noSelect} {
+	mixed, noSelect, tableOnly := mysqltest.Username("mix_"), mysqltest.Username("nosel_"), mysqltest.Username("tbl_")
+	for _, u := range []string{mixed, noSelect, tableOnly} {
 		f.DropUserLater(u)
 		f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", u, mysqltest.Password())
 	}
 	f.Exec("GRANT SELECT ON `"+f.Database+"`.* TO ?@'%'", mixed)
 	f.Exec("GRANT INSERT ON `"+mysqltest.EscapePattern(f.Database)+"`.* TO ?@'%'", mixed)
 	f.Exec("GRANT INSERT ON `"+mysqltest.EscapePattern(f.Database)+"`.* TO ?@'%'", noSelect)
+	f.Exec("CREATE TABLE `" + f.Database + "`.t (x INT)")
+	f.Exec("GRANT SELECT ON `"+f.Database+"`.t TO ?@'%'", tableOnly)
 
 	accts, next, err := tg.List(ctx, "", 100)
 	if err != nil || next != "" {
@@ -289,11 +293,14 @@ func TestListReadsEveryGrantOfTheDatabase(t *testing.T) {
 	for _, a := range accts {
 		got[a.Username] = a.ReadOnly
 	}
-	if ro, ok := got[mixed]; !ok || ro {
-		t.Errorf("%s listed %v, read-only %v; want listed read-write", mixed, ok, ro)
+	for _, u := range []string{mixed, noSelect, tableOnly} {
+		if ro, ok := got[u]; !ok || ro {
+			t.Errorf("%s listed %v, read-only %v; want listed read-write", u, ok, ro)
+		}
 	}
-	if _, ok := got[noSelect]; ok {
-		t.Errorf("%s without SELECT is listed", noSelect)
+	// What list shows, reset takes.
+	if _, err := tg.ResetPassword(ctx, tableOnly, secret.New(mysqltest.Password()), nil); err != nil {
+		t.Errorf("reset of listed %s: %v", tableOnly, err)
 	}
 }
 
