@@ -1211,10 +1211,28 @@ func toJobError(err error) *Error {
 	case errors.Is(err, mysqlops.ErrForeign):
 		return Errorf(CodeForeignUser, "the account holds privileges outside this target's database; it is not managed here and was left untouched")
 	}
-	if errors.As(err, new(*mysqlops.LoginRefusedError)) {
-		return Errorf(CodeUnavailable, "%v, through the whole retry budget; retry the job once the password file holds the admin's password", err)
+	// The worker's own setup: said to the requester without the worker's
+	// file paths or account names, which its log holds.
+	switch {
+	case errors.As(err, new(*mysqlops.PasswordSourceError)):
+		return Errorf(CodeUnavailable, "the worker could not read this target's admin password file through the retry budget; "+
+			"retry the job once the worker's operator has fixed it (the worker's log says why)")
+	case errors.As(err, new(*mysqlops.LoginRefusedError)):
+		return Errorf(CodeUnavailable, "MySQL refused the worker's admin login through the retry budget: this target's password file "+
+			"does not hold the admin's password (a rotation half done?); retry the job once the worker's operator has fixed it")
+	case mysqlops.LoginRefused(err):
+		return Errorf(CodeInternal, "MySQL refused the worker's admin login for this target (the password in its DSN is wrong); "+
+			"the worker's operator must fix the DSN and restart the worker, then retry the job")
+	case mysqlops.MissingPrivilege(err):
+		return Errorf(CodeInternal, "MySQL refused a statement for lack of a privilege of the worker's admin account (%v); "+
+			"the worker's operator must grant what contract §5.7 lists, then retry the job", err)
 	}
 	if classify(err) != mysqlops.Permanent {
+		if mysqlops.FromServer(err) {
+			// Reachable, but busy: a lock held by another session, a
+			// statement over its time limit, a server shutting down.
+			return Errorf(CodeUnavailable, "MySQL answered but kept failing the job through the retry budget (last error: %v); retry the job later", err)
+		}
 		return Errorf(CodeUnavailable, "MySQL stayed unreachable through the retry budget (last error: %v); retry the job once the server is back", err)
 	}
 	return Errorf(CodeInternal, "%v", err)

@@ -426,6 +426,8 @@ var (
 	errRefused = &net.OpError{Op: "dial", Err: errors.New("connection refused")}
 	errLost    = mysql.ErrInvalidConn
 	errDenied  = &mysql.MySQLError{Number: 1227, Message: "Access denied; you need the CREATE USER privilege"}
+	errLock    = &mysql.MySQLError{Number: 1205, Message: "Lock wait timeout exceeded"}
+	errFile    = &mysqlops.PasswordSourceError{Err: errors.New("targets[0].password_file: /run/secrets/adm is readable by group")}
 	// errLogin: the admin's password, read from its file, is refused.
 	errLogin = &mysqlops.LoginRefusedError{Err: &mysql.MySQLError{Number: 1045, Message: "Access denied for user 'adm'@'h'"}}
 )
@@ -484,7 +486,25 @@ func TestRetriesAndFailures(t *testing.T) {
 		{name: "login refused through the budget", op: "create", body: `{"id":"r14","username":"good_user","reply_key":"KEY"}`,
 			errs:   []error{errLogin, errLogin, errLogin, errLogin, errLogin, errLogin, errLogin, errLogin},
 			budget: 300 * time.Millisecond, wantCode: CodeUnavailable, noAbandon: true,
-			wantMsg: "retry the job once the password file holds the admin's password"},
+			wantMsg: "this target's password file does not hold the admin's password"},
+		{name: "password file unreadable through the budget", op: "delete", body: `{"id":"r15","username":"good_user"}`,
+			errs:   []error{errFile, errFile, errFile, errFile, errFile, errFile, errFile, errFile},
+			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			wantMsg: "could not read this target's admin password file"},
+		{name: "DSN password refused", op: "delete", body: `{"id":"r16","username":"good_user"}`,
+			errs: []error{&mysql.MySQLError{Number: 1045}}, budget: 10 * time.Second, wantCode: CodeInternal,
+			wantMsg: "the password in its DSN is wrong"},
+		{name: "missing privilege", op: "delete", body: `{"id":"r17","username":"good_user"}`,
+			errs: []error{errDenied}, budget: 10 * time.Second, wantCode: CodeInternal,
+			wantMsg: "must grant what contract §5.7 lists"},
+		{name: "busy through the budget", op: "delete", body: `{"id":"r18","username":"good_user"}`,
+			errs:   []error{errLock, errLock, errLock, errLock, errLock, errLock, errLock, errLock},
+			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			wantMsg: "MySQL answered but kept failing the job"},
+		{name: "unreachable through the budget", op: "delete", body: `{"id":"r19","username":"good_user"}`,
+			errs:   []error{errRefused, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused},
+			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			wantMsg: "MySQL stayed unreachable"},
 		{name: "missing account after a lost reply is not found", op: "delete",
 			body: `{"id":"r12","username":"good_user"}`, exists: true,
 			errs: []error{errLost}, budget: 10 * time.Second, wantCode: CodeUserNotFound},
@@ -525,6 +545,9 @@ func TestRetriesAndFailures(t *testing.T) {
 			}
 			if res.Error != nil && strings.Contains(res.Error.Message, "gggggggg") {
 				t.Fatal("the generated password leaked into the error message")
+			}
+			if res.Error != nil && strings.Contains(res.Error.Message, "/run/secrets") {
+				t.Fatalf("the worker's file path reached the requester: %s", res.Error.Message)
 			}
 		})
 	}

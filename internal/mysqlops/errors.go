@@ -120,3 +120,30 @@ func NothingSent(err error) bool {
 	var opErr *net.OpError
 	return errors.As(err, &opErr) && opErr.Op == "dial"
 }
+
+// FromServer reports whether err is an answer of the MySQL server (it was
+// reachable), as opposed to a connection that could not be made or broke.
+func FromServer(err error) bool {
+	return errors.As(err, new(*mysql.MySQLError))
+}
+
+// LoginRefused reports whether the server refused the admin's login (1045)
+// with the DSN's password. A password from a file is a LoginRefusedError.
+func LoginRefused(err error) bool {
+	return errors.Is(err, &mysql.MySQLError{Number: 1045}) && !errors.As(err, new(*LoginRefusedError))
+}
+
+// MissingPrivilege reports whether the server refused a statement because
+// the admin account lacks a privilege (on a database, table, column,
+// routine, or globally).
+func MissingPrivilege(err error) bool {
+	var myErr *mysql.MySQLError
+	if !errors.As(err, &myErr) {
+		return false
+	}
+	switch myErr.Number {
+	case 1044, 1142, 1143, 1227, 1370:
+		return true
+	}
+	return false
+}
