@@ -332,6 +332,12 @@ func (w walker) substitute(n *yaml.Node, t reflect.Type, path string) error {
 		if _, err := strconv.Atoi(n.Value); err != nil {
 			return fmt.Errorf("%s: line %d: not an integer", path, n.Line)
 		}
+	case t.Kind() == reflect.Bool:
+		// yaml's own error would quote the value, which may come from a
+		// secret's environment variable put here by mistake.
+		if n.ShortTag() != "!!bool" {
+			return fmt.Errorf("%s: line %d: not a boolean (true or false)", path, n.Line)
+		}
 	}
 	return nil
 }

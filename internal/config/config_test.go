@@ -227,6 +227,18 @@ func TestParseErrors(t *testing.T) {
 			notWant: secret,
 		},
 		{
+			name:    "bad substituted boolean does not show the value",
+			yaml:    "nats:\n  url: nats://h:4222\n  store_encrypted: ${R}\n",
+			env:     map[string]string{"R": secret},
+			want:    []string{"nats.store_encrypted", "not a boolean"},
+			notWant: secret,
+		},
+		{
+			name: "yes is not a boolean here",
+			yaml: "nats:\n  url: nats://h:4222\n  store_encrypted: yes\n",
+			want: []string{"nats.store_encrypted", "line 3", "not a boolean"},
+		},
+		{
 			name: "password as a mapping",
 			yaml: "nats:\n  password: {a: b}\n",
 			want: []string{"nats.password", "expected a single value"},
