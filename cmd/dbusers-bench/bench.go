@@ -46,7 +46,10 @@ type bench struct {
 	workers  []*child
 	nStarted int
 	cfgPath  string
-	procs    procSet
+	// workerEnv is the workers' environment beside the config: the admin
+	// DSNs the config names as ${DBB_ADMIN_DSN_<n>}.
+	workerEnv []string
+	procs     procSet
 
 	workerPub string
 	requester nkeys.KeyPair // the batch's reply key (contract: fresh per job, or per batch)
@@ -282,13 +285,17 @@ func (b *bench) startNATS(ctx context.Context) error {
 }
 
 // writeConfig writes the worker's configuration: every target, NATS at the
-// benchmark's server, defaults otherwise.
+// benchmark's server, defaults otherwise. The admin DSNs, which hold their
+// passwords, go to the workers' environment (b.workerEnv), not the file.
 func (b *bench) writeConfig() error {
 	var y strings.Builder
 	fmt.Fprintf(&y, "nats:\n  url: %q\n  prefix: %s\nvault:\n  xkey_seed_file: %q\ntargets:\n",
 		b.ns.nc.ConnectedUrl(), prefix, filepath.Join(b.dir, "worker.xk"))
-	for _, t := range append([]*benchTarget{b.main}, b.extra...) {
-		fmt.Fprintf(&y, "  - name: %s\n    dsn: %q\n    database: %s\n    protected_users: [%s]\n", t.name, t.adminDSN, t.database, t.protected)
+	b.workerEnv = nil
+	for i, t := range append([]*benchTarget{b.main}, b.extra...) {
+		name := fmt.Sprintf("DBB_ADMIN_DSN_%d", i)
+		b.workerEnv = append(b.workerEnv, name+"="+t.adminDSN)
+		fmt.Fprintf(&y, "  - name: %s\n    dsn: \"${%s}\"\n    database: %s\n    protected_users: [%s]\n", t.name, name, t.database, t.protected)
 	}
 	b.cfgPath = filepath.Join(b.dir, "worker.yaml")
 	if err := os.WriteFile(b.cfgPath, []byte(y.String()), 0o600); err != nil {
@@ -316,7 +323,7 @@ func (b *bench) startWorker(ctx context.Context) (*child, error) {
 			args = append(args, "-cpuprofile", b.s.cpuprofile)
 		}
 	}
-	c, err := startChild(fmt.Sprintf("worker %d", b.nStarted), filepath.Join(b.dir, fmt.Sprintf("worker-%d.log", b.nStarted)), args, nil)
+	c, err := startChild(fmt.Sprintf("worker %d", b.nStarted), filepath.Join(b.dir, fmt.Sprintf("worker-%d.log", b.nStarted)), args, b.workerEnv)
 	if err != nil {
 		return nil, err
 	}
