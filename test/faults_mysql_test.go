@@ -198,7 +198,11 @@ func TestStatementBoundedUnderBackupLock(t *testing.T) {
 type recordIntent struct{ recorded bool }
 
 func (i *recordIntent) Mine(context.Context) (bool, error) { return i.recorded, nil }
-func (i *recordIntent) Record(context.Context) error       { i.recorded = true; return nil }
+func (i *recordIntent) Record(context.Context) (bool, error) {
+	earlier := i.recorded
+	i.recorded = true
+	return earlier, nil
+}
 
 // TestStuckTargetHoldsUpOnlyItself: 5,000 jobs of a target whose MySQL does
 // not answer, published ahead of another target's jobs in the same

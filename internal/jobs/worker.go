@@ -960,6 +960,9 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 	}
 	attempts := 0
 	intent := &jobIntent{store: w.cfg.Intents, key: job.Target + "." + job.Username, id: job.ID}
+	if meta, err := d.msg.Metadata(); err != nil || meta.NumDelivered > 1 {
+		intent.redelivered = true
+	}
 	b := backoff.WithContext(&budgetBackOff{
 		next: backoff.NewExponentialBackOff(
 			backoff.WithInitialInterval(100*time.Millisecond),
@@ -1165,6 +1168,9 @@ type jobIntent struct {
 	store    Intents
 	key, id  string
 	recorded bool // this delivery recorded it
+	// redelivered: an earlier delivery of the job may have recorded it,
+	// and sent its statement.
+	redelivered bool
 }
 
 // Mine reports whether this job recorded the intent, now or in an earlier
@@ -1180,16 +1186,27 @@ func (i *jobIntent) Mine(ctx context.Context) (bool, error) {
 	return prev == i.id, nil
 }
 
-// Record notes that this job is about to create or drop the account.
-func (i *jobIntent) Record(ctx context.Context) error {
+// Record notes that this job is about to create or drop the account, and
+// reports whether an earlier attempt or delivery of the job had: a
+// redelivery reads the record first (redeliveries are rare; a first
+// delivery's first attempt costs one write).
+func (i *jobIntent) Record(ctx context.Context) (bool, error) {
 	if i.recorded {
-		return nil
+		return true, nil
+	}
+	earlier := false
+	if i.redelivered {
+		prev, err := i.store.Get(ctx, i.key)
+		if err != nil {
+			return false, natsError{fmt.Errorf("read the intent record: %w", err)}
+		}
+		earlier = prev == i.id
 	}
 	if err := i.store.Put(ctx, i.key, i.id); err != nil {
-		return natsError{fmt.Errorf("write the intent record: %w", err)}
+		return false, natsError{fmt.Errorf("write the intent record: %w", err)}
 	}
 	i.recorded = true
-	return nil
+	return earlier, nil
 }
 
 // isOutcome reports whether err is an answer about the account (exists,

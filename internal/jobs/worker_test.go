@@ -116,7 +116,7 @@ func (f *fakeOps) Create(ctx context.Context, u string, _ secret.Secret, _ bool,
 		f.record("adopt " + u)
 		return nil
 	}
-	if rerr := intent.Record(ctx); rerr != nil {
+	if _, rerr := intent.Record(ctx); rerr != nil {
 		return rerr
 	}
 	return err
@@ -144,7 +144,7 @@ func (f *fakeOps) Delete(ctx context.Context, u string, intent mysqlops.Intent) 
 		}
 		return mysqlops.Account{Username: u}, err
 	}
-	if rerr := intent.Record(ctx); rerr != nil {
+	if _, rerr := intent.Record(ctx); rerr != nil {
 		return mysqlops.Account{Username: u}, rerr
 	}
 	return mysqlops.Account{Username: u}, err
@@ -954,5 +954,43 @@ func TestQueuedJobsFailFastBehindAnUnreachableTarget(t *testing.T) {
 	}
 	if tried, _ = run(longAgo, 1, dial); !tried {
 		t.Fatal("a job did not try although the last attempt reached MySQL")
+	}
+}
+
+// TestIntentRecordSaysWhetherAnEarlierAttemptDid: Record reports an
+// earlier record of the same job (which may have sent its statement) from
+// this delivery's own attempts, or, on a redelivery, from the stored
+// record; a first delivery's first attempt never reads it.
+func TestIntentRecordSaysWhetherAnEarlierAttemptDid(t *testing.T) {
+	tests := []struct {
+		name        string
+		stored      string // the record before the attempt
+		redelivered bool
+		want        bool
+	}{
+		{"first delivery", "job-1", false, false},
+		{"redelivery, recorded by an earlier delivery", "job-1", true, true},
+		{"redelivery, another job's record", "job-0", true, false},
+		{"redelivery, no record", "", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := &fakeIntents{m: map[string]string{}}
+			if tt.stored != "" {
+				store.m["app.good_user"] = tt.stored
+			}
+			i := &jobIntent{store: store, key: "app.good_user", id: "job-1", redelivered: tt.redelivered}
+			earlier, err := i.Record(t.Context())
+			if err != nil || earlier != tt.want {
+				t.Fatalf("first Record = %v, %v; want %v", earlier, err, tt.want)
+			}
+			if store.m["app.good_user"] != "job-1" {
+				t.Fatalf("record %q after Record, want job-1", store.m["app.good_user"])
+			}
+			// The next attempt of the same delivery: it did record.
+			if earlier, err := i.Record(t.Context()); err != nil || !earlier {
+				t.Fatalf("second Record = %v, %v; want true", earlier, err)
+			}
+		})
 	}
 }

@@ -24,6 +24,12 @@ var (
 	ErrForeign = errors.New("the account holds privileges outside the target's database")
 )
 
+// errCreatedMeanwhile: CREATE USER found the account, which did not exist
+// when the attempt looked, and an earlier attempt of the same job may have
+// sent its own CREATE USER with an unknown outcome. The account may be
+// this job's own: Unknown, so that the next attempt looks again.
+var errCreatedMeanwhile = errors.New("the account appeared after the check, maybe by an earlier attempt's CREATE USER")
+
 // Class says what a caller may do after an error.
 type Class int
 
@@ -77,6 +83,9 @@ func Classify(err error) Class {
 	// server's error a LoginRefusedError wraps.
 	if errors.As(err, new(*PasswordSourceError)) || errors.As(err, new(*LoginRefusedError)) {
 		return Transient
+	}
+	if errors.Is(err, errCreatedMeanwhile) {
+		return Unknown
 	}
 	var myErr *mysql.MySQLError
 	if errors.As(err, &myErr) {

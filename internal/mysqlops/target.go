@@ -224,8 +224,10 @@ type Intent interface {
 	// Mine reports whether this job recorded the intent, in this or an
 	// earlier attempt or delivery.
 	Mine(ctx context.Context) (bool, error)
-	// Record notes that this job is about to send the statement.
-	Record(ctx context.Context) error
+	// Record notes that this job is about to send the statement. earlier
+	// reports that an earlier attempt or delivery of this job recorded it
+	// too, so it may have sent the statement, whose outcome is unknown.
+	Record(ctx context.Context) (earlier bool, err error)
 }
 
 // Ready is waited for right before the first statement that sets a
@@ -279,7 +281,8 @@ func (t *Target) Create(ctx context.Context, username string, password secret.Se
 		}
 		return t.grant(ctx, username, readOnly)
 	}
-	if err := intent.Record(ctx); err != nil {
+	earlier, err := intent.Record(ctx)
+	if err != nil {
 		return err
 	}
 	if err := ready.wait(ctx); err != nil {
@@ -287,6 +290,12 @@ func (t *Target) Create(ctx context.Context, username string, password secret.Se
 	}
 	if err := t.execSecret(ctx, "CREATE USER ?@'%' IDENTIFIED BY ?", username, password); err != nil {
 		if errors.Is(err, &mysql.MySQLError{Number: 1396}) {
+			if earlier {
+				// An earlier attempt's CREATE USER, whose outcome was
+				// unknown, may have run meanwhile: this job's own account,
+				// which the next attempt finds and completes.
+				return fmt.Errorf("create user: %w", errCreatedMeanwhile)
+			}
 			return ErrUserExists // created by someone else in between
 		}
 		return fmt.Errorf("create user: %w", err)
@@ -381,7 +390,7 @@ func (t *Target) Delete(ctx context.Context, username string, intent Intent) (Ac
 	if err != nil {
 		return acct, err
 	}
-	if err := intent.Record(ctx); err != nil {
+	if _, err := intent.Record(ctx); err != nil {
 		return acct, err
 	}
 	if err := t.exec(ctx, "DROP USER IF EXISTS ?@'%'", username); err != nil {

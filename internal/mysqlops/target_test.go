@@ -13,11 +13,16 @@ import (
 	"github.com/dbusers/dbusers/secret"
 )
 
-// testIntent is an in-memory intent record.
+// testIntent is an in-memory intent record; mine says an earlier attempt
+// recorded it.
 type testIntent struct{ mine, recorded bool }
 
 func (i *testIntent) Mine(context.Context) (bool, error) { return i.mine || i.recorded, nil }
-func (i *testIntent) Record(context.Context) error       { i.recorded = true; return nil }
+func (i *testIntent) Record(context.Context) (bool, error) {
+	earlier := i.mine || i.recorded
+	i.recorded = true
+	return earlier, nil
+}
 
 func fresh() *testIntent { return &testIntent{} }
 func mine() *testIntent  { return &testIntent{mine: true} }
@@ -389,6 +394,60 @@ func TestRefusedLoginWithSourcedPassword(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), wrong) {
 				t.Fatalf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+// TestCreateFindsItsEarlierAttemptsAccount: an attempt's CREATE USER whose
+// outcome was unknown may run on the server after the next attempt looked
+// (here the account appears between the check and the CREATE, while ready
+// runs). When an earlier attempt of the job recorded the intent, the
+// CREATE's 1396 may be this job's own account: an Unknown error, and the
+// next attempt completes it. When none did, the account is someone
+// else's: user_exists, and it is left alone.
+func TestCreateFindsItsEarlierAttemptsAccount(t *testing.T) {
+	ctx := context.Background()
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	tg := newTarget(t, f)
+	tests := []struct {
+		name       string
+		intent     *testIntent
+		wantExists bool
+	}{
+		{"recorded by an earlier attempt", mine(), false},
+		{"first attempt of the job", fresh(), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, pw := mysqltest.Username("race_"), mysqltest.Password()
+			f.DropUserLater(u)
+			meanwhile := func(context.Context) error {
+				f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", u, mysqltest.Password())
+				return nil
+			}
+			err := tg.Create(ctx, u, secret.New(pw), false, tt.intent, meanwhile)
+			if tt.wantExists {
+				if !errors.Is(err, mysqlops.ErrUserExists) {
+					t.Fatalf("create = %v, want user_exists", err)
+				}
+				if f.CanLogin(u, pw) == nil {
+					t.Fatal("someone else's account took this job's password")
+				}
+				return
+			}
+			if errors.Is(err, mysqlops.ErrUserExists) || mysqlops.Classify(err) != mysqlops.Unknown {
+				t.Fatalf("create = %v (%v), want an unknown outcome to look at again", err, mysqlops.Classify(err))
+			}
+			if err := tg.Create(ctx, u, secret.New(pw), false, tt.intent, nil); err != nil {
+				t.Fatalf("the next attempt: %v", err)
+			}
+			if err := f.CanLogin(u, pw); err != nil {
+				t.Fatalf("the completed account does not log in: %v", err)
+			}
+			accts, _, err := tg.List(ctx, "", mysqlops.MaxListLimit)
+			if err != nil || !slices.ContainsFunc(accts, func(a mysqlops.Account) bool { return a.Username == u && !a.ReadOnly }) {
+				t.Fatalf("list %v: %s is not listed read-write (err %v)", accts, u, err)
 			}
 		})
 	}
