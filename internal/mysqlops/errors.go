@@ -97,7 +97,9 @@ func Classify(err error) Class {
 	if errors.Is(err, driver.ErrBadConn) {
 		return Transient // nothing was sent
 	}
-	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, context.DeadlineExceeded) {
+	// A statement cut short by its context (a deadline, or a worker
+	// stopping) may or may not have run.
+	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return Unknown
 	}
 	var opErr *net.OpError

@@ -29,6 +29,7 @@ func TestClassify(t *testing.T) {
 		{"bad conn", driver.ErrBadConn, Transient},
 		{"invalid conn", mysql.ErrInvalidConn, Unknown},
 		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), Unknown},
+		{"cancelled (a worker stopping)", fmt.Errorf("x: %w", context.Canceled), Unknown},
 		{"read reset", &net.OpError{Op: "read", Err: errors.New("reset")}, Unknown},
 		{"access denied", &mysql.MySQLError{Number: 1045}, Permanent},
 		{"no privilege", &mysql.MySQLError{Number: 1227}, Permanent},
