@@ -323,7 +323,7 @@ func TestExcessFoundWhenTargetComesUp(t *testing.T) {
 	cfg := workerConfig(t, []config.Target{target("own", f)})
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	e := runWorker(t, cfg)
-	if !strings.Contains(e.logs.String(), "not reachable at start") {
+	if !strings.Contains(e.logs.String(), "cannot reach or log in to the target at start") {
 		t.Fatalf("no warning about the target being down:\n%s", e.logs.String())
 	}
 	wantReady := func(ready bool, want string) {
