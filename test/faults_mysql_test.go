@@ -203,6 +203,7 @@ func (i *recordIntent) Record(context.Context) (bool, error) {
 	i.recorded = true
 	return earlier, nil
 }
+func (i *recordIntent) Unsent() {}
 
 // TestStuckTargetHoldsUpOnlyItself: 5,000 jobs of a target whose MySQL does
 // not answer, published ahead of another target's jobs in the same

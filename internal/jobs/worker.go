@@ -1171,13 +1171,17 @@ type jobIntent struct {
 	// redelivered: an earlier delivery of the job may have recorded it,
 	// and sent its statement.
 	redelivered bool
+	// maybeRan: an earlier attempt's statement may have run (recorded,
+	// and not known to have failed); sending: this attempt's may.
+	maybeRan, sending bool
 }
 
-// Mine reports whether this job recorded the intent, now or in an earlier
-// delivery.
+// Mine reports whether an attempt of this job, in this delivery or an
+// earlier one, may have run its statement: recorded it, and did not learn
+// that it failed to run.
 func (i *jobIntent) Mine(ctx context.Context) (bool, error) {
 	if i.recorded {
-		return true, nil
+		return i.maybeRan || i.sending, nil
 	}
 	prev, err := i.store.Get(ctx, i.key)
 	if err != nil {
@@ -1187,12 +1191,16 @@ func (i *jobIntent) Mine(ctx context.Context) (bool, error) {
 }
 
 // Record notes that this job is about to create or drop the account, and
-// reports whether an earlier attempt or delivery of the job had: a
-// redelivery reads the record first (redeliveries are rare; a first
-// delivery's first attempt costs one write).
+// reports whether an earlier attempt or delivery of the job may have run
+// its statement. A delivery knows its own attempts (Unsent clears one);
+// a redelivery takes an earlier delivery's record as one that may have
+// run, reading it first (redeliveries are rare; a first delivery's first
+// attempt costs one write).
 func (i *jobIntent) Record(ctx context.Context) (bool, error) {
 	if i.recorded {
-		return true, nil
+		i.maybeRan = i.maybeRan || i.sending
+		i.sending = true
+		return i.maybeRan, nil
 	}
 	earlier := false
 	if i.redelivered {
@@ -1205,9 +1213,12 @@ func (i *jobIntent) Record(ctx context.Context) (bool, error) {
 	if err := i.store.Put(ctx, i.key, i.id); err != nil {
 		return false, natsError{fmt.Errorf("write the intent record: %w", err)}
 	}
-	i.recorded = true
+	i.recorded, i.maybeRan, i.sending = true, earlier, true
 	return earlier, nil
 }
+
+// Unsent notes that this attempt's statement did not run.
+func (i *jobIntent) Unsent() { i.sending = false }
 
 // isOutcome reports whether err is an answer about the account (exists,
 // not found, protected, foreign) rather than a failure.

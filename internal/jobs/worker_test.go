@@ -990,10 +990,46 @@ func TestIntentRecordSaysWhetherAnEarlierAttemptDid(t *testing.T) {
 			if store.m["app.good_user"] != "job-1" {
 				t.Fatalf("record %q after Record, want job-1", store.m["app.good_user"])
 			}
-			// The next attempt of the same delivery: it did record.
+			// The next attempt of the same delivery: the first one's
+			// statement may have run.
 			if earlier, err := i.Record(t.Context()); err != nil || !earlier {
 				t.Fatalf("second Record = %v, %v; want true", earlier, err)
 			}
 		})
+	}
+}
+
+// TestIntentForgetsStatementsThatDidNotRun: an attempt whose statement
+// never ran (Unsent: refused before reaching MySQL, or by it) does not make
+// a later attempt take an existing account for this job's own, unless an
+// earlier attempt's statement may have run.
+func TestIntentForgetsStatementsThatDidNotRun(t *testing.T) {
+	ctx := t.Context()
+	i := &jobIntent{store: &fakeIntents{m: map[string]string{}}, key: "app.good_user", id: "job-1"}
+	if mine, _ := i.Mine(ctx); mine {
+		t.Fatal("mine before any attempt")
+	}
+	// Attempt 1: recorded, then the server refused the connection.
+	if earlier, _ := i.Record(ctx); earlier {
+		t.Fatal("attempt 1: earlier")
+	}
+	i.Unsent()
+	if mine, _ := i.Mine(ctx); mine {
+		t.Fatal("mine after attempt 1's statement did not run: an account someone else makes now would be taken")
+	}
+	// Attempt 2: recorded, then its outcome is unknown (a lost connection).
+	if earlier, _ := i.Record(ctx); earlier {
+		t.Fatal("attempt 2: earlier, though attempt 1's statement did not run")
+	}
+	if mine, _ := i.Mine(ctx); !mine {
+		t.Fatal("not mine while attempt 2's statement may have run")
+	}
+	// Attempt 3: attempt 2's statement may have run, whatever 3's does.
+	if earlier, _ := i.Record(ctx); !earlier {
+		t.Fatal("attempt 3: not earlier, though attempt 2's statement may have run")
+	}
+	i.Unsent()
+	if mine, _ := i.Mine(ctx); !mine {
+		t.Fatal("not mine after attempt 3, though attempt 2's statement may have run")
 	}
 }

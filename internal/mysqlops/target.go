@@ -221,13 +221,17 @@ func grantPrivileges(readOnly bool) string {
 // retried job that the account it finds (create) or misses (delete) is its
 // own doing.
 type Intent interface {
-	// Mine reports whether this job recorded the intent, in this or an
-	// earlier attempt or delivery.
+	// Mine reports whether an attempt of this job, in this or an earlier
+	// delivery, may have run the statement: it recorded the intent and did
+	// not learn that the statement failed to run.
 	Mine(ctx context.Context) (bool, error)
 	// Record notes that this job is about to send the statement. earlier
-	// reports that an earlier attempt or delivery of this job recorded it
-	// too, so it may have sent the statement, whose outcome is unknown.
+	// reports that an earlier attempt or delivery of this job may have run
+	// it: it was sent, and its outcome is unknown.
 	Record(ctx context.Context) (earlier bool, err error)
+	// Unsent notes that the statement just recorded did not run: it never
+	// reached the server, or the server refused it.
+	Unsent()
 }
 
 // Ready is waited for right before the first statement that sets a
@@ -281,18 +285,23 @@ func (t *Target) Create(ctx context.Context, username string, password secret.Se
 		}
 		return t.grant(ctx, username, readOnly)
 	}
+	if err := ready.wait(ctx); err != nil {
+		return err
+	}
+	// Recorded right before the statement, so that the record means it
+	// may have been sent.
 	earlier, err := intent.Record(ctx)
 	if err != nil {
 		return err
 	}
-	if err := ready.wait(ctx); err != nil {
-		return err
-	}
 	if err := t.execSecret(ctx, "CREATE USER ?@'%' IDENTIFIED BY ?", username, password); err != nil {
+		if NothingSent(err) || FromServer(err) && Classify(err) == Permanent {
+			intent.Unsent()
+		}
 		if errors.Is(err, &mysql.MySQLError{Number: 1396}) {
 			if earlier {
-				// An earlier attempt's CREATE USER, whose outcome was
-				// unknown, may have run meanwhile: this job's own account,
+				// An earlier attempt's CREATE USER, sent with an unknown
+				// outcome, may have run meanwhile: this job's own account,
 				// which the next attempt finds and completes.
 				return fmt.Errorf("create user: %w", errCreatedMeanwhile)
 			}

@@ -15,7 +15,10 @@ import (
 
 // testIntent is an in-memory intent record; mine says an earlier attempt
 // recorded it.
-type testIntent struct{ mine, recorded bool }
+type testIntent struct {
+	mine, recorded bool
+	unsent         int // Unsent calls
+}
 
 func (i *testIntent) Mine(context.Context) (bool, error) { return i.mine || i.recorded, nil }
 func (i *testIntent) Record(context.Context) (bool, error) {
@@ -23,6 +26,7 @@ func (i *testIntent) Record(context.Context) (bool, error) {
 	i.recorded = true
 	return earlier, nil
 }
+func (i *testIntent) Unsent() { i.unsent++ }
 
 func fresh() *testIntent { return &testIntent{} }
 func mine() *testIntent  { return &testIntent{mine: true} }
@@ -433,6 +437,9 @@ func TestCreateFindsItsEarlierAttemptsAccount(t *testing.T) {
 				}
 				if f.CanLogin(u, pw) == nil {
 					t.Fatal("someone else's account took this job's password")
+				}
+				if tt.intent.unsent != 1 {
+					t.Fatalf("Unsent called %d times, want once: the server refused the CREATE USER", tt.intent.unsent)
 				}
 				return
 			}
