@@ -231,6 +231,7 @@ func TestNATSURLPasswordNeverShown(t *testing.T) {
 	tests := []struct{ url, wantStderr string }{
 		{"nats://alice:" + pw + "@127.0.0.1:1", "Invalid --nats-url (or DBUSERS_NATS_URL): the URL does not parse"},
 		{"alice:Zq9-UNIQUE-pw@127.0.0.1:1", "Cannot connect to NATS at nats://127.0.0.1:1:"},
+		{"nats://alice:1234#Zq9-UNIQUE-pw@127.0.0.1:1", "Invalid --nats-url (or DBUSERS_NATS_URL): the URL has an @ outside its user info"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {

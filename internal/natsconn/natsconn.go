@@ -218,15 +218,23 @@ func parseURL(raw string) (*url.URL, error) {
 // parses, before nats.Connect sees it: nats.go's parse error quotes the
 // whole URL, and with it any password the URL holds. This error names the
 // URL by its place in the list only.
+//
+// A URL whose user info holds an unencoded / ? or # parses, but as a host
+// with the rest in its path, query or fragment: the password would be
+// shown wherever the URL is, and never sent. It is refused too.
 func CheckURLs(urls string) error {
 	list := strings.Split(urls, ",")
 	for i, raw := range list {
-		if _, err := parseURL(raw); err != nil {
-			which := "the URL"
-			if len(list) > 1 {
-				which = fmt.Sprintf("URL %d of the list", i+1)
-			}
+		which := "the URL"
+		if len(list) > 1 {
+			which = fmt.Sprintf("URL %d of the list", i+1)
+		}
+		u, err := parseURL(raw)
+		switch {
+		case err != nil:
 			return fmt.Errorf("%s does not parse (not shown: it may hold a password); percent-encode special characters (space # / ? %% ^) in its user and password", which)
+		case u.User == nil && strings.Contains(raw, "@"):
+			return fmt.Errorf("%s has an @ outside its user info (not shown: it may hold a password); percent-encode / ? and # in its user and password", which)
 		}
 	}
 	return nil
@@ -247,17 +255,22 @@ func URLHasUserInfo(urls string) bool {
 }
 
 // RedactURLs returns a comma-separated NATS server list without the user
-// info (a user, password or token) of any of its URLs, for messages.
+// info (a user, password or token) of any of its URLs, for messages. A URL
+// with an @ that is not in its user info (see CheckURLs) keeps only its
+// scheme and what follows its last @.
 func RedactURLs(urls string) string {
 	list := strings.Split(urls, ",")
 	for i, raw := range list {
 		u, err := parseURL(raw)
-		if err != nil {
+		switch {
+		case err != nil:
 			list[i] = "(unparsable URL)"
-			continue
+		case u.User == nil && strings.Contains(raw, "@"):
+			list[i] = u.Scheme + "://(hidden)@" + raw[strings.LastIndex(raw, "@")+1:]
+		default:
+			u.User = nil
+			list[i] = u.String()
 		}
-		u.User = nil
-		list[i] = u.String()
 	}
 	return strings.Join(list, ",")
 }
