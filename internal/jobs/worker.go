@@ -765,7 +765,7 @@ func (w *Worker) check(d *delivery, seq uint64, subject string) checks {
 		if c.err != nil || c.found {
 			return c
 		}
-		if p.firstErr == nil && p.aheadAcked.Load() && (p.first == 0 || p.first >= seq) && w.floorReached(d, p.aheadSeq) {
+		if p.firstErr == nil && p.aheadAcked.Load() && p.first == seq && w.floorReached(d, p.aheadSeq) {
 			c.turn = true
 			return c
 		}
@@ -816,22 +816,38 @@ func (w *Worker) inTurn(d *delivery, seq uint64) (bool, error) {
 	w.mu.Lock()
 	from := o.floor + 1
 	w.mu.Unlock()
+	stale := 0
 	for {
 		first, err := w.cfg.Jobs.First(ctx, filter, from)
 		if err != nil {
 			return false, err
 		}
+		if first == 0 || first > seq {
+			// The job itself, unacknowledged, is in the stream: a server
+			// that does not see it is a replica behind the leader (direct
+			// gets are answered by replicas 90% caught up), which may miss
+			// an older job too. Ask again.
+			if stale++; stale == staleTurnAnswers {
+				return false, errStaleTurn
+			}
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+			continue
+		}
 		w.mu.Lock()
 		_, mine := o.acked[first]
 		switch {
-		case first == 0 || first >= seq:
+		case first == seq:
 			o.raise(seq - 1)
 		case !mine:
 			o.raise(first - 1)
 		}
 		w.mu.Unlock()
 		switch {
-		case first == 0 || first >= seq:
+		case first == seq:
 			return true, nil
 		case !mine:
 			return false, nil
@@ -839,6 +855,13 @@ func (w *Worker) inTurn(d *delivery, seq uint64) (bool, error) {
 		from = first + 1
 	}
 }
+
+// staleTurnAnswers is how many answers of a replica behind an order check
+// takes before it gives up and hands its job back.
+const staleTurnAnswers = 5
+
+// errStaleTurn: the order check never saw the job itself in the stream.
+var errStaleTurn = errors.New("the jobs stream's replicas answering the order check do not see this job yet")
 
 // targetFilter returns the stored-subject filter of a partitioned job's
 // target, "P.jobs.<partition>.<target>.>", or "" for an unpartitioned one.

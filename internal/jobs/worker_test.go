@@ -584,6 +584,10 @@ func TestOlderPendingJobHoldsBackNewerOne(t *testing.T) {
 		{"two older, one acked in turn", []uint64{3, 5, 7}, 3, nil, false},
 		{"older job acked here out of turn", []uint64{3, 7}, 0, []uint64{3}, true},
 		{"a refused job acked after an older one was handed back", []uint64{3, 5, 7}, 0, []uint64{5}, false},
+		// A replica behind the leader, which does not see the job itself,
+		// may not see an older one either.
+		{"answer without the job itself", nil, 0, nil, false},
+		{"answer past the job itself", []uint64{9}, 0, nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
