@@ -1262,8 +1262,8 @@ func toJobError(err error) *Error {
 	case errors.Is(err, mysqlops.ErrForeign):
 		return Errorf(CodeForeignUser, "the account holds privileges outside this target's database; it is not managed here and was left untouched")
 	}
-	// The worker's own setup: said to the requester without the worker's
-	// file paths or account names, which its log holds.
+	// Faults of the worker's own setup, for its operator to fix; the
+	// password file's path stays in the worker's log.
 	switch {
 	case errors.As(err, new(*mysqlops.PasswordSourceError)):
 		return Errorf(CodeUnavailable, "the worker could not read this target's admin password file through the retry budget; "+

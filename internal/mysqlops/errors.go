@@ -138,10 +138,12 @@ func FromServer(err error) bool {
 	return errors.As(err, new(*mysql.MySQLError))
 }
 
-// LoginRefused reports whether the server refused the admin's login (1045)
-// with the DSN's password. A password from a file is a LoginRefusedError.
+// LoginRefused reports whether the server refused the admin's login with
+// the DSN's password (1045, or 1698 for an account that must log in over
+// the unix socket). A password from a file is a LoginRefusedError.
 func LoginRefused(err error) bool {
-	return errors.Is(err, &mysql.MySQLError{Number: 1045}) && !errors.As(err, new(*LoginRefusedError))
+	return (errors.Is(err, &mysql.MySQLError{Number: 1045}) || errors.Is(err, &mysql.MySQLError{Number: 1698})) &&
+		!errors.As(err, new(*LoginRefusedError))
 }
 
 // MissingPrivilege reports whether the server refused a statement because
@@ -153,7 +155,7 @@ func MissingPrivilege(err error) bool {
 		return false
 	}
 	switch myErr.Number {
-	case 1044, 1142, 1143, 1227, 1370:
+	case 1044, 1142, 1143, 1227, 1370, 1095: // 1095: KILL of another account's session (CONNECTION ADMIN)
 		return true
 	}
 	return false
