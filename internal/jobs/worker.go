@@ -807,15 +807,16 @@ func (w *Worker) inTurn(d *delivery, seq uint64) (bool, error) {
 	}
 	w.mu.Lock()
 	o := w.targetOrder(d.lane.key)
+	var from uint64
+	if o != nil {
+		from = o.floor + 1
+	}
 	w.mu.Unlock()
 	if o == nil {
 		return true, nil // refused anyway: the target is not served here
 	}
 	ctx, cancel := context.WithTimeout(w.hardCtx, 5*time.Second)
 	defer cancel()
-	w.mu.Lock()
-	from := o.floor + 1
-	w.mu.Unlock()
 	stale := 0
 	for {
 		first, err := w.cfg.Jobs.First(ctx, filter, from)
@@ -837,20 +838,16 @@ func (w *Worker) inTurn(d *delivery, seq uint64) (bool, error) {
 			}
 			continue
 		}
+		// first <= seq: it is the job itself, this worker's own ack whose
+		// deletion is not applied yet (skipped), or an older pending job.
 		w.mu.Lock()
 		_, mine := o.acked[first]
-		switch {
-		case first == seq:
-			o.raise(seq - 1)
-		case !mine:
+		if first == seq || !mine {
 			o.raise(first - 1)
 		}
 		w.mu.Unlock()
-		switch {
-		case first == seq:
-			return true, nil
-		case !mine:
-			return false, nil
+		if first == seq || !mine {
+			return first == seq, nil
 		}
 		from = first + 1
 	}

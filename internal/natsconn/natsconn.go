@@ -233,11 +233,18 @@ func CheckURLs(urls string) error {
 		switch {
 		case err != nil:
 			return fmt.Errorf("%s does not parse (not shown: it may hold a password); percent-encode special characters (space # / ? %% ^) in its user and password", which)
-		case u.User == nil && strings.Contains(raw, "@"):
+		case atOutsideUserInfo(u, raw):
 			return fmt.Errorf("%s has an @ outside its user info (not shown: it may hold a password); percent-encode / ? and # in its user and password", which)
 		}
 	}
 	return nil
+}
+
+// atOutsideUserInfo reports whether raw, parsed as u, has an @ that did
+// not end up in its user info: a user or password with an unencoded / ? or
+// #, now in the path, query or fragment.
+func atOutsideUserInfo(u *url.URL, raw string) bool {
+	return u.User == nil && strings.Contains(raw, "@")
 }
 
 // URLHasUserInfo reports whether any URL of a comma-separated NATS server
@@ -265,7 +272,7 @@ func RedactURLs(urls string) string {
 		switch {
 		case err != nil:
 			list[i] = "(unparsable URL)"
-		case u.User == nil && strings.Contains(raw, "@"):
+		case atOutsideUserInfo(u, raw):
 			list[i] = u.Scheme + "://(hidden)@" + raw[strings.LastIndex(raw, "@")+1:]
 		default:
 			u.User = nil
