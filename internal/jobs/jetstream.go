@@ -2,9 +2,18 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strconv"
 
+	"cmp"
+
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/dbusers/dbusers/internal/streams"
 )
 
 // StreamResults is the ResultStore on the results stream.
@@ -74,11 +83,105 @@ func (i *KVIntents) Put(ctx context.Context, key, jobID string) error {
 }
 
 // StreamJobs is JobsStream on the jobs stream.
-type StreamJobs struct{ stream jetstream.Stream }
+type StreamJobs struct {
+	nc     *nats.Conn
+	stream jetstream.Stream
+	// direct is the stream's direct-get subject, "$JS.API.DIRECT.GET.<name>".
+	direct     string
+	prefix     string
+	partitions int
+}
 
 // NewStreamJobs returns the JobsStream of the jobs stream (which should
-// allow direct gets).
-func NewStreamJobs(stream jetstream.Stream) *StreamJobs { return &StreamJobs{stream: stream} }
+// allow direct gets), read over nc; prefix and partitions are the stream's
+// (streams.Settings).
+func NewStreamJobs(nc *nats.Conn, stream jetstream.Stream, prefix string, partitions int) *StreamJobs {
+	return &StreamJobs{nc: nc, stream: stream, direct: "$JS.API.DIRECT.GET." + stream.CachedInfo().Config.Name,
+		prefix: prefix, partitions: partitions}
+}
+
+var _ StrayStore = (*StreamJobs)(nil)
+
+// Strays returns up to max jobs stored where no consumer reads them
+// (streams.ReadByConsumer). The stream's subject list is short (a few
+// subjects a target), so listing it is cheap next to a sweep's period.
+func (p *StreamJobs) Strays(ctx context.Context, max int) ([]StoredJob, error) {
+	info, err := p.stream.Info(ctx, jetstream.WithSubjectFilter(streams.JobsSubject(p.prefix)))
+	if err != nil {
+		return nil, fmt.Errorf("list the jobs stream's subjects: %w", err)
+	}
+	var out []StoredJob
+	for subject := range info.State.Subjects {
+		if streams.ReadByConsumer(p.prefix, subject, p.partitions) {
+			continue
+		}
+		found, err := p.scan(ctx, subject, info.State.FirstSeq, max-len(out))
+		if err != nil {
+			return out, err
+		}
+		if out = append(out, found...); len(out) >= max {
+			break
+		}
+	}
+	slices.SortFunc(out, func(a, b StoredJob) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, nil
+}
+
+// scan reads the jobs stored on exactly subject from sequence from on, up
+// to max, with batched direct gets. The subject, used as the filter, may
+// match other subjects too (it has wildcard tokens); only its own are kept.
+func (p *StreamJobs) scan(ctx context.Context, subject string, from uint64, max int) ([]StoredJob, error) {
+	var out []StoredJob
+	for len(out) < max {
+		req, err := json.Marshal(struct {
+			Seq     uint64 `json:"seq"`
+			NextFor string `json:"next_by_subj"`
+			Batch   int    `json:"batch"`
+		}{from, subject, 64})
+		if err != nil {
+			return out, err
+		}
+		inbox := p.nc.NewRespInbox()
+		sub, err := p.nc.SubscribeSync(inbox)
+		if err != nil {
+			return out, err
+		}
+		if err := p.nc.PublishRequest(p.direct, inbox, req); err != nil {
+			_ = sub.Unsubscribe()
+			return out, err
+		}
+		last, done := from, false
+		for {
+			msg, err := sub.NextMsgWithContext(ctx)
+			if err != nil {
+				_ = sub.Unsubscribe()
+				return out, fmt.Errorf("direct get on %s: %w", quote(subject), err)
+			}
+			seqText, found := ServerHeader(msg.Header, jetstream.SequenceHeader)
+			if !found {
+				// 204: end of this batch; 404: nothing more at all.
+				status, _ := ServerHeader(msg.Header, "Status")
+				done = status != "204" || last == from
+				break
+			}
+			seq, err := strconv.ParseUint(seqText, 10, 64)
+			if err != nil {
+				_ = sub.Unsubscribe()
+				return out, fmt.Errorf("direct get on %s: the server's sequence %q does not parse", quote(subject), seqText)
+			}
+			last = seq + 1
+			if stored, _ := ServerHeader(msg.Header, jetstream.SubjectHeader); stored == subject && len(out) < max {
+				out = append(out, StoredJob{Seq: seq, Subject: stored, Header: msg.Header, Data: msg.Data})
+			}
+		}
+		_ = sub.Unsubscribe()
+		if done {
+			return out, nil
+		}
+		from = last
+	}
+	return out, nil
+}
 
 // Erase securely deletes the job at seq.
 func (p *StreamJobs) Erase(ctx context.Context, seq uint64) error {
@@ -86,13 +189,34 @@ func (p *StreamJobs) Erase(ctx context.Context, seq uint64) error {
 }
 
 // First returns the sequence of the oldest job at or after from on filter.
+// It reads the direct get's answer itself: nats.go takes the first
+// Nats-Sequence header of the answer, which is the job's own when its
+// publisher set one, where the server's is the last (ServerHeader).
 func (p *StreamJobs) First(ctx context.Context, filter string, from uint64) (uint64, error) {
-	msg, err := p.stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(filter))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
+	req, err := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+	}{from, filter})
 	if err != nil {
 		return 0, err
 	}
-	return msg.Sequence, nil
+	msg, err := p.nc.RequestWithContext(ctx, p.direct, req)
+	if err != nil {
+		return 0, fmt.Errorf("direct get of the oldest job on %s: %w", filter, err)
+	}
+	// A found message carries the stream's headers after its own; an
+	// answer without them is a status (404: none).
+	seqText, found := ServerHeader(msg.Header, jetstream.SequenceHeader)
+	if !found {
+		if status, _ := ServerHeader(msg.Header, "Status"); status == "404" {
+			return 0, nil
+		}
+		desc, _ := ServerHeader(msg.Header, "Description")
+		return 0, fmt.Errorf("direct get of the oldest job on %s: the server answered %q", filter, desc)
+	}
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("direct get of the oldest job on %s: the server's sequence %q does not parse", filter, seqText)
+	}
+	return seq, nil
 }

@@ -509,11 +509,14 @@ func (w *Worker) process(d *delivery) {
 	headerID := msg.Headers().Get(jetstream.MsgIDHeader)
 	body := msg.Data()
 	published := streams.OriginalSubject(w.cfg.Prefix, msg.Subject())
-	target := targetToken(w.cfg.Prefix, published)
+	target := resultTarget(targetToken(w.cfg.Prefix, published))
 	res := Result{ID: ResultID(headerID, body, seq), Target: target}
 	subject := streams.ResultSubject(w.cfg.Prefix, target, res.ID)
 
 	job, jerr := Parse(w.cfg.Prefix, published, headerID, body)
+	if herr := CheckHeaders(msg.Headers()); herr != nil {
+		jerr = herr
+	}
 	res.Op = job.Op
 	if res.Op == "" {
 		res.Op = Op(opToken(published))

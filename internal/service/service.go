@@ -41,6 +41,9 @@ type Options struct {
 	// holds before a job or /readyz runs it again; DefaultPrivilegeRecheck
 	// when zero.
 	PrivilegeRecheck time.Duration
+	// StraySweepEvery is the pause between sweeps for jobs no consumer
+	// reads (jobs.StraySweeper); a minute when zero.
+	StraySweepEvery time.Duration
 }
 
 // DefaultPrivilegeRecheck bounds how long a privilege granted to a
@@ -104,6 +107,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		Partitions:      cfg.NATS.Partitions,
 		AckWait:         cfg.NATS.AckWait,
 		LeaseTTL:        cfg.NATS.LeaseTTL,
+		JobsMaxBytes:    cfg.NATS.JobsMaxBytes,
 	})
 	if err != nil {
 		return nil, err
@@ -115,6 +119,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 	s.metrics = telemetry.NewMetrics(func(ctx context.Context) (float64, error) {
 		return pendingJobs(ctx, objs)
 	})
+	jobsStream := jobs.NewStreamJobs(s.nc, objs.Jobs, cfg.NATS.Prefix, cfg.NATS.Partitions)
 	workerCfg := jobs.Config{
 		Prefix:           cfg.NATS.Prefix,
 		Targets:          targets,
@@ -122,7 +127,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		Secrets:          vault.NewStore(objs.Vault, cfg.Vault.TTL),
 		Results:          jobs.NewStreamResults(js, objs.Results),
 		Intents:          jobs.NewKVIntents(objs.Intents),
-		Jobs:             jobs.NewStreamJobs(objs.Jobs),
+		Jobs:             jobsStream,
 		StoreEncrypted:   s.server != nil || cfg.NATS.StoreEncrypted,
 		GeneratePassword: jobs.GeneratePassword,
 		RetryBudget:      cfg.Retry.Budget,
@@ -164,6 +169,11 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		}
 	})
 	wg.Go(func() { s.balancer.Run(runCtx, func() { close(balanced) }) })
+	// Jobs stored where no consumer reads them (wildcard subjects) are
+	// answered by a sweep; every process sweeps, each job is answered once.
+	sweeper := &jobs.StraySweeper{Prefix: cfg.NATS.Prefix, Store: jobsStream, Results: workerCfg.Results,
+		Every: opts.StraySweepEvery, Logger: log, Observer: s.metrics}
+	wg.Go(func() { sweeper.Run(runCtx) })
 	go func() {
 		wg.Wait()
 		close(s.done)

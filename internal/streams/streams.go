@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ type Settings struct {
 	Partitions      int
 	AckWait         time.Duration
 	LeaseTTL        time.Duration
+	// JobsMaxBytes bounds the jobs stream (DiscardNew: new jobs are
+	// refused at the bound, accepted ones never dropped); none when 0.
+	JobsMaxBytes int64
 }
 
 // Objects are handles on the JetStream objects Ensure created or updated.
@@ -95,6 +99,9 @@ func PartitionConsumer(n int) string { return fmt.Sprintf("%s%d", PartitionConsu
 // "P.jobs." was not rewritten (the transform needs two); every longer one
 // carries the partition as its first token there.
 func OriginalSubject(prefix, stored string) string {
+	if hasWildcardToken(stored) {
+		return stored // the stream rewrites literal subjects only
+	}
 	head := prefix + ".jobs."
 	rest, ok := strings.CutPrefix(stored, head)
 	if !ok {
@@ -105,6 +112,34 @@ func OriginalSubject(prefix, stored string) string {
 		return stored
 	}
 	return head + after
+}
+
+// ReadByConsumer reports whether a stored job subject is read by one of the
+// jobs stream's consumers: a partition's ("P.jobs.<n>.>", n below
+// partitions) or the misc consumer's ("P.jobs.*"). A job published on a
+// subject with a wildcard token is stored as published, without the
+// partition rewrite, and usually outside both.
+func ReadByConsumer(prefix, stored string, partitions int) bool {
+	rest, ok := strings.CutPrefix(stored, prefix+".jobs.")
+	if !ok {
+		return false
+	}
+	first, after, more := strings.Cut(rest, ".")
+	if !more {
+		return first != ">" && first != ""
+	}
+	n, err := strconv.Atoi(first)
+	return err == nil && n >= 0 && n < partitions && strconv.Itoa(n) == first && after != ""
+}
+
+// hasWildcardToken reports whether a subject has a "*" or ">" token.
+func hasWildcardToken(subject string) bool {
+	for tok := range strings.SplitSeq(subject, ".") {
+		if tok == "*" || tok == ">" {
+			return true
+		}
+	}
+	return false
 }
 
 // ResultsSubject returns the subject filter of all results: "P.results.>".
@@ -161,6 +196,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 		Replicas:   s.Replicas,
 		Duplicates: s.DuplicateWindow,
 		MaxMsgSize: MaxJobSize,
+		MaxBytes:   maxBytes(s.JobsMaxBytes),
 		// A publisher must get an error rather than an accepted job being
 		// dropped to make room.
 		Discard: jetstream.DiscardNew,
@@ -285,6 +321,14 @@ func removeStale(ctx context.Context, js jetstream.JetStream, jobs jetstream.Str
 		}
 	}
 	return nil
+}
+
+// maxBytes is a stream's MaxBytes for a bound, where 0 means none.
+func maxBytes(bound int64) int64 {
+	if bound <= 0 {
+		return -1
+	}
+	return bound
 }
 
 // Partition returns the partition that the jobs of target land in: FNV-1a

@@ -1,0 +1,60 @@
+package jobs
+
+import (
+	"strings"
+
+	"github.com/nats-io/nats.go"
+)
+
+// serverHeaders are the headers that nats-server itself writes on the
+// messages it hands out: a direct get's or a republished message's stream
+// metadata, a sourced message's origin. A publisher can set them too, and the
+// stream stores them as it stores any header; a direct get then appends the
+// server's own values after the stored ones. A job carrying one is a
+// reflection (a direct-get answer sent to a job subject as its reply) or a
+// forgery, and is refused: nothing may mistake it for the server's word.
+var serverHeaders = []string{
+	"Nats-Stream", "Nats-Sequence", "Nats-Subject", "Nats-Time-Stamp",
+	"Nats-Num-Pending", "Nats-Last-Sequence", "Nats-UpTo-Sequence",
+	"Nats-Stream-Source", "Nats-Last-Consumer", "Nats-Last-Stream",
+	"Nats-Consumer-Stalled", "Nats-Pending-Messages", "Nats-Pending-Bytes",
+	// A status line: nats.go reads an empty message with it as a control
+	// message (no messages, timeout, conflict) and never hands it over.
+	"Status", "Description",
+}
+
+// CheckHeaders refuses a job that carries a header of the server's own
+// metadata (serverHeaders): invalid_job, decided from the job alone.
+func CheckHeaders(h nats.Header) *Error {
+	for key := range h {
+		for _, name := range serverHeaders {
+			if strings.EqualFold(key, name) {
+				return Errorf(CodeInvalidJob, "the job carries the header %s, which only the NATS server may set (a direct-get answer "+
+					"sent to a job subject as its reply, or a forgery); publish jobs with no header but Nats-Msg-Id", name)
+			}
+		}
+	}
+	return nil
+}
+
+// ServerHeader returns the value the NATS server wrote for a metadata header
+// of a message it handed out: the last one, since the server appends its own
+// after any the publisher stored. ok is false when the header is absent.
+func ServerHeader(h nats.Header, name string) (value string, ok bool) {
+	vs := h[name]
+	if len(vs) == 0 {
+		return "", false
+	}
+	return vs[len(vs)-1], true
+}
+
+// SwallowedByClient reports whether nats.go's consumer would take a stored
+// job for a control message and never deliver it: an empty body with a
+// Status header.
+func SwallowedByClient(data []byte, h nats.Header) bool {
+	if len(data) > 0 {
+		return false
+	}
+	_, ok := ServerHeader(h, "Status")
+	return ok
+}
