@@ -76,6 +76,10 @@ type NATS struct {
 	// LeaseTTL is how long a process keeps a partition without renewing
 	// its lease; a dead process's partitions move after it.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// JobsMaxBytes bounds the jobs stream's store. At the bound the stream
+	// refuses new jobs (the publisher gets an error) and drops none it
+	// accepted; jobs are taken again once the worker has worked some off.
+	JobsMaxBytes int64 `yaml:"jobs_max_bytes"`
 }
 
 // NATSTLS configures TLS towards an outside NATS. Setting any key makes
@@ -170,6 +174,7 @@ func Default() Config {
 			Partitions:      8,
 			AckWait:         30 * time.Second,
 			LeaseTTL:        15 * time.Second,
+			JobsMaxBytes:    DefaultJobsMaxBytes,
 		},
 		ShutdownGrace: 20 * time.Second,
 		Vault:         Vault{XKeySeedFile: "./data/worker.xk", TTL: 5 * time.Minute},
@@ -362,6 +367,14 @@ var (
 	prefixRe     = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 )
 
+// DefaultJobsMaxBytes is the jobs stream's default size bound: a million
+// typical jobs, far more than any backlog the worker is sized for, yet a
+// bound a runaway publisher meets before the server's disk fills.
+const DefaultJobsMaxBytes = 1 << 30
+
+// minJobsMaxBytes keeps room for a few hundred of the largest jobs.
+const minJobsMaxBytes = 16 << 20
+
 // minDuplicateWindow is the floor of contract §1: a shorter window would let
 // a quick republish of a job through.
 const minDuplicateWindow = 2 * time.Minute
@@ -417,6 +430,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NATS.AckWait < time.Second {
 		add("nats.ack_wait", "must be at least 1s, got %s", c.NATS.AckWait)
+	}
+	if c.NATS.JobsMaxBytes < minJobsMaxBytes {
+		add("nats.jobs_max_bytes", "must be at least %d (16 MiB), got %d", minJobsMaxBytes, c.NATS.JobsMaxBytes)
 	}
 	if c.NATS.LeaseTTL < time.Second {
 		add("nats.lease_ttl", "must be at least 1s, got %s", c.NATS.LeaseTTL)
