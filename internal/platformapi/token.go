@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -53,11 +54,13 @@ type tokenHeader struct {
 	Crit json.RawMessage `json:"crit"`
 }
 
-// tokenClaims are the claims that decide; others are ignored.
+// tokenClaims are the claims that decide; others are ignored. exp and
+// nbf are raw: encoding/json would take the string "9999999999" for a
+// json.Number, and a NumericDate is a JSON number only.
 type tokenClaims struct {
-	Sub *string      `json:"sub"`
-	Exp *json.Number `json:"exp"`
-	Nbf *json.Number `json:"nbf"`
+	Sub *string         `json:"sub"`
+	Exp json.RawMessage `json:"exp"`
+	Nbf json.RawMessage `json:"nbf"`
 }
 
 // Verify checks token for databaseID: its shape, alg HS256, the signature
@@ -96,16 +99,14 @@ func (v *Verifier) Verify(token, databaseID string) error {
 	}
 
 	var c tokenClaims
-	dec := json.NewDecoder(bytes.NewReader(rawClaims))
-	dec.UseNumber()
-	if err := dec.Decode(&c); err != nil {
-		return refuse("the token's claims are not a JSON object with a string sub and numeric exp and nbf")
+	if err := json.Unmarshal(rawClaims, &c); err != nil {
+		return refuse("the token's claims are not a JSON object with a string sub")
 	}
 	now := v.now()
-	if c.Exp == nil {
+	if c.Exp == nil || string(c.Exp) == "null" {
 		return refuse("the token has no exp claim; a token must expire")
 	}
-	exp, ok := numericDate(*c.Exp)
+	exp, ok := numericDate(c.Exp)
 	if !ok {
 		return refuse("the token's exp is not a number of seconds")
 	}
@@ -113,7 +114,7 @@ func (v *Verifier) Verify(token, databaseID string) error {
 		return refuse("the token expired at %s", exp.UTC().Format(time.RFC3339))
 	}
 	if c.Nbf != nil {
-		nbf, ok := numericDate(*c.Nbf)
+		nbf, ok := numericDate(c.Nbf)
 		if !ok {
 			return refuse("the token's nbf is not a number of seconds")
 		}
@@ -133,10 +134,13 @@ func (v *Verifier) Verify(token, databaseID string) error {
 // b64 decodes one JWT part: base64url without padding (RFC 7515).
 func b64(s string) ([]byte, error) { return base64.RawURLEncoding.Strict().DecodeString(s) }
 
-// numericDate reads a JWT NumericDate: seconds since the epoch, possibly
-// fractional.
-func numericDate(n json.Number) (time.Time, bool) {
-	f, err := n.Float64()
+// numericDate reads a JWT NumericDate: a JSON number of seconds since the
+// epoch, possibly fractional; a string, even of digits, is not one.
+func numericDate(raw json.RawMessage) (time.Time, bool) {
+	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
+		return time.Time{}, false
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e11 {
 		return time.Time{}, false
 	}
