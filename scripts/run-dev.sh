@@ -5,7 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/dev-setup.sh
-url="nats://127.0.0.1:14222"
+# Built binaries, not `go run`: the worker is exec'd below, so it is the
+# process make started and SIGTERM or Ctrl-C reach it directly; `go run`
+# would stand in between, die on SIGTERM and leave the worker holding the
+# port.
+go build -o bin/worker ./cmd/worker
+go build -o bin/dbusers ./cmd/dbusers
+# The address the embedded NATS of deploy/dev.yaml listens on.
+listen=$(awk '/^  embedded:/ { e = 1; next } e && /^    listen:/ { print $2; exit } /^  [a-z]/ { e = 0 }' deploy/dev.yaml)
+url="nats://${listen}"
+# And the one of its HTTP endpoints.
+http=$(awk '/^http:/ { h = 1; next } h && /^  listen:/ { print $2; exit } /^[a-z]/ { h = 0 }' deploy/dev.yaml)
 cat >&2 <<MSG
 
   dbusers worker (dev config deploy/dev.yaml), embedded NATS at ${url}
@@ -17,15 +27,15 @@ cat >&2 <<MSG
     nats -s ${url} req dbusers.jobs.demo.user.list '{"id":"first-list"}' -H Nats-Msg-Id:first-list
     nats -s ${url} stream get DBUSERS_RESULTS --last-for dbusers.results.demo.first-list
 
-  Or with the platform's commands (make build, then):
+  Or with the platform's commands:
 
     export DBUSERS_NATS_URL=${url} DBUSERS_TARGET=demo
     bin/dbusers database-users-list
     bin/dbusers database-users-create --read-only my_reader
 
   Worker info (its public xkey):  nats -s ${url} req dbusers.info ''
-  Metrics and health:              curl -s 127.0.0.1:14280/readyz
+  Metrics and health:              curl -s ${http}/readyz
   Stop with Ctrl-C.
 
 MSG
-exec go run ./cmd/worker -config deploy/dev.yaml -log-format console
+exec bin/worker -config deploy/dev.yaml -log-format console
