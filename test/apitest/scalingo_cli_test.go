@@ -62,10 +62,13 @@ func standIn(t *testing.T, e *env, dbURL string) string {
 	mux.HandleFunc("POST /v1/apps/{app}/addons/{id}/token", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, 200, map[string]any{"addon": map[string]any{"token": e.token(r.PathValue("id"))}})
 	})
-	srv := httptest.NewServer(mux)
+	// The URL is known before the server starts, so handlers read it
+	// without a race.
+	srv := httptest.NewUnstartedServer(mux)
+	self = "http://" + srv.Listener.Addr().String()
+	srv.Start()
 	t.Cleanup(srv.Close)
-	self = srv.URL
-	return srv.URL
+	return self
 }
 
 // cli runs the platform's CLI in a pseudo-terminal (it reads passwords

@@ -393,7 +393,12 @@
     });
 
     $("copy-password").addEventListener("click", copyPassword);
-    $("close-password").addEventListener("click", () => $("password-dialog").close());
+    // Dropped at once on Close; the close event (fired a moment later, and
+    // also for Escape) drops it too.
+    $("close-password").addEventListener("click", () => {
+      forgetPassword();
+      $("password-dialog").close();
+    });
     $("password-dialog").addEventListener("close", forgetPassword);
 
     const saved = sessionStorage.getItem(TOKEN_KEY);
