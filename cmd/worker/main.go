@@ -5,12 +5,18 @@
 // Usage:
 //
 //	worker -config FILE [-log-format json|console] [-log-level info]
+//
+// A configuration or start-up error is one plain sentence on stderr, in
+// every log format, and exit status 2: it is read by the operator who
+// made it, not by a log pipeline. Status 1 is an error after the worker
+// was ready; 0 is a clean stop on SIGTERM or SIGINT.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,33 +29,38 @@ import (
 	"github.com/dbusers/dbusers/internal/service"
 )
 
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitRuntime = 1 // the worker was ready, then failed
+	exitStartup = 2 // flags, configuration or start-up
+)
+
 func main() {
-	os.Exit(run())
+	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
-func run() int {
+func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "path of the YAML configuration file (required)")
 	logFormat := fs.String("log-format", "json", "log format: json or console")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		return 2
+	if err := fs.Parse(args); err != nil {
+		return exitStartup
 	}
 	if *configPath == "" {
-		fmt.Fprintln(os.Stderr, "worker: -config FILE is required (see deploy/dev.yaml)")
-		return 2
+		return startupFailure(stderr, "-config FILE is required (see deploy/dev.yaml)", nil)
 	}
-	log, err := newLogger(*logFormat, *logLevel)
+	log, err := newLogger(*logFormat, *logLevel, stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
-		return 2
+		return startupFailure(stderr, "invalid flag", err)
 	}
 	defer func() { _ = log.Sync() }()
 
 	cfg, err := config.Load(*configPath)
 	if err != nil {
-		log.Error("configuration", zap.String("file", *configPath), zap.Error(err))
-		return 1
+		return startupFailure(stderr, "the configuration cannot be used", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -58,8 +69,8 @@ func run() int {
 	svc, err := service.Start(startCtx, cfg, service.Options{Logger: log})
 	cancel()
 	if err != nil {
-		log.Error("start", zap.Error(err))
-		return 1
+		_ = log.Sync() // the lines logged so far come before the sentence
+		return startupFailure(stderr, "cannot start", err)
 	}
 	select {
 	case <-ctx.Done():
@@ -68,29 +79,36 @@ func run() int {
 	}
 	if err := svc.Stop(); err != nil {
 		log.Error("worker stopped", zap.Error(err))
-		return 1
+		return exitRuntime
 	}
 	log.Info("stopped")
-	return 0
+	return exitOK
 }
 
-func newLogger(format, level string) (*zap.Logger, error) {
+// newLogger returns the logger of the flags, writing to w: JSON with stack
+// traces on errors, or console lines without them.
+func newLogger(format, level string, w io.Writer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("-log-level: %w", err)
 	}
-	var cfg zap.Config
+	out := zapcore.Lock(zapcore.AddSync(w))
+	opts := []zap.Option{zap.AddCaller(), zap.ErrorOutput(out)}
+	var enc zapcore.Encoder
 	switch format {
 	case "json":
-		cfg = zap.NewProductionConfig()
+		ec := zap.NewProductionEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+		opts = append(opts, zap.AddStacktrace(zapcore.ErrorLevel))
 	case "console":
-		cfg = zap.NewDevelopmentConfig()
-		cfg.DisableStacktrace = true
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+		opts = append(opts, zap.Development())
 	default:
 		return nil, fmt.Errorf("-log-format: %q is not json or console", format)
 	}
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	cfg.Sampling = nil // one line per job, always
-	return cfg.Build()
+	// No sampling: one line per job, always.
+	return zap.New(zapcore.NewCore(enc, out, lvl), opts...), nil
 }
