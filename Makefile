@@ -8,8 +8,10 @@ all: build
 build:
 	$(GO) build -o bin/worker ./cmd/worker
 	$(GO) build -o bin/dbusers ./cmd/dbusers
+	$(GO) build -o bin/dbusers-api ./cmd/dbusers-api
 
-## run: the worker on its embedded NATS with the dev config (deploy/dev.yaml)
+## run: the worker on its embedded NATS with the dev config (deploy/dev.yaml),
+## and dbusers-api beside it (deploy/api-dev.yaml)
 run:
 	scripts/run-dev.sh
 

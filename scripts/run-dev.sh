@@ -11,6 +11,18 @@ scripts/dev-setup.sh
 # port.
 go build -o bin/worker ./cmd/worker
 go build -o bin/dbusers ./cmd/dbusers
+go build -o bin/dbusers-api ./cmd/dbusers-api
+# dbusers-api's token key: the HS256 key a platform would share with it,
+# random, mode 0600, never printed (the dev token below is minted with it).
+if [ ! -s data/api-token.key ]; then
+  (umask 077 && head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n' >data/api-token.key)
+fi
+chmod 600 data/api-token.key
+api_listen=$(awk '/^listen:/ { print $2; exit }' deploy/api-dev.yaml)
+api_db=$(awk '/^  - id:/ { print $3; exit }' deploy/api-dev.yaml)
+platform="127.0.0.1:14481"
+token=$(bin/dbusers-api -config deploy/api-dev.yaml -print-token "${api_db}" -token-ttl 12h)
+scalingo_cli="$(cd .. && pwd)/shared/tools/scalingo-cli/scalingo"
 # The address the embedded NATS of deploy/dev.yaml listens on.
 listen=$(awk '/^  embedded:/ { e = 1; next } e && /^    listen:/ { print $2; exit } /^  [a-z]/ { e = 0 }' deploy/dev.yaml)
 url="nats://${listen}"
@@ -35,7 +47,30 @@ cat >&2 <<MSG
 
   Worker info (its public xkey):  nats -s ${url} req dbusers.info ''
   Metrics and health:              curl -s ${http}/readyz
+
+  The platform's database-users API and dashboard (dbusers-api, deploy/api-dev.yaml),
+  database id ${api_db} = target demo:
+
+    Dashboard:  http://${api_listen}/  and sign in with this token (valid 12 hours):
+
+    ${token}
+
+    The platform's own CLI (${scalingo_cli}),
+    against a development stand-in of the platform's auth API on ${platform}:
+
+    env HOME=${PWD}/data/scalingo-home SCALINGO_AUTH_URL=http://${platform} SCALINGO_API_URL=http://${platform} \\
+      SCALINGO_DB_URL=http://${api_listen} SCALINGO_API_TOKEN=tk-us-dev DISABLE_UPDATE_CHECKER=true \\
+      ${scalingo_cli} --app demo --addon ${api_db} database-users-list
+
+    (then database-users-create [--read-only] <name>, database-users-update-password <name>,
+    database-users-delete <name>)
+
   Stop with Ctrl-C.
 
 MSG
+# dbusers-api beside the worker: it waits for the worker's embedded NATS,
+# and stops with the worker (Ctrl-C reaches both; -exit-with-parent ends it
+# when the worker, which replaces this script, ends otherwise).
+mkdir -p data/scalingo-home
+bin/dbusers-api -config deploy/api-dev.yaml -log-format console -exit-with-parent -dev-platform "${platform}" &
 exec bin/worker -config deploy/dev.yaml -log-format console

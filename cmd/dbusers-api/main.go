@@ -14,6 +14,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -46,6 +47,8 @@ func run(args []string) int {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	printToken := fs.String("print-token", "", "print a token for this database id, signed with the configured key, and exit")
 	tokenTTL := fs.Duration("token-ttl", 12*time.Hour, "how long a -print-token token is valid")
+	withParent := fs.Bool("exit-with-parent", false, "stop (as on SIGTERM) when the parent process ends (Linux; make run)")
+	devPlatformAddr := fs.String("dev-platform", "", "development only: also serve on this loopback address a stand-in of the platform's auth and main APIs, for the platform's CLI (make run)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -72,8 +75,28 @@ func run(args []string) int {
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
+	// SIGINT too: make run starts the API in the background, where the
+	// shell ignores SIGINT; asking for it here undoes that, so Ctrl-C stops
+	// the API with the worker.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if *withParent && !exitWithParent() {
+		log.Info("the parent process is gone: not starting")
+		return 0
+	}
+	if *devPlatformAddr != "" {
+		host, _, err := net.SplitHostPort(*devPlatformAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			fmt.Fprintln(os.Stderr, "dbusers-api: -dev-platform takes a loopback address such as 127.0.0.1:14481: it mints tokens for anyone")
+			return 2
+		}
+		dev, err := devPlatform(*devPlatformAddr, "http://"+cfg.Listen, bytes.Clone(key), cfg.Targets(), log)
+		if err != nil {
+			log.Error("-dev-platform", zap.Error(err))
+			return 1
+		}
+		defer dev.Close()
+	}
 	if err := serve(ctx, cfg, key, log); err != nil {
 		log.Error("dbusers-api", zap.Error(err))
 		return 1
@@ -109,6 +132,8 @@ func serve(ctx context.Context, cfg *platformapi.Config, key []byte, log *zap.Lo
 	opts := append([]nats.Option{
 		nats.Name("dbusers-api"),
 		nats.MaxReconnects(-1), // a NATS restart must not need an API restart
+		// Nor must the order of start-up: the API may come up first.
+		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("NATS disconnected", zap.String("nats", natsURL), zap.Error(err))
 		}),
@@ -122,6 +147,9 @@ func serve(ctx context.Context, cfg *platformapi.Config, key []byte, log *zap.Lo
 		return fmt.Errorf("connect to NATS at %s: %w", natsURL, err)
 	}
 	defer nc.Close()
+	if !nc.IsConnected() {
+		log.Warn("NATS is not reachable yet; connecting in the background", zap.String("nats", natsURL))
+	}
 	copts := []client.Option{client.WithPrefix(cfg.NATS.Prefix), client.WithTimeout(cfg.Timeout)}
 	if cfg.NATS.WorkerXKey != "" {
 		copts = append(copts, client.WithWorkerKey(cfg.NATS.WorkerXKey))
