@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,37 +39,56 @@ func TestMetricsHealthAndReadiness(t *testing.T) {
 	wantCode(t, e.job("app", "delete", map[string]any{"username": "ghost_user"}), "user_not_found")
 	wantCode(t, e.job("dead", "delete", map[string]any{"username": "ghost_user"}), "unavailable")
 
-	// A job is counted right after its result is published: poll.
+	// A job is counted right after its result is published: poll. Every
+	// series exists from the start, at zero, so the poll waits for values.
+	want := []string{
+		`dbusers_jobs_total{code="",op="user.list",outcome="ok"} 1`,
+		`dbusers_jobs_total{code="user_not_found",op="user.delete",outcome="error"} 1`,
+		`dbusers_jobs_total{code="unavailable",op="user.delete",outcome="error"} 1`,
+		`dbusers_job_duration_seconds_count{op="user.list"} 1`,
+		`dbusers_jobs_pending 0`,
+	}
 	var code int
 	var body string
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		code, body = get(t, base+"/metrics")
-		if strings.Count(body, "dbusers_jobs_total{") >= 3 || time.Now().After(deadline) {
+		missing := 0
+		for _, line := range want {
+			if !strings.Contains(body, line+"\n") {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
 			break
 		}
 	}
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}
-	for _, line := range []string{
-		`dbusers_jobs_total{code="",op="user.list",outcome="ok"} 1`,
-		`dbusers_jobs_total{code="user_not_found",op="user.delete",outcome="error"} 1`,
-		`dbusers_jobs_total{code="unavailable",op="user.delete",outcome="error"} 1`,
-		`dbusers_job_duration_seconds_count{op="user.list"} 1`,
-		`dbusers_jobs_pending 0`,
-	} {
-		if !strings.Contains(body, line) {
+	for _, line := range want {
+		if !strings.Contains(body, line+"\n") {
 			t.Errorf("/metrics lacks %s", line)
 		}
 	}
-	if !strings.Contains(body, `dbusers_retries_total{class="transient",op="user.delete"}`) {
-		t.Error("/metrics does not count the retries of the unavailable job")
+	if v := metricValue(t, body, `dbusers_retries_total{class="transient",op="user.delete"}`); v < 1 {
+		t.Errorf("/metrics counts %v retries of the unavailable job", v)
 	}
-	if !strings.Contains(body, `dbusers_mysql_errors_total{class="transient"}`) {
-		t.Error("/metrics does not count MySQL errors by class")
+	if v := metricValue(t, body, `dbusers_mysql_errors_total{class="transient"}`); v < 1 {
+		t.Errorf("/metrics counts %v transient MySQL errors", v)
 	}
-	if strings.Contains(body, `dbusers_mysql_errors_total{class="permanent"}`) {
-		t.Error("user_not_found was counted as a MySQL error")
+	if v := metricValue(t, body, `dbusers_mysql_errors_total{class="permanent"}`); v != 0 {
+		t.Errorf("user_not_found was counted as a MySQL error (%v permanent)", v)
+	}
+	// Counted from the start, at zero: an alert rule finds them on a
+	// healthy worker.
+	for _, series := range []string{
+		`dbusers_jobs_handed_back_total{reason="publish the result"} 0`,
+		`dbusers_retries_total{class="unknown_outcome",op="user.create"} 0`,
+		`dbusers_jobs_total{code="internal",op="user.create",outcome="error"} 0`,
+	} {
+		if !strings.Contains(body, series+"\n") {
+			t.Errorf("/metrics lacks %s", series)
+		}
 	}
 
 	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
@@ -101,4 +121,21 @@ func TestMicroServiceDiscovery(t *testing.T) {
 	if info.Name != "dbusers" || len(info.Endpoints) != 1 || info.Endpoints[0].Subject != prefix+".info" {
 		t.Fatalf("service info %+v", info)
 	}
+}
+
+// metricValue is the value of series (name{labels}, as /metrics writes
+// it) in body; the test fails when body has no such series.
+func metricValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	for line := range strings.SplitSeq(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no series %s", series)
+	return 0
 }

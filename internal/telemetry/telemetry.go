@@ -58,6 +58,7 @@ func NewMetrics(pending func(context.Context) (float64, error)) *Metrics {
 	}
 	m.registry.MustRegister(m.jobs, m.duration, m.retries, m.mysqlErrs, m.handBacks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.initSeries()
 	if pending != nil {
 		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "dbusers_jobs_pending",
@@ -73,6 +74,35 @@ func NewMetrics(pending func(context.Context) (float64, error)) *Metrics {
 		}))
 	}
 	return m
+}
+
+// initSeries creates every series of the labelled metrics at zero. A
+// series appears only once a label set is first used, and an alert rule
+// such as rate(dbusers_retries_total[5m]) > 0 or absent(…) cannot tell a
+// healthy worker from one that does not export the metric at all.
+func (m *Metrics) initSeries() {
+	for _, op := range jobs.AllOps() {
+		o := string(op)
+		m.duration.WithLabelValues(o)
+		for _, outcome := range jobs.Outcomes() {
+			if outcome != jobs.StatusError {
+				m.jobs.WithLabelValues(o, outcome, "")
+				continue
+			}
+			for _, code := range jobs.AllCodes() {
+				m.jobs.WithLabelValues(o, outcome, string(code))
+			}
+		}
+		for _, class := range jobs.RetryClasses() {
+			m.retries.WithLabelValues(o, class)
+		}
+	}
+	for _, class := range jobs.MySQLErrorClasses() {
+		m.mysqlErrs.WithLabelValues(class)
+	}
+	for _, reason := range jobs.HandBackReasons() {
+		m.handBacks.WithLabelValues(reason)
+	}
 }
 
 // JobDone counts an answered job.
