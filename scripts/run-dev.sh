@@ -28,10 +28,17 @@ listen=$(awk '/^  embedded:/ { e = 1; next } e && /^    listen:/ { print $2; exi
 url="nats://${listen}"
 # And the one of its HTTP endpoints.
 http=$(awk '/^http:/ { h = 1; next } h && /^  listen:/ { print $2; exit } /^[a-z]/ { h = 0 }' deploy/dev.yaml)
+# The CLI's context (cmd/dbusers/context.go): bin/dbusers, run in this
+# checkout, finds this worker and its first target without flags or
+# exports; --nats-url, --target or their variables still win.
+target=$(awk '/^targets:/ { t = 1; next } t && /^  - name:/ { print $3; exit }' deploy/dev.yaml)
+prefix=$(awk '/^nats:/ { n = 1; next } n && /^  prefix:/ { print $2; exit } /^[a-z]/ { n = 0 }' deploy/dev.yaml)
+printf '{"nats_url":"%s","target":"%s","prefix":"%s"}\n' "${url}" "${target}" "${prefix:-dbusers}" >data/cli-context.json.tmp
+mv data/cli-context.json.tmp data/cli-context.json
 cat >&2 <<MSG
 
   dbusers worker (dev config deploy/dev.yaml), embedded NATS at ${url}
-  Target "demo" = database demo_app on the local MariaDB.
+  Target "${target}" = database demo_app on the local MariaDB.
 
   A first job, from another terminal, with the nats CLI
   (go install github.com/nats-io/natscli/nats@v0.5.0):
@@ -39,9 +46,9 @@ cat >&2 <<MSG
     nats -s ${url} req dbusers.jobs.demo.user.list '{"id":"first-list"}' -H Nats-Msg-Id:first-list
     nats -s ${url} stream get DBUSERS_RESULTS --last-for dbusers.results.demo.first-list
 
-  Or with the platform's commands:
+  Or with the platform's commands, in this directory (they find this
+  worker and target "${target}" through data/cli-context.json):
 
-    export DBUSERS_NATS_URL=${url} DBUSERS_TARGET=demo
     bin/dbusers database-users-list
     bin/dbusers database-users-create --read-only my_reader
 

@@ -17,7 +17,8 @@ import (
 
 // TestMakeRunStopsItsWorker runs `make run` as a newcomer does, in a copy
 // of this checkout whose deploy/dev.yaml listens on free ports (so that it
-// neither takes nor needs 14222): SIGTERM to make, as a supervisor or kill
+// neither takes nor needs 14222): the CLI then works in the checkout
+// without flags or exports; SIGTERM to make, as a supervisor or kill
 // sends it, must end the worker too and free its port, so that the next
 // `make run` starts; Ctrl-C (SIGINT to the terminal's process group) must
 // stop it cleanly, without make reporting an error.
@@ -31,6 +32,16 @@ func TestMakeRunStopsItsWorker(t *testing.T) {
 	dir, natsAddr := devCheckout(t)
 
 	run := startMakeRun(t, dir)
+	// A newcomer's first CLI command, from another terminal of the same
+	// checkout, needs no flag and no export: it finds this worker (on its
+	// port, not 4222) and the demo target through make run's context.
+	cliCmd := exec.Command(filepath.Join(dir, "bin", "dbusers"), "database-users-list")
+	cliCmd.Dir = dir
+	cliCmd.Env = withoutDBUsersEnv()
+	out, err := cliCmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "demo_app_4553") {
+		t.Errorf("bin/dbusers database-users-list after make run, without flags: %v\n%s", err, out)
+	}
 	if err := syscall.Kill(run.cmd.Process.Pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,9 @@ type stdio struct {
 	term terminal
 	// stderrIsTTY shows rotate's progress bar.
 	stderrIsTTY bool
+	// contextPath is the context file the global flags default to
+	// (contextFile in the working directory); "" for none.
+	contextPath string
 }
 
 // app is one run of the CLI: its stdio and its global flags.
@@ -59,6 +62,10 @@ type app struct {
 	workerKey    string
 	timeout      time.Duration
 	json         bool
+	// cliCtx is the context file's settings; urlFromContext says that
+	// natsURL is the context's, which the hints of connection errors name.
+	cliCtx         cliContext
+	urlFromContext bool
 }
 
 // failure is an error already worded for the user: run prints it as is.
@@ -122,8 +129,20 @@ certificate to a server that asks for one.`,
 		SilenceUsage:  true,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	// The context of a `make run` in this directory gives the defaults of
+	// the worker's address, target and prefix; a flag or variable wins.
+	cc, ctxErr := loadContext(a.contextPath)
+	a.cliCtx = cc
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		f := cmd.Flags()
+		if ctxErr != nil && !(given(f.Changed("nats-url"), getenv("DBUSERS_NATS_URL")) && given(f.Changed("target"), getenv("DBUSERS_TARGET"))) {
+			return fail(ctxErr, "%s.", capitalize(ctxErr.Error()))
+		}
+		a.urlFromContext = cc.from(f.Changed("nats-url"), getenv("DBUSERS_NATS_URL"), cc.NATSURL)
+		return nil
+	}
 	f := root.PersistentFlags()
-	f.StringVar(&a.natsURL, "nats-url", envOr(getenv, "DBUSERS_NATS_URL", defaultNATSURL), "NATS server of the worker [$DBUSERS_NATS_URL]")
+	f.StringVar(&a.natsURL, "nats-url", envOr(getenv, "DBUSERS_NATS_URL", orDefault(cc.NATSURL, defaultNATSURL)), "NATS server of the worker [$DBUSERS_NATS_URL]")
 	f.StringVar(&a.creds, "creds", getenv("DBUSERS_CREDS"), "NATS credentials file (.creds) [$DBUSERS_CREDS]")
 	f.StringVar(&a.nkey, "nkey", getenv("DBUSERS_NKEY"), "NATS user nkey seed file (SU…) [$DBUSERS_NKEY]")
 	f.StringVar(&a.user, "user", getenv("DBUSERS_NATS_USER"), "NATS user; its password from --password-file or $DBUSERS_NATS_PASSWORD [$DBUSERS_NATS_USER]")
@@ -132,8 +151,8 @@ certificate to a server that asks for one.`,
 	f.StringVar(&a.tlsCA, "tls-ca", getenv("DBUSERS_TLS_CA"), "CA certificates (PEM) to verify the NATS server with; makes TLS required [$DBUSERS_TLS_CA]")
 	f.StringVar(&a.tlsCert, "tls-cert", getenv("DBUSERS_TLS_CERT"), "client certificate (PEM), for a NATS server that verifies clients [$DBUSERS_TLS_CERT]")
 	f.StringVar(&a.tlsKey, "tls-key", getenv("DBUSERS_TLS_KEY"), "private key (PEM) of --tls-cert [$DBUSERS_TLS_KEY]")
-	f.StringVar(&a.target, "target", getenv("DBUSERS_TARGET"), "the database (target) to manage, as the worker's config names it [$DBUSERS_TARGET]")
-	f.StringVar(&a.prefix, "prefix", envOr(getenv, "DBUSERS_PREFIX", client.DefaultPrefix), "subject prefix of the worker (its nats.prefix) [$DBUSERS_PREFIX]")
+	f.StringVar(&a.target, "target", envOr(getenv, "DBUSERS_TARGET", cc.Target), "the database (target) to manage, as the worker's config names it [$DBUSERS_TARGET]")
+	f.StringVar(&a.prefix, "prefix", envOr(getenv, "DBUSERS_PREFIX", orDefault(cc.Prefix, client.DefaultPrefix)), "subject prefix of the worker (its nats.prefix) [$DBUSERS_PREFIX]")
 	f.StringVar(&a.workerKey, "worker-xkey", getenv("DBUSERS_WORKER_XKEY"), "pin the worker's curve public key (X…) instead of asking the worker [$DBUSERS_WORKER_XKEY]")
 	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "how long to wait for the worker (per account for database-users-rotate)")
 	f.BoolVar(&a.json, "json", false, "print the result as JSON")
@@ -146,6 +165,27 @@ func envOr(getenv func(string) string, name, def string) string {
 		return v
 	}
 	return def
+}
+
+// orDefault returns s, or def when s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// given reports whether a global setting was given by its flag or its
+// environment variable.
+func given(flagChanged bool, env string) bool { return flagChanged || env != "" }
+
+// urlQuestion is what to check when nothing answers at the NATS URL: the
+// flag and variable, or the make run whose context gave the URL.
+func (a *app) urlQuestion() string {
+	if a.urlFromContext {
+		return fmt.Sprintf("The address comes from %s, which make run wrote: is that make run still running? --nats-url or DBUSERS_NATS_URL sets another.", a.cliCtx.path)
+	}
+	return "Is the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?"
 }
 
 // session is a connection to the worker for one command.
@@ -183,7 +223,7 @@ func (a *app) connect(ctx context.Context) (*session, error) {
 		if hint := conn.Hint(err, names); hint != "" {
 			return nil, fail(err, "Cannot connect to NATS at %s: %v.\n%s.", natsconn.RedactURLs(a.natsURL), err, capitalize(hint))
 		}
-		return nil, fail(err, "Cannot connect to NATS at %s: %v.\nIs the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?", natsconn.RedactURLs(a.natsURL), err)
+		return nil, fail(err, "Cannot connect to NATS at %s: %v.\n%s", natsconn.RedactURLs(a.natsURL), err, a.urlQuestion())
 	}
 	copts := []client.Option{client.WithPrefix(a.prefix), client.WithTimeout(a.timeout)}
 	if a.workerKey != "" {
@@ -247,8 +287,8 @@ func (a *app) describe(err error, username string) error {
 	}
 	switch {
 	case errors.Is(err, client.ErrNoWorker):
-		return fail(err, "No dbusers worker answered at %s (prefix %q).\nIs the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?",
-			natsconn.RedactURLs(a.natsURL), a.prefix)
+		return fail(err, "No dbusers worker answered at %s (prefix %q).\n%s",
+			natsconn.RedactURLs(a.natsURL), a.prefix, a.urlQuestion())
 	case errors.Is(err, client.ErrNoResult) && errors.Is(err, context.Canceled):
 		return fail(err, "Interrupted before the worker answered; the job is queued and may still run.")
 	case errors.Is(err, client.ErrNoResult):

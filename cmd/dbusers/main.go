@@ -4,7 +4,8 @@
 // database-users-delete, and database-users-rotate for bulk rotation.
 //
 // It talks to the worker over NATS with the client package. Global flags:
-// --nats-url (DBUSERS_NATS_URL, default nats://127.0.0.1:4222), --creds
+// --nats-url (DBUSERS_NATS_URL, default nats://127.0.0.1:4222, or the one
+// that make run wrote to data/cli-context.json), --creds
 // (DBUSERS_CREDS), --target (DBUSERS_TARGET), --prefix (DBUSERS_PREFIX),
 // --worker-xkey (DBUSERS_WORKER_XKEY), --timeout and --json. Errors go to
 // stderr in plain words, with exit status 1. Run "dbusers --help" for more.
@@ -29,6 +30,7 @@ func main() {
 		err:         os.Stderr,
 		term:        stdinTerminal(os.Stderr),
 		stderrIsTTY: term.IsTerminal(int(os.Stderr.Fd())),
+		contextPath: contextFile,
 	})
 	stop()
 	os.Exit(code)
