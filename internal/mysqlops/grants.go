@@ -480,9 +480,12 @@ var allowedGlobal = map[string]bool{
 }
 
 // auditGrant returns what one line grants beyond contract §5.7 for the
-// target's database, or ok=false when it grants nothing more. fl spells the
-// fix for the server family.
-func auditGrant(g grant, database string, fl flavor) (Excess, bool) {
+// databases dbs (unescaped), or ok=false when it grants nothing more. dbs
+// is the target's database, then those of the worker's other targets that
+// log in to the same server as the same admin account: an admin shared by
+// several targets needs each one's database, and holding them is within
+// §5.7 for every one of them. fl spells the fix for the server family.
+func auditGrant(g grant, dbs []string, fl flavor) (Excess, bool) {
 	grantee := g.grantee.String()
 	revoke := func(privs []string) []string {
 		if slices.Contains(privs, "ALL PRIVILEGES") {
@@ -547,10 +550,10 @@ func auditGrant(g grant, database string, fl flavor) (Excess, bool) {
 		}
 		return e, true
 	case levelDatabase:
-		switch g.database {
-		case escapePattern(database):
-			return Excess{}, false // the target's database: anything, with GRANT OPTION
-		case "mysql":
+		if slices.ContainsFunc(dbs, func(db string) bool { return g.database == escapePattern(db) }) {
+			return Excess{}, false // a served database: anything, with GRANT OPTION
+		}
+		if g.database == "mysql" {
 			extra := beyond(onlySelect)
 			if len(extra) == 0 && !g.grantOption {
 				return Excess{}, false
@@ -558,16 +561,16 @@ func auditGrant(g grant, database string, fl flavor) (Excess, bool) {
 			return Excess{What: what(extra), Fix: revoke(extra)}, true
 		}
 		e := Excess{What: what(g.privileges), Fix: revoke(g.privileges)}
-		if g.database == database {
+		if i := slices.Index(dbs, g.database); i >= 0 {
 			// The unescaped name is a pattern: each _ matches any character.
-			e.Why = "the unescaped name is a pattern that also matches other databases; grant on " +
-				quoteIdent(escapePattern(database)) + ".* instead"
-			e.Fix = append(e.Fix, "GRANT ALL PRIVILEGES ON "+quoteIdent(escapePattern(database))+".* TO "+grantee+" WITH GRANT OPTION")
+			esc := quoteIdent(escapePattern(dbs[i]))
+			e.Why = "the unescaped name is a pattern that also matches other databases; grant on " + esc + ".* instead"
+			e.Fix = append(e.Fix, "GRANT ALL PRIVILEGES ON "+esc+".* TO "+grantee+" WITH GRANT OPTION")
 		}
 		return e, true
 	case levelTable, levelRoutine:
 		switch {
-		case g.database == database:
+		case slices.Contains(dbs, g.database):
 			return Excess{}, false
 		case g.database == "mysql" && g.level == levelTable:
 			extra := beyond(onlySelect)

@@ -123,7 +123,7 @@ func TestAuditGrantLines(t *testing.T) {
 	who := principal{user: "adm", host: "%", hasHost: true}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			excess, roles := auditLines([]string{tt.line}, who, "", "my_app_4553", tt.fl)
+			excess, roles := auditLines([]string{tt.line}, who, "", []string{"my_app_4553"}, tt.fl)
 			var got string
 			switch len(excess) {
 			case 0:
@@ -162,8 +162,8 @@ func TestExcessErrorMessage(t *testing.T) {
 		"GRANT `ops` TO `adm`@`%`",
 	}
 	who := principal{user: "adm", host: "%", hasHost: true}
-	excess, roles := auditLines(lines, who, "", "app", flavorMariaDB)
-	roleExcess, _ := auditLines([]string{"GRANT SUPER ON *.* TO `ops`"}, roles[0], roles[0].String(), "app", flavorMariaDB)
+	excess, roles := auditLines(lines, who, "", []string{"app"}, flavorMariaDB)
+	roleExcess, _ := auditLines([]string{"GRANT SUPER ON *.* TO `ops`"}, roles[0], roles[0].String(), []string{"app"}, flavorMariaDB)
 	err := &ExcessError{Report: PrivilegeReport{Account: who.String(), Excess: append(excess, roleExcess...)}}
 	msg := err.Error()
 	for _, want := range []string{"`adm`@`%`", "FILE ON *.*", "SUPER ON *.* (through role `ops`)",
@@ -193,6 +193,46 @@ func TestParseGrantErrorsHideTheLine(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), hash) {
 			t.Errorf("error quotes the line: %v", err)
+		}
+	}
+}
+
+// TestAuditSharedDatabases: with the databases of the worker's other
+// targets that share the admin, their grants pass like the target's own
+// (escaped, down to tables and routines); an unescaped name is still a
+// pattern, and any other database is still excess.
+func TestAuditSharedDatabases(t *testing.T) {
+	t.Parallel()
+	dbs := []string{"site_a", "site_b", "site_c"}
+	tests := []struct {
+		line string
+		want string // "" for no excess
+	}{
+		{"GRANT ALL PRIVILEGES ON `site\\_a`.* TO `adm`@`%` WITH GRANT OPTION", ""},
+		{"GRANT ALL PRIVILEGES ON `site\\_b`.* TO `adm`@`%` WITH GRANT OPTION", ""},
+		{"GRANT ALL PRIVILEGES ON `site\\_c`.* TO `adm`@`%` WITH GRANT OPTION", ""},
+		{"GRANT SELECT ON `site_c`.`t` TO `adm`@`%`", ""},
+		{"GRANT EXECUTE ON PROCEDURE `site_b`.`p` TO `adm`@`%`", ""},
+		{"GRANT SELECT ON `site_b`.* TO `adm`@`%`",
+			"SELECT ON `site_b`.* (the unescaped name is a pattern that also matches other databases; grant on `site\\_b`.* instead)"},
+		{"GRANT SELECT ON `site\\_d`.* TO `adm`@`%`", "SELECT ON `site\\_d`.*"},
+		{"GRANT SELECT ON `site_d`.`t` TO `adm`@`%`", "SELECT ON `site_d`.`t`"},
+		{"GRANT INSERT ON `mysql`.* TO `adm`@`%`", "INSERT ON `mysql`.*"},
+	}
+	who := principal{user: "adm", host: "%", hasHost: true}
+	for _, tt := range tests {
+		excess, _ := auditLines([]string{tt.line}, who, "", dbs, flavorMariaDB)
+		var got []string
+		for _, x := range excess {
+			got = append(got, x.String())
+		}
+		if strings.Join(got, "; ") != tt.want {
+			t.Errorf("%s:\n got %q\nwant %q", tt.line, got, tt.want)
+		}
+		// Without the sharing, every database but the target's is excess,
+		// as before.
+		if alone, _ := auditLines([]string{tt.line}, who, "", dbs[:1], flavorMariaDB); !strings.Contains(tt.line, "site\\_a") && len(alone) == 0 {
+			t.Errorf("%s passes for site_a alone", tt.line)
 		}
 	}
 }

@@ -12,11 +12,11 @@ import (
 // contract §5.7: CREATE USER, PROCESS and CONNECTION ADMIN (MySQL 8:
 // CONNECTION_ADMIN) globally, SELECT on the mysql schema, and anything on
 // the target's database (escaped, so that the grant reaches no other
-// database). Everything else is excess: other global privileges, GRANT
-// OPTION on *.*, other privileges on mysql, any privilege on another
-// schema (including an unescaped pattern of the target's name that
-// matches others), PROXY, ADMIN OPTION on a role, and a grant line the
-// parser does not understand. The grants of the account's roles (granted
+// database) and on the SharedDatabases. Everything else is excess: other
+// global privileges, GRANT OPTION on *.*, other privileges on mysql, any
+// privilege on another schema (including an unescaped pattern of a served
+// database's name that matches others), PROXY, ADMIN OPTION on a role,
+// and a grant line the parser does not understand. The grants of the account's roles (granted
 // to it, active or not) count as its own.
 type PrivilegeCheck struct {
 	// Enabled makes the target check before its first operation, and
@@ -25,6 +25,11 @@ type PrivilegeCheck struct {
 	// AllowExcess lets the target work despite excess; the check still
 	// reports it.
 	AllowExcess bool
+	// SharedDatabases are the databases (unescaped) of the worker's other
+	// targets that log in to the same server as the same admin account.
+	// That account must hold each one's privileges for its own target, so
+	// they are within §5.7 here too; any other database stays excess.
+	SharedDatabases []string
 	// Recheck is how long a passed check holds: then the next operation
 	// (or CheckReady) runs it again, so that a privilege granted to the
 	// admin later is found. Zero: a pass holds until the process ends.
@@ -183,7 +188,7 @@ func (t *Target) readPrivileges(ctx context.Context, fl flavor) (PrivilegeReport
 		if err != nil {
 			return rep, err
 		}
-		excess, roles := auditLines(lines, p.who, p.via, t.database, fl)
+		excess, roles := auditLines(lines, p.who, p.via, t.servedDatabases(), fl)
 		rep.Excess = append(rep.Excess, excess...)
 		for _, r := range roles {
 			queue = append(queue, pending{who: r, via: r.String()})
@@ -192,10 +197,16 @@ func (t *Target) readPrivileges(ctx context.Context, fl flavor) (PrivilegeReport
 	return rep, nil
 }
 
+// servedDatabases are the databases whose privileges the admin account
+// may hold: the target's, then the shared ones.
+func (t *Target) servedDatabases() []string {
+	return append([]string{t.database}, t.privCheck.SharedDatabases...)
+}
+
 // auditLines audits the SHOW GRANTS lines of who (an account, or the role
-// via which the account holds them) for the target's database, and
+// via which the account holds them) for the served databases dbs, and
 // returns the excess and the roles granted to who.
-func auditLines(lines []string, who principal, via, database string, fl flavor) ([]Excess, []principal) {
+func auditLines(lines []string, who principal, via string, dbs []string, fl flavor) ([]Excess, []principal) {
 	var excess []Excess
 	var roles []principal
 	for i, line := range lines {
@@ -211,7 +222,7 @@ func auditLines(lines []string, who principal, via, database string, fl flavor) 
 			})
 			continue
 		}
-		if x, ok := auditGrant(g, database, fl); ok {
+		if x, ok := auditGrant(g, dbs, fl); ok {
 			x.Via = via
 			excess = append(excess, x)
 		}

@@ -296,7 +296,7 @@ func (s *Service) connect(cfg *config.Config) error {
 func (s *Service) openTargets(ctx context.Context, cfg *config.Config) (map[string]jobs.Ops, error) {
 	targets := make(map[string]jobs.Ops, len(cfg.Targets))
 	for i, tc := range cfg.Targets {
-		t, err := s.openTarget(ctx, i, tc)
+		t, err := s.openTarget(ctx, i, tc, cfg.SharedAdminDatabases(i))
 		if err != nil {
 			return nil, err
 		}

@@ -30,9 +30,12 @@ const startCheckTimeout = 5 * time.Second
 //     an internal error naming it, until it is revoked (the check runs again
 //     before every job while it fails) or the worker restarts with the
 //     override. No job runs on the target before a check passed.
+//   - shared lists the databases of the other targets that log in to the
+//     same server as the same admin (config.SharedAdminDatabases): their
+//     privileges are within §5.7 for this target too;
 //   - a passed check holds for s.privilegeRecheck; then the next job or
 //     /readyz runs it again, so an excess granted later is found.
-func (s *Service) openTarget(ctx context.Context, i int, tc config.Target) (*mysqlops.Target, error) {
+func (s *Service) openTarget(ctx context.Context, i int, tc config.Target, shared []string) (*mysqlops.Target, error) {
 	key := fmt.Sprintf("targets[%d]", i)
 	var opts mysqlops.DBOptions
 	if tc.TLS.Enabled() {
@@ -68,9 +71,10 @@ func (s *Service) openTarget(ctx context.Context, i int, tc config.Target) (*mys
 		Database:  tc.Database,
 		Protected: tc.ProtectedUsers,
 		Privileges: mysqlops.PrivilegeCheck{
-			Enabled:     true,
-			AllowExcess: tc.AllowExcessPrivileges,
-			Recheck:     s.privilegeRecheck,
+			Enabled:         true,
+			AllowExcess:     tc.AllowExcessPrivileges,
+			SharedDatabases: shared,
+			Recheck:         s.privilegeRecheck,
 			Observe: func(rep mysqlops.PrivilegeReport, err error) {
 				logPrivileges(log, rep, err)
 			},
