@@ -127,8 +127,8 @@ func TestCLICommands(t *testing.T) {
 			match: generatedLine(ro, "created")},
 		{name: "create generated from empty stdin", args: []string{"database-users-create", gen}, stdin: "",
 			match: generatedLine(gen, "created")},
-		{name: "create existing", args: []string{"database-users-create", rw}, stdin: "\n", wantCode: 1,
-			wantStderr: `User "{rw}" already exists` + "\n"},
+		{name: "create existing", args: []string{"database-users-create", rw}, stdin: "\n", wantCode: 3,
+			wantStderr: `User "{rw}" already exists.` + "\n"},
 		{name: "list: three users", args: []string{"database-users-list"}, wantStdout: `+------------------+-----------+-----------+
 |     USERNAME     | READ-ONLY | PROTECTED |
 +------------------+-----------+-----------+
@@ -142,23 +142,23 @@ func TestCLICommands(t *testing.T) {
 			match: generatedLine(rw, "updated"), login: func() string { return generated }},
 		{name: "update password, chosen with a backslash", args: []string{"database-users-update-password", rw}, stdin: chosen2 + "\r\n",
 			wantStdout: `User "{rw}" password updated.` + "\n", login: func() string { return chosen2 }},
-		{name: "update password of the protected user", args: []string{"database-users-update-password", f.Protected}, stdin: "\n", wantCode: 1,
-			wantStderr: `User "{prot}" is protected` + "\n"},
-		{name: "update password of a missing user", args: []string{"database-users-update-password", "missing_user"}, stdin: "\n", wantCode: 1,
-			wantStderr: `User "missing_user" does not exist` + "\n"},
-		{name: "invalid password", args: []string{"database-users-update-password", rw}, stdin: "too short\n", wantCode: 1,
+		{name: "update password of the protected user", args: []string{"database-users-update-password", f.Protected}, stdin: "\n", wantCode: 3,
+			wantStderr: `User "{prot}" is protected.` + "\n"},
+		{name: "update password of a missing user", args: []string{"database-users-update-password", "missing_user"}, stdin: "\n", wantCode: 4,
+			wantStderr: `User "missing_user" does not exist.` + "\n"},
+		{name: "invalid password", args: []string{"database-users-update-password", rw}, stdin: "too short\n", wantCode: 3,
 			wantStderr: "Invalid password: password has 9 characters; 24 to 64 are allowed.\n", login: func() string { return chosen2 }},
-		{name: "invalid username", args: []string{"database-users-create", "Bad-Name"}, wantCode: 1,
-			wantStderr: `Invalid username: username "Bad-Name" must begin with a lowercase letter a-z` + "\n"},
-		{name: "delete the protected user", args: []string{"database-users-delete", f.Protected}, wantCode: 1,
-			wantStderr: `User "{prot}" is protected` + "\n"},
+		{name: "invalid username", args: []string{"database-users-create", "Bad-Name"}, wantCode: 3,
+			wantStderr: `Invalid username: username "Bad-Name" must begin with a lowercase letter a-z.` + "\n"},
+		{name: "delete the protected user", args: []string{"database-users-delete", f.Protected}, wantCode: 3,
+			wantStderr: `User "{prot}" is protected.` + "\n"},
 		{name: "delete", args: []string{"database-users-delete", ro}, wantStdout: "User {ro} has been deleted\n"},
-		{name: "delete again", args: []string{"database-users-delete", ro}, wantCode: 1,
-			wantStderr: `User "{ro}" does not exist` + "\n"},
-		{name: "unknown target", args: []string{"--target", "nowhere", "database-users-list"}, wantCode: 1,
-			wantStderr: `Unknown target "nowhere": the worker has no target of that name (check --target or DBUSERS_TARGET)` + "\n"},
-		{name: "usage error", args: []string{"database-users-delete"}, wantCode: 1,
-			wantStderr: "Expected one <username> argument, got 0\nRun 'dbusers database-users-delete --help' for usage.\n"},
+		{name: "delete again", args: []string{"database-users-delete", ro}, wantCode: 4,
+			wantStderr: `User "{ro}" does not exist.` + "\n"},
+		{name: "unknown target", args: []string{"--target", "nowhere", "database-users-list"}, wantCode: 4,
+			wantStderr: `Unknown target "nowhere": the worker has no target of that name (check --target or DBUSERS_TARGET).` + "\n"},
+		{name: "usage error", args: []string{"database-users-delete"}, wantCode: 2,
+			wantStderr: "Expected one <username> argument, got 0.\nRun 'dbusers database-users-delete --help' for usage.\n"},
 		{name: "json list", args: []string{"--json", "database-users-list"},
 			wantStdout: `{"target":"app","users":[{"username":"{gen}","read_only":false,"protected":false},` +
 				`{"username":"{rw}","read_only":false,"protected":false},{"username":"{prot}","read_only":false,"protected":true}]}` + "\n"},
@@ -214,9 +214,64 @@ func TestCLICommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("json error", func(t *testing.T) {
+		r := c.run("", "--json", "database-users-delete", f.Protected)
+		var got struct{ Error errorJSONBody }
+		if err := json.Unmarshal([]byte(r.stderr), &got); err != nil || r.code != 3 || r.stdout != "" {
+			t.Fatalf("exit %d, stdout %q, stderr %q: %v", r.code, r.stdout, r.stderr, err)
+		}
+		want := errorJSONBody{Code: "protected_user", Message: `User "` + f.Protected + `" is protected.`, ExitStatus: 3, JobID: got.Error.JobID}
+		if got.Error != want || !strings.HasPrefix(got.Error.JobID, "cli-") {
+			t.Fatalf("error %+v, want %+v with the job id", got.Error, want)
+		}
+	})
+	t.Run("job results by id", func(t *testing.T) {
+		// A create whose generated password the command read: its job id,
+		// read later, tells the outcome and that the password is not
+		// readable there; a delete's succeeded; an unknown id is not found.
+		user := mysqltest.Username("clijr_")
+		f.DropUserLater(user)
+		r := c.run("\n", "--json", "database-users-create", user)
+		var created struct {
+			JobID string `json:"job_id"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &created); err != nil || r.code != 0 {
+			t.Fatalf("create: exit %d, stdout %q: %v", r.code, r.stdout, err)
+		}
+		r = c.run("", "database-users-job-result", created.JobID)
+		if r.code != 6 || !strings.Contains(r.stderr, "Job "+created.JobID+" (user.create of user \""+user+"\") succeeded at ") ||
+			!strings.Contains(r.stderr, "after 1 attempt.") || !strings.Contains(r.stderr, "generated password can no longer be read") {
+			t.Errorf("job result of the create: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		r = c.run("", "--json", "database-users-job-result", created.JobID)
+		var job struct {
+			JobID                       string `json:"job_id"`
+			State, Op                   string
+			User                        struct{ Username string }
+			GeneratedPasswordUnreadable bool `json:"generated_password_unreadable"`
+			Attempts                    int
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &job); err != nil || r.code != 6 || job.JobID != created.JobID ||
+			job.State != "done" || job.Op != "user.create" || job.User.Username != user || !job.GeneratedPasswordUnreadable || job.Attempts != 1 {
+			t.Errorf("json job result: exit %d, %+v, stdout %q: %v", r.code, job, r.stdout, err)
+		}
+		r = c.run("", "--json", "database-users-delete", f.Protected)
+		var refused struct{ Error errorJSONBody }
+		if err := json.Unmarshal([]byte(r.stderr), &refused); err != nil {
+			t.Fatal(err)
+		}
+		r = c.run("", "database-users-job-result", refused.Error.JobID)
+		if r.code != 3 || !strings.HasPrefix(r.stderr, "Job "+refused.Error.JobID+" failed after 1 attempt: protected_user: ") {
+			t.Errorf("job result of a refused delete: exit %d, stderr %q", r.code, r.stderr)
+		}
+		r = c.run("", "database-users-job-result", "cli-never-sent")
+		if r.code != 4 || !strings.Contains(r.stderr, "No job cli-never-sent is known for target \"app\"") {
+			t.Errorf("job result of an unknown id: exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
 	t.Run("help of every command", func(t *testing.T) {
 		for _, cmd := range []string{"database-users-list", "database-users-create", "database-users-update-password",
-			"database-users-delete", "database-users-rotate"} {
+			"database-users-delete", "database-users-rotate", "database-users-job-result"} {
 			r := c.run("", cmd, "--help")
 			if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "Usage:\n  dbusers "+cmd) || !strings.Contains(r.stdout, "--nats-url") {
 				t.Errorf("%s --help: exit %d, stderr %q, stdout\n%s", cmd, r.code, r.stderr, r.stdout)
@@ -255,6 +310,7 @@ func TestCLIWithoutWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// {id} stands for the job id the command prints.
 	tests := []struct {
 		name       string
 		url        string
@@ -268,16 +324,89 @@ func TestCLIWithoutWorker(t *testing.T) {
 			"No dbusers worker answered at " + bare + " (prefix \"dbusers\").\n" +
 				"Is the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?\n"},
 		{"worker takes no jobs", e.cfg.NATS.URL, []string{"--timeout", "1s", "database-users-delete", "some_user"},
-			"The worker did not answer within 1s; the job is queued and runs once a worker takes it.\n" +
-				"Is the worker running and reaching its database? Check with database-users-list; --timeout sets the wait.\n"},
+			"The worker did not answer within 1s.\n" +
+				"Job {id} is queued: no worker has taken it yet. Is a worker running, and are earlier jobs of target \"app\" stuck?\n" +
+				"If it succeeds later, user \"some_user\" is deleted.\n" +
+				"See its result with: dbusers --target app database-users-job-result {id}\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newCLI(t, bin, tt.url, "app").run("\n", tt.args...)
-			if r.code != 1 || r.stdout != "" || r.stderr != tt.wantStderr {
-				t.Fatalf("exit %d, stdout %q, stderr\n%q\nwant\n%q", r.code, r.stdout, r.stderr, tt.wantStderr)
+			c := newCLI(t, bin, tt.url, "app")
+			r := c.run("\n", tt.args...)
+			id := jobIDIn(r.stderr)
+			if want := strings.ReplaceAll(tt.wantStderr, "{id}", id); r.code != 5 || r.stdout != "" || r.stderr != want {
+				t.Fatalf("exit %d, stdout %q, stderr\n%q\nwant\n%q", r.code, r.stdout, r.stderr, want)
+			}
+			if id == "" {
+				return
+			}
+			// Read later by its id, the job is still queued.
+			r = c.run("", "database-users-job-result", id)
+			if want := "Job " + id + " is queued"; r.code != 5 || !strings.HasPrefix(r.stderr, want) {
+				t.Errorf("job result: exit %d, stderr %q, want 5 and %q", r.code, r.stderr, want)
 			}
 		})
+	}
+}
+
+// jobIDIn returns the first CLI job id in s, "" when there is none.
+func jobIDIn(s string) string { return regexp.MustCompile(`cli-[A-Z2-7]{26}`).FindString(s) }
+
+// errorJSONBody is the body of the CLI's --json error.
+type errorJSONBody struct {
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	ExitStatus int    `json:"exit_status"`
+	JobID      string `json:"job_id"`
+	JobState   string `json:"job_state"`
+}
+
+// TestCLIWhileMySQLIsDown: with the target's MySQL down, the worker takes
+// a create and retries it; a command that waits less than the retry
+// budget says the job was taken and is being retried (not queued), prints
+// its id, says that a generated password of a late success cannot be read
+// and how to see the result later; --json says the same as a JSON error
+// with the job's state. Reading the job later shows it taken, then, once
+// the budget is spent, its unavailable result.
+func TestCLIWhileMySQLIsDown(t *testing.T) {
+	t.Parallel()
+	e := startWorker(t, []config.Target{deadTarget(t, "app")}, func(c *config.Config) { c.Retry.Budget = 6 * time.Second })
+	waitForInfo(t, e)
+	c := newCLI(t, buildCLI(t), e.cfg.NATS.URL, "app")
+
+	r := c.run("\n", "--timeout", "2s", "database-users-create", "late_user")
+	id := jobIDIn(r.stderr)
+	want := "The worker did not answer within 2s.\n" +
+		"Job " + id + " was taken by a worker that has not finished it: it is running, or being retried while the database does not answer (the worker's log says which).\n" +
+		"If it succeeds later, user \"late_user\" is created with a generated password that no one can read: set a new one then with database-users-update-password.\n" +
+		"See its result with: dbusers --target app database-users-job-result " + id + "\n"
+	if r.code != 5 || r.stdout != "" || id == "" || r.stderr != want {
+		t.Fatalf("exit %d, stdout %q, stderr\n%q\nwant\n%q", r.code, r.stdout, r.stderr, want)
+	}
+	r = c.run("", "database-users-job-result", id)
+	if r.code != 5 || !strings.HasPrefix(r.stderr, "Job "+id+" was taken by a worker") {
+		t.Errorf("job result while retrying: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	r = c.run("", "--json", "--timeout", "1s", "database-users-update-password", "late_user")
+	var got struct{ Error errorJSONBody }
+	if err := json.Unmarshal([]byte(r.stderr), &got); err != nil || r.code != 5 {
+		t.Fatalf("--json: exit %d, stderr %q: %v", r.code, r.stderr, err)
+	}
+	if got.Error.Code != "timeout" || got.Error.ExitStatus != 5 || !strings.HasPrefix(got.Error.JobID, "cli-") ||
+		(got.Error.JobState != "taken" && got.Error.JobState != "queued") || !strings.Contains(got.Error.Message, "database-users-job-result "+got.Error.JobID) {
+		t.Errorf("--json error %+v", got.Error)
+	}
+
+	// Once the retry budget is spent, the create's result is stored: the
+	// job failed, unavailable (exit 5 too, with other words).
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(r.stderr, " failed after ") && time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		r = c.run("", "database-users-job-result", id)
+	}
+	if r.code != 5 || !strings.HasPrefix(r.stderr, "Job "+id+" failed after ") ||
+		!strings.Contains(r.stderr, `The database of target "app" did not answer the worker through its retry budget`) {
+		t.Errorf("job result after the budget: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
 
@@ -504,7 +633,7 @@ func TestCLIRotate(t *testing.T) {
 		r := c.run("", "database-users-rotate", "--all", "--out", out, "--concurrency", "16")
 		t.Logf("rotated in %v", time.Since(start))
 		wantStdout := "Rotated: 500, skipped: 1, failed: 0\nNew credentials are in " + out + "\n"
-		wantStderr := `Skipped: User "` + f.Protected + `" is protected` + "\n"
+		wantStderr := `Skipped: User "` + f.Protected + `" is protected.` + "\n"
 		if r.code != 0 || r.stdout != wantStdout || r.stderr != wantStderr {
 			t.Fatalf("exit %d\nstdout %q\nwant   %q\nstderr %q\nwant   %q", r.code, r.stdout, wantStdout, r.stderr, wantStderr)
 		}
@@ -528,7 +657,7 @@ func TestCLIRotate(t *testing.T) {
 		// The file is never written over.
 		r = c.run("", "database-users-rotate", "--all", "--out", out)
 		wantStderr = out + " already exists: give a new file (credentials are never written over an existing file).\n"
-		if r.code != 1 || r.stderr != wantStderr {
+		if r.code != 2 || r.stderr != wantStderr {
 			t.Fatalf("second rotation into the same file: exit %d, stderr %q", r.code, r.stderr)
 		}
 		if again := readCredentials(t, out); !maps.Equal(again, creds) {
@@ -540,8 +669,8 @@ func TestCLIRotate(t *testing.T) {
 		out := filepath.Join(dir, "named.jsonl")
 		r := c.run("", "database-users-rotate", names[0], f.Protected, "missing_user", names[1], "--out", out)
 		wantStdout := "Rotated: 2, skipped: 1, failed: 1\nNew credentials are in " + out + "\n"
-		wantStderr := `Skipped: User "` + f.Protected + `" is protected` + "\n" +
-			`Failed: User "missing_user" does not exist` + "\n" +
+		wantStderr := `Skipped: User "` + f.Protected + `" is protected.` + "\n" +
+			`Failed: User "missing_user" does not exist.` + "\n" +
 			"1 of 4 users could not be rotated.\n"
 		if r.code != 1 || r.stdout != wantStdout || r.stderr != wantStderr {
 			t.Fatalf("exit %d\nstdout %q\nwant   %q\nstderr %q\nwant   %q", r.code, r.stdout, wantStdout, r.stderr, wantStderr)
@@ -577,7 +706,7 @@ func TestCLIRotate(t *testing.T) {
 	t.Run("json summary", func(t *testing.T) {
 		out := filepath.Join(dir, "json.jsonl")
 		r := c.run("", "--json", "database-users-rotate", names[2], "missing_user", "--out", out)
-		want := `{"target":"app","out":"` + out + `","rotated":1,"skipped":[],"failed":[{"username":"missing_user","error":"User \"missing_user\" does not exist"}]}` + "\n"
+		want := `{"target":"app","out":"` + out + `","rotated":1,"skipped":[],"failed":[{"username":"missing_user","error":"User \"missing_user\" does not exist."}]}` + "\n"
 		if r.code != 1 || r.stdout != want {
 			t.Fatalf("exit %d, stdout\n%s\nwant\n%s", r.code, r.stdout, want)
 		}

@@ -221,7 +221,7 @@ func TestNATSOverTLS(t *testing.T) {
 	} {
 		t.Run("refused: "+tt.name, func(t *testing.T) {
 			r := cliWith(tt.env...).run("", append(tt.args, "database-users-list")...)
-			if r.code != 1 || r.stdout != "" || !tt.wantStderr.MatchString(r.stderr) {
+			if r.code != 2 || r.stdout != "" || !tt.wantStderr.MatchString(r.stderr) {
 				t.Fatalf("exit %d\nstdout %q\nstderr %q\nwant stderr %s", r.code, r.stdout, r.stderr, tt.wantStderr)
 			}
 			if strings.Contains(r.stderr, n.cliP) {

@@ -73,6 +73,12 @@ type app struct {
 type failure struct {
 	msg   string
 	cause error
+	// status and code, when status is not 0, are the exit status and the
+	// --json code; otherwise classify derives them from the cause.
+	status int
+	code   string
+	// jobID and jobState name the job the failure is about, when known.
+	jobID, jobState string
 }
 
 func (f *failure) Error() string { return f.msg }
@@ -88,8 +94,20 @@ func fail(cause error, format string, args ...any) error {
 	return &failure{msg: fmt.Sprintf(format, args...), cause: cause}
 }
 
+// usagef returns a failure of the command line or the settings: exit
+// status exitUsage.
+func usagef(format string, args ...any) error {
+	return &failure{msg: fmt.Sprintf(format, args...), status: exitUsage, code: codeUsage}
+}
+
+// usage is usagef with the error that showed the setting to be wrong.
+func usage(cause error, format string, args ...any) error {
+	return &failure{msg: fmt.Sprintf(format, args...), cause: cause, status: exitUsage, code: codeUsage}
+}
+
 // run runs the CLI with args (without the program name) and returns the
-// exit status: 0, or 1 after printing the error to stderr.
+// exit status: 0, or after printing the error to stderr (as JSON under
+// --json) the status of its kind (exit.go).
 func run(ctx context.Context, args []string, getenv func(string) string, std stdio) int {
 	a := &app{stdio: std}
 	root := a.rootCommand(getenv)
@@ -99,15 +117,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, std std
 	root.SetErr(std.err)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
-		return 0
+		return exitOK
+	}
+	if _, ok := errors.AsType[*quiet](err); ok {
+		status, _ := classify(err)
+		return status
 	}
 	if f, ok := errors.AsType[*failure](err); ok {
-		fmt.Fprintln(std.err, f.msg)
-	} else {
-		// Cobra's own errors: flags and arguments.
-		fmt.Fprintf(std.err, "%s\nRun '%s --help' for usage.\n", capitalize(err.Error()), cmd.CommandPath())
+		return printError(std.err, a.json, f.msg, err)
 	}
-	return 1
+	// Cobra's own errors: flags and arguments.
+	msg := fmt.Sprintf("%s.\nRun '%s --help' for usage.", strings.TrimSuffix(capitalize(err.Error()), "."), cmd.CommandPath())
+	return printError(std.err, a.json, msg, err)
 }
 
 func (a *app) rootCommand(getenv func(string) string) *cobra.Command {
@@ -136,7 +157,7 @@ certificate to a server that asks for one.`,
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		f := cmd.Flags()
 		if ctxErr != nil && !(given(f.Changed("nats-url"), getenv("DBUSERS_NATS_URL")) && given(f.Changed("target"), getenv("DBUSERS_TARGET"))) {
-			return fail(ctxErr, "%s.", capitalize(ctxErr.Error()))
+			return usage(ctxErr, "%s.", capitalize(ctxErr.Error()))
 		}
 		a.urlFromContext = cc.from(f.Changed("nats-url"), getenv("DBUSERS_NATS_URL"), cc.NATSURL)
 		return nil
@@ -155,8 +176,8 @@ certificate to a server that asks for one.`,
 	f.StringVar(&a.prefix, "prefix", envOr(getenv, "DBUSERS_PREFIX", orDefault(cc.Prefix, client.DefaultPrefix)), "subject prefix of the worker (its nats.prefix) [$DBUSERS_PREFIX]")
 	f.StringVar(&a.workerKey, "worker-xkey", getenv("DBUSERS_WORKER_XKEY"), "pin the worker's curve public key (X…) instead of asking the worker [$DBUSERS_WORKER_XKEY]")
 	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "how long to wait for the worker (per account for database-users-rotate)")
-	f.BoolVar(&a.json, "json", false, "print the result as JSON")
-	root.AddCommand(a.listCommand(), a.createCommand(), a.updatePasswordCommand(), a.deleteCommand(), a.rotateCommand())
+	f.BoolVar(&a.json, "json", false, "print the result as JSON on stdout, and an error as JSON on stderr")
+	root.AddCommand(a.listCommand(), a.createCommand(), a.updatePasswordCommand(), a.deleteCommand(), a.rotateCommand(), a.jobResultCommand())
 	return root
 }
 
@@ -197,14 +218,30 @@ type session struct {
 // connect checks the flags, connects to NATS and checks that a worker
 // answers, so that no prompt is shown when nothing would take the job.
 func (a *app) connect(ctx context.Context) (*session, error) {
+	s, err := a.dial()
+	if err != nil {
+		return nil, err
+	}
+	ictx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	if _, err := s.c.WorkerInfo(ictx); err != nil {
+		s.close()
+		return nil, a.describe(err, "")
+	}
+	return s, nil
+}
+
+// dial checks the flags and connects to NATS, without asking for a worker:
+// reading a job's state needs none.
+func (a *app) dial() (*session, error) {
 	if a.target == "" {
-		return nil, failf("No target: give --target or set DBUSERS_TARGET (the target's name in the worker's config).")
+		return nil, usagef("No target: give --target or set DBUSERS_TARGET (the target's name in the worker's config).")
 	}
 	if err := client.CheckTarget(a.target); err != nil {
-		return nil, failf("Invalid target %q: it must match ^[a-z0-9][a-z0-9_-]{0,62}$.", a.target)
+		return nil, usagef("Invalid target %q: it must match ^[a-z0-9][a-z0-9_-]{0,62}$.", a.target)
 	}
 	if a.timeout <= 0 {
-		return nil, failf("Invalid --timeout %v: it must be positive.", a.timeout)
+		return nil, usagef("Invalid --timeout %v: it must be positive.", a.timeout)
 	}
 	conn, names, err := a.natsSettings()
 	if err != nil {
@@ -212,18 +249,24 @@ func (a *app) connect(ctx context.Context) (*session, error) {
 	}
 	connOpts, err := conn.Options(names)
 	if err != nil {
-		return nil, fail(err, "Invalid NATS settings:\n%v", err)
+		return nil, usage(err, "Invalid NATS settings:\n%v", err)
 	}
 	if err := natsconn.CheckURLs(a.natsURL); err != nil {
-		return nil, fail(err, "Invalid --nats-url (or DBUSERS_NATS_URL): %v.", err)
+		return nil, usage(err, "Invalid --nats-url (or DBUSERS_NATS_URL): %v.", err)
 	}
 	opts := []nats.Option{nats.Name("dbusers-cli"), nats.Timeout(min(a.timeout, 5*time.Second))}
 	nc, err := nats.Connect(a.natsURL, append(opts, connOpts...)...)
 	if err != nil {
+		f := &failure{cause: err, status: exitUnavailable, code: codeNATS}
 		if hint := conn.Hint(err, names); hint != "" {
-			return nil, fail(err, "Cannot connect to NATS at %s: %v.\n%s.", natsconn.RedactURLs(a.natsURL), err, capitalize(hint))
+			// The server answered and refused the login or the TLS
+			// handshake: the settings are wrong, waiting does not help.
+			f.msg = fmt.Sprintf("Cannot connect to NATS at %s: %v.\n%s.", natsconn.RedactURLs(a.natsURL), err, capitalize(hint))
+			f.status, f.code = exitUsage, codeNATSRefused
+			return nil, f
 		}
-		return nil, fail(err, "Cannot connect to NATS at %s: %v.\n%s", natsconn.RedactURLs(a.natsURL), err, a.urlQuestion())
+		f.msg = fmt.Sprintf("Cannot connect to NATS at %s: %v.\n%s", natsconn.RedactURLs(a.natsURL), err, a.urlQuestion())
+		return nil, f
 	}
 	copts := []client.Option{client.WithPrefix(a.prefix), client.WithTimeout(a.timeout)}
 	if a.workerKey != "" {
@@ -232,16 +275,9 @@ func (a *app) connect(ctx context.Context) (*session, error) {
 	c, err := client.New(nc, copts...)
 	if err != nil {
 		nc.Close()
-		return nil, fail(err, "%s.", capitalize(strings.TrimPrefix(err.Error(), "client: ")))
+		return nil, usage(err, "%s.", capitalize(strings.TrimPrefix(err.Error(), "client: ")))
 	}
-	s := &session{c: c, nc: nc}
-	ictx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
-	if _, err := c.WorkerInfo(ictx); err != nil {
-		s.close()
-		return nil, a.describe(err, "")
-	}
-	return s, nil
+	return &session{c: c, nc: nc}, nil
 }
 
 func (s *session) close() { s.nc.Close() }
@@ -261,11 +297,11 @@ func (a *app) natsSettings() (natsconn.Settings, natsconn.Names, error) {
 	}
 	switch {
 	case a.passwordFile != "" && !a.envPassword.IsZero():
-		return s, names, failf("Give the NATS password with --password-file or DBUSERS_NATS_PASSWORD, not both.")
+		return s, names, usagef("Give the NATS password with --password-file or DBUSERS_NATS_PASSWORD, not both.")
 	case a.passwordFile != "":
 		pw, err := natsconn.ReadPasswordFile(a.passwordFile)
 		if err != nil {
-			return s, names, fail(err, "Invalid NATS settings:\n--password-file: %v", err)
+			return s, names, usage(err, "Invalid NATS settings:\n--password-file: %v", err)
 		}
 		s.Password = pw
 		names.Password = "--password-file"
@@ -274,13 +310,14 @@ func (a *app) natsSettings() (natsconn.Settings, natsconn.Names, error) {
 		names.Password = "DBUSERS_NATS_PASSWORD"
 	}
 	if s.Authenticates() && natsconn.URLHasUserInfo(a.natsURL) {
-		return s, names, failf("--nats-url (or DBUSERS_NATS_URL) holds a user, password or token, and --creds, --nkey or --user is given too: give one.")
+		return s, names, usagef("--nats-url (or DBUSERS_NATS_URL) holds a user, password or token, and --creds, --nkey or --user is given too: give one.")
 	}
 	return s, names, nil
 }
 
 // describe words an error of the client for the user. username is the
-// account the command was about ("" for none).
+// account the command was about ("" for none). A job without a result in
+// time is worded by notDone where the job is known.
 func (a *app) describe(err error, username string) error {
 	if ce, ok := errors.AsType[*client.Error](err); ok {
 		return fail(err, "%s", a.describeCode(ce, username))
@@ -290,10 +327,10 @@ func (a *app) describe(err error, username string) error {
 		return fail(err, "No dbusers worker answered at %s (prefix %q).\n%s",
 			natsconn.RedactURLs(a.natsURL), a.prefix, a.urlQuestion())
 	case errors.Is(err, client.ErrNoResult) && errors.Is(err, context.Canceled):
-		return fail(err, "Interrupted before the worker answered; the job is queued and may still run.")
+		return fail(err, "Interrupted before the worker answered.")
 	case errors.Is(err, client.ErrNoResult):
-		return fail(err, "The worker did not answer within %v; the job is queued and runs once a worker takes it.\n"+
-			"Is the worker running and reaching its database? Check with database-users-list; --timeout sets the wait.", a.timeout)
+		return fail(err, "The worker did not answer within %v.\n"+
+			"Is the worker running and reaching its database? --timeout sets the wait.", a.timeout)
 	case errors.Is(err, client.ErrSecretGone):
 		return fail(err, "User %q was changed, but its generated password could not be read from the vault (expired or already read).\n"+
 			"Set a new one with database-users-update-password.", username)
@@ -306,28 +343,41 @@ func (a *app) describe(err error, username string) error {
 	return fail(err, "%s.", capitalize(strings.TrimPrefix(err.Error(), "client: ")))
 }
 
+// describeCode words the worker's answer as one or more sentences.
 func (a *app) describeCode(e *client.Error, username string) string {
 	switch e.Code {
 	case client.CodeUserExists:
-		return fmt.Sprintf("User %q already exists", username)
+		return fmt.Sprintf("User %q already exists.", username)
 	case client.CodeUserNotFound:
-		return fmt.Sprintf("User %q does not exist", username)
+		return fmt.Sprintf("User %q does not exist.", username)
 	case client.CodeProtectedUser:
-		return fmt.Sprintf("User %q is protected", username)
+		return fmt.Sprintf("User %q is protected.", username)
 	case client.CodeForeignUser:
-		return fmt.Sprintf("User %q is not managed here: it holds privileges outside the database of target %q, so it is left untouched", username, a.target)
+		return fmt.Sprintf("User %q is not managed here: it holds privileges outside the database of target %q, so it is left untouched.", username, a.target)
 	case client.CodeInvalidUsername:
-		return "Invalid username: " + e.Message
+		return "Invalid username: " + sentence(e.Message)
 	case client.CodeInvalidPassword:
-		return "Invalid password: " + e.Message
+		return "Invalid password: " + sentence(e.Message)
 	case client.CodeUnknownTarget:
-		return fmt.Sprintf("Unknown target %q: the worker has no target of that name (check --target or DBUSERS_TARGET)", a.target)
+		return fmt.Sprintf("Unknown target %q: the worker has no target of that name (check --target or DBUSERS_TARGET).", a.target)
 	case client.CodeUnavailable:
-		return fmt.Sprintf("The database of target %q is unavailable: %s", a.target, e.Message)
+		// The worker's message is for its operators (it can name the
+		// driver's error); the user needs what happened and what to do.
+		return fmt.Sprintf("The database of target %q did not answer the worker through its retry budget: its server is down or cannot be reached.\n"+
+			"Run the command again once it is back; the worker's log and its /readyz endpoint say more.", a.target)
 	case client.CodeInvalidJob:
-		return "Invalid request: " + e.Message
+		return "Invalid request: " + sentence(e.Message)
 	}
-	return "The worker failed: " + e.Message
+	return "The worker failed: " + sentence(e.Message)
+}
+
+// sentence ends s with a full stop, unless it ends one already.
+func sentence(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.HasSuffix(s, ".") || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "!") {
+		return s
+	}
+	return s + "."
 }
 
 // capitalize upper-cases the first letter of a message.

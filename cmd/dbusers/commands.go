@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -77,8 +78,8 @@ A username has 6 to 32 characters of a-z, 0-9 and _, and begins with a letter.`,
 		Args: oneUsername,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			username := args[0]
-			return a.withPassword(cmd.Context(), username, func(ctx context.Context, c *client.Client, password secret.Secret) (client.Credentials, error) {
-				return c.CreateUser(ctx, a.target, client.CreateUserRequest{Username: username, ReadOnly: readOnly, Password: password})
+			return a.withPassword(cmd.Context(), username, "created", func(ctx context.Context, c *client.Client, password secret.Secret, jobID string) (client.Credentials, error) {
+				return c.CreateUser(ctx, a.target, client.CreateUserRequest{Username: username, ReadOnly: readOnly, Password: password, JobID: jobID})
 			}, func(creds client.Credentials) string {
 				if !creds.Password.IsZero() {
 					return fmt.Sprintf("User \"%s\" created with password \"%s\".", username, creds.Password.Reveal())
@@ -104,8 +105,8 @@ first line is the password. A protected user's password cannot be changed.`,
 		Args:    oneUsername,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			username := args[0]
-			return a.withPassword(cmd.Context(), username, func(ctx context.Context, c *client.Client, password secret.Secret) (client.Credentials, error) {
-				return c.ResetPassword(ctx, a.target, client.ResetPasswordRequest{Username: username, Password: password})
+			return a.withPassword(cmd.Context(), username, "given a new password", func(ctx context.Context, c *client.Client, password secret.Secret, jobID string) (client.Credentials, error) {
+				return c.ResetPassword(ctx, a.target, client.ResetPasswordRequest{Username: username, Password: password, JobID: jobID})
 			}, func(creds client.Credentials) string {
 				if !creds.Password.IsZero() {
 					return fmt.Sprintf("User \"%s\" updated with password \"%s\".", username, creds.Password.Reveal())
@@ -135,9 +136,13 @@ deleted.`,
 				return err
 			}
 			defer s.close()
-			ctx, cancel := context.WithTimeout(ctx, a.timeout)
+			wctx, cancel := context.WithTimeout(ctx, a.timeout)
 			defer cancel()
-			acc, err := s.c.DeleteUser(ctx, a.target, client.DeleteUserRequest{Username: username})
+			jobID := newJobID()
+			acc, err := s.c.DeleteUser(wctx, a.target, client.DeleteUserRequest{Username: username, JobID: jobID})
+			if errors.Is(err, client.ErrNoResult) {
+				return a.notDone(ctx, s, err, jobID, username, change{op: "deleted"})
+			}
 			if err != nil {
 				return a.describe(err, username)
 			}
@@ -152,8 +157,9 @@ deleted.`,
 
 // withPassword runs create or update-password: check the username, make
 // sure a worker answers, get the password, run the job, print the outcome.
-func (a *app) withPassword(ctx context.Context, username string,
-	do func(context.Context, *client.Client, secret.Secret) (client.Credentials, error),
+// done says what the job does to the user, for a late success.
+func (a *app) withPassword(ctx context.Context, username, done string,
+	do func(ctx context.Context, c *client.Client, password secret.Secret, jobID string) (client.Credentials, error),
 	message func(client.Credentials) string,
 ) error {
 	if err := client.CheckUsername(username); err != nil {
@@ -169,9 +175,13 @@ func (a *app) withPassword(ctx context.Context, username string,
 		return err
 	}
 	// The wait for the worker starts after the prompt.
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	wctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	creds, err := do(ctx, s.c, secret.New(password))
+	jobID := newJobID()
+	creds, err := do(wctx, s.c, secret.New(password), jobID)
+	if errors.Is(err, client.ErrNoResult) {
+		return a.notDone(ctx, s, err, jobID, username, change{op: done, password: password == ""})
+	}
 	if err != nil {
 		return a.describe(err, username)
 	}

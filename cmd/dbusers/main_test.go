@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dbusers/dbusers/client"
 	"github.com/dbusers/dbusers/secret"
@@ -187,37 +189,119 @@ func TestReadPasswordFromStdin(t *testing.T) {
 	}
 }
 
-// TestUsageErrors: what is refused before any connection.
+// TestUsageErrors: what is refused before any connection, with the exit
+// status of its kind: 2 for the command line, 3 for a rule.
 func TestUsageErrors(t *testing.T) {
 	const run = "\nRun 'dbusers %s --help' for usage.\n"
 	tests := []struct {
 		name       string
 		args       []string
 		wantStderr string
+		wantCode   int
 	}{
-		{"create without username", []string{"database-users-create"}, "Expected one <username> argument, got 0" + fmt.Sprintf(run, "database-users-create")},
-		{"delete with two usernames", []string{"database-users-delete", "aaaaaa", "bbbbbb"}, "Expected one <username> argument, got 2" + fmt.Sprintf(run, "database-users-delete")},
-		{"list with an argument", []string{"database-users-list", "x"}, `Unexpected arguments ["x"]: database-users-list takes none` + fmt.Sprintf(run, "database-users-list")},
-		{"unknown flag", []string{"database-users-list", "--bogus"}, "Unknown flag: --bogus" + fmt.Sprintf(run, "database-users-list")},
-		{"bad timeout", []string{"--timeout", "soon", "database-users-list"}, `Invalid argument "soon" for "--timeout" flag: time: invalid duration "soon"` + fmt.Sprintf(run, "database-users-list")},
-		{"unknown command", []string{"database-users-frobnicate"}, `Unknown command "database-users-frobnicate" for "dbusers"` + "\nRun 'dbusers --help' for usage.\n"},
-		{"invalid username", []string{"database-users-create", "abc"}, `Invalid username: username "abc" has 3 characters; 6 to 32 are allowed` + "\n"},
-		{"reserved username", []string{"database-users-delete", "mysql_admin"}, `Invalid username: username "mysql_admin" is reserved`},
-		{"no target", []string{"database-users-list"}, "No target: give --target or set DBUSERS_TARGET (the target's name in the worker's config).\n"},
-		{"bad target", []string{"--target", "My.App", "database-users-list"}, `Invalid target "My.App": it must match ^[a-z0-9][a-z0-9_-]{0,62}$.` + "\n"},
-		{"rotate without users", []string{"database-users-rotate", "--out", "x"}, "Give the usernames to rotate, or --all for every user.\n"},
-		{"rotate with both", []string{"database-users-rotate", "--all", "my_user", "--out", "x"}, "Give either --all or usernames, not both.\n"},
-		{"rotate without --out", []string{"database-users-rotate", "--all"}, "Give --out FILE: the new credentials are written there, never to the terminal.\n"},
-		{"rotate invalid username", []string{"database-users-rotate", "my_user", "Bad", "--out", "x"}, `Invalid username: username "Bad" has 3 characters; 6 to 32 are allowed` + "\n"},
+		{"create without username", []string{"database-users-create"}, "Expected one <username> argument, got 0." + fmt.Sprintf(run, "database-users-create"), exitUsage},
+		{"delete with two usernames", []string{"database-users-delete", "aaaaaa", "bbbbbb"}, "Expected one <username> argument, got 2." + fmt.Sprintf(run, "database-users-delete"), exitUsage},
+		{"list with an argument", []string{"database-users-list", "x"}, `Unexpected arguments ["x"]: database-users-list takes none.` + fmt.Sprintf(run, "database-users-list"), exitUsage},
+		{"unknown flag", []string{"database-users-list", "--bogus"}, "Unknown flag: --bogus." + fmt.Sprintf(run, "database-users-list"), exitUsage},
+		{"bad timeout", []string{"--timeout", "soon", "database-users-list"}, `Invalid argument "soon" for "--timeout" flag: time: invalid duration "soon".` + fmt.Sprintf(run, "database-users-list"), exitUsage},
+		{"unknown command", []string{"database-users-frobnicate"}, `Unknown command "database-users-frobnicate" for "dbusers".` + "\nRun 'dbusers --help' for usage.\n", exitUsage},
+		{"job result without id", []string{"--target", "app", "database-users-job-result"}, "Expected one <job-id> argument, got 0." + fmt.Sprintf(run, "database-users-job-result"), exitUsage},
+		{"invalid username", []string{"database-users-create", "abc"}, `Invalid username: username "abc" has 3 characters; 6 to 32 are allowed.` + "\n", exitRefused},
+		{"reserved username", []string{"database-users-delete", "mysql_admin"}, `Invalid username: username "mysql_admin" is reserved`, exitRefused},
+		{"no target", []string{"database-users-list"}, "No target: give --target or set DBUSERS_TARGET (the target's name in the worker's config).\n", exitUsage},
+		{"bad target", []string{"--target", "My.App", "database-users-list"}, `Invalid target "My.App": it must match ^[a-z0-9][a-z0-9_-]{0,62}$.` + "\n", exitUsage},
+		{"rotate without users", []string{"database-users-rotate", "--out", "x"}, "Give the usernames to rotate, or --all for every user.\n", exitUsage},
+		{"rotate with both", []string{"database-users-rotate", "--all", "my_user", "--out", "x"}, "Give either --all or usernames, not both.\n", exitUsage},
+		{"rotate without --out", []string{"database-users-rotate", "--all"}, "Give --out FILE: the new credentials are written there, never to the terminal.\n", exitUsage},
+		{"rotate invalid username", []string{"database-users-rotate", "my_user", "Bad", "--out", "x"}, `Invalid username: username "Bad" has 3 characters; 6 to 32 are allowed.` + "\n", exitRefused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			stdout, stderr, code := runCLI(t, "", nil, tt.args...)
-			if code != 1 || stdout != "" {
-				t.Errorf("exit %d, stdout %q; want 1 and nothing", code, stdout)
+			if code != tt.wantCode || stdout != "" {
+				t.Errorf("exit %d, stdout %q; want %d and nothing", code, stdout, tt.wantCode)
 			}
 			if strings.HasSuffix(tt.wantStderr, "\n") && stderr != tt.wantStderr || !strings.HasPrefix(stderr, tt.wantStderr) {
 				t.Errorf("stderr\n%q\nwant\n%q", stderr, tt.wantStderr)
+			}
+		})
+	}
+}
+
+// TestErrorsUnderJSON: under --json an error is one JSON object on stderr
+// with the contract's code (or the CLI's own), the message and the exit
+// status, which is also the process's.
+func TestErrorsUnderJSON(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode string
+		wantExit int
+	}{
+		{"usage", []string{"--json", "database-users-create"}, codeUsage, exitUsage},
+		{"unknown flag", []string{"--json", "database-users-list", "--bogus"}, codeUsage, exitUsage},
+		{"invalid username", []string{"--json", "--target", "app", "database-users-create", "abc"}, "invalid_username", exitRefused},
+		{"no target", []string{"--json", "database-users-list"}, codeUsage, exitUsage},
+		{"NATS down", []string{"--json", "--target", "app", "--nats-url", "nats://127.0.0.1:1", "--timeout", "1s", "database-users-list"}, codeNATS, exitUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, code := runCLI(t, "", nil, tt.args...)
+			if code != tt.wantExit || stdout != "" {
+				t.Errorf("exit %d, stdout %q; want %d and nothing", code, stdout, tt.wantExit)
+			}
+			var got errorJSON
+			dec := json.NewDecoder(strings.NewReader(stderr))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&got); err != nil || dec.More() {
+				t.Fatalf("stderr is not one JSON error: %v\n%s", err, stderr)
+			}
+			if got.Error.Code != tt.wantCode || got.Error.ExitStatus != tt.wantExit || got.Error.Message == "" {
+				t.Errorf("error %+v, want code %q, exit_status %d and a message", got.Error, tt.wantCode, tt.wantExit)
+			}
+		})
+	}
+}
+
+// TestExitStatuses: each kind of failure has its own status, as
+// docs/cli.md lists them.
+func TestExitStatuses(t *testing.T) {
+	e := func(code client.Code) error {
+		return fmt.Errorf("wrapped: %w", &client.Error{Code: code, Message: "x", JobID: "j"})
+	}
+	tests := []struct {
+		err        error
+		wantStatus int
+		wantCode   string
+	}{
+		{e(client.CodeInvalidJob), exitRefused, "invalid_job"},
+		{e(client.CodeInvalidUsername), exitRefused, "invalid_username"},
+		{e(client.CodeInvalidPassword), exitRefused, "invalid_password"},
+		{e(client.CodeUserExists), exitRefused, "user_exists"},
+		{e(client.CodeProtectedUser), exitRefused, "protected_user"},
+		{e(client.CodeForeignUser), exitRefused, "foreign_user"},
+		{e(client.CodeUserNotFound), exitNotFound, "user_not_found"},
+		{e(client.CodeUnknownTarget), exitNotFound, "unknown_target"},
+		{e(client.CodeUnavailable), exitUnavailable, "unavailable"},
+		{e(client.CodeInternal), exitFailed, "internal"},
+		{fmt.Errorf("client: %w: job x: %w", client.ErrNoResult, context.DeadlineExceeded), exitUnavailable, codeTimeout},
+		{fmt.Errorf("client: %w: job x: %w", client.ErrNoResult, context.Canceled), exitInterrupted, codeInterrupted},
+		{fmt.Errorf("client: %w on dbusers.info", client.ErrNoWorker), exitUnavailable, codeNoWorker},
+		{fmt.Errorf("client: job x: %w", client.ErrSecretGone), exitPasswordUnread, codePasswordUnread},
+		{fmt.Errorf("client: job x: %w", client.ErrSecretUnread), exitPasswordUnread, codePasswordUnread},
+		{errors.New("unknown flag: --x"), exitUsage, codeUsage},
+		{failf("Cannot write the file."), exitFailed, codeFailed},
+	}
+	a := &app{target: "app", timeout: time.Second}
+	for _, tt := range tests {
+		t.Run(tt.err.Error(), func(t *testing.T) {
+			err := tt.err
+			if _, ok := errors.AsType[*failure](err); !ok && !strings.HasPrefix(err.Error(), "unknown flag") {
+				err = a.describe(err, "my_user") // as the commands word them
+			}
+			status, code := classify(err)
+			if status != tt.wantStatus || code != tt.wantCode {
+				t.Errorf("status %d, code %q; want %d, %q", status, code, tt.wantStatus, tt.wantCode)
 			}
 		})
 	}
@@ -236,8 +320,8 @@ func TestNATSURLPasswordNeverShown(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
 			_, stderr, code := runCLI(t, "", nil, "--nats-url", tt.url, "--target", "app", "--timeout", "2s", "database-users-list")
-			if code != 1 || !strings.HasPrefix(stderr, tt.wantStderr) {
-				t.Fatalf("exit %d, stderr %q; want 1, beginning %q", code, stderr, tt.wantStderr)
+			if (code != exitUsage && code != exitUnavailable) || !strings.HasPrefix(stderr, tt.wantStderr) {
+				t.Fatalf("exit %d, stderr %q; want 2 or 5, beginning %q", code, stderr, tt.wantStderr)
 			}
 			if strings.Contains(stderr, "UNIQUE") {
 				t.Fatalf("stderr shows the URL's password: %q", stderr)
@@ -255,8 +339,8 @@ func TestRotateRefusesExistingFile(t *testing.T) {
 	}
 	_, stderr, code := runCLI(t, "", nil, "--target", "app", "database-users-rotate", "--all", "--out", out)
 	want := out + " already exists: give a new file (credentials are never written over an existing file).\n"
-	if code != 1 || stderr != want {
-		t.Fatalf("exit %d, stderr %q; want 1, %q", code, stderr, want)
+	if code != exitUsage || stderr != want {
+		t.Fatalf("exit %d, stderr %q; want 2, %q", code, stderr, want)
 	}
 	if b, _ := os.ReadFile(out); string(b) != "earlier\n" {
 		t.Fatalf("the existing file changed: %q", b)
@@ -267,7 +351,7 @@ func TestRotateRefusesExistingFile(t *testing.T) {
 // (go test -update rewrites them).
 func TestHelp(t *testing.T) {
 	for _, cmd := range []string{"", "database-users-list", "database-users-create", "database-users-update-password",
-		"database-users-delete", "database-users-rotate"} {
+		"database-users-delete", "database-users-rotate", "database-users-job-result"} {
 		name := cmp(cmd, "dbusers")
 		t.Run(name, func(t *testing.T) {
 			args := []string{"--help"}
@@ -312,21 +396,23 @@ func TestDescribe(t *testing.T) {
 		err  error
 		want string
 	}{
-		{e(client.CodeUserExists, "x"), `User "my_user" already exists`},
-		{e(client.CodeUserNotFound, "x"), `User "my_user" does not exist`},
-		{e(client.CodeProtectedUser, "x"), `User "my_user" is protected`},
-		{e(client.CodeForeignUser, "x"), `User "my_user" is not managed here: it holds privileges outside the database of target "my-app", so it is left untouched`},
-		{e(client.CodeInvalidUsername, "too short"), `Invalid username: too short`},
-		{e(client.CodeInvalidPassword, "too short"), `Invalid password: too short`},
-		{e(client.CodeUnknownTarget, "x"), `Unknown target "my-app": the worker has no target of that name (check --target or DBUSERS_TARGET)`},
-		{e(client.CodeUnavailable, "MySQL down"), `The database of target "my-app" is unavailable: MySQL down`},
-		{e(client.CodeInvalidJob, "bad id"), `Invalid request: bad id`},
-		{e(client.CodeInternal, "boom"), `The worker failed: boom`},
+		{e(client.CodeUserExists, "x"), `User "my_user" already exists.`},
+		{e(client.CodeUserNotFound, "x"), `User "my_user" does not exist.`},
+		{e(client.CodeProtectedUser, "x"), `User "my_user" is protected.`},
+		{e(client.CodeForeignUser, "x"), `User "my_user" is not managed here: it holds privileges outside the database of target "my-app", so it is left untouched.`},
+		{e(client.CodeInvalidUsername, "too short"), `Invalid username: too short.`},
+		{e(client.CodeInvalidPassword, "too short."), `Invalid password: too short.`},
+		{e(client.CodeUnknownTarget, "x"), `Unknown target "my-app": the worker has no target of that name (check --target or DBUSERS_TARGET).`},
+		{e(client.CodeUnavailable, "MySQL: server version: dial tcp 127.0.0.1:1: connect: connection refused; retry the job"),
+			"The database of target \"my-app\" did not answer the worker through its retry budget: its server is down or cannot be reached.\n" +
+				"Run the command again once it is back; the worker's log and its /readyz endpoint say more."},
+		{e(client.CodeInvalidJob, "bad id"), `Invalid request: bad id.`},
+		{e(client.CodeInternal, "boom"), `The worker failed: boom.`},
 		{fmt.Errorf("client: %w on dbusers.info: %w", client.ErrNoWorker, errors.New("nats: no responders")),
 			"No dbusers worker answered at nats://127.0.0.1:4222 (prefix \"dbusers\").\nIs the worker running, and is --nats-url (or DBUSERS_NATS_URL) right?"},
 		{fmt.Errorf("client: %w: job x: %w", client.ErrNoResult, context.DeadlineExceeded),
-			"The worker did not answer within 30s; the job is queued and runs once a worker takes it.\nIs the worker running and reaching its database? Check with database-users-list; --timeout sets the wait."},
-		{fmt.Errorf("client: %w: job x: %w", client.ErrNoResult, context.Canceled), "Interrupted before the worker answered; the job is queued and may still run."},
+			"The worker did not answer within 30s.\nIs the worker running and reaching its database? --timeout sets the wait."},
+		{fmt.Errorf("client: %w: job x: %w", client.ErrNoResult, context.Canceled), "Interrupted before the worker answered."},
 		{fmt.Errorf("client: job x: %w", client.ErrSecretGone),
 			"User \"my_user\" was changed, but its generated password could not be read from the vault (expired or already read).\nSet a new one with database-users-update-password."},
 		{fmt.Errorf("client: job x: %w: read vault key k: %w", client.ErrSecretUnread, errors.New("nats: timeout")),
@@ -366,7 +452,7 @@ func TestRotateSummary(t *testing.T) {
 			results:    []client.RotateResult{{Username: "user_a", Password: secret.New("p"), JobID: "j1"}},
 			skipped:    []string{"owner_user"},
 			wantStdout: "Rotated: 1, skipped: 1, failed: 0\nNew credentials are in out.jsonl\n",
-			wantStderr: "Skipped: User \"owner_user\" is protected\n",
+			wantStderr: "Skipped: User \"owner_user\" is protected.\n",
 		},
 		{
 			name: "skipped, failed, lost and not sent",
@@ -380,9 +466,9 @@ func TestRotateSummary(t *testing.T) {
 			},
 			lost:       map[string]error{"user_lost": errors.New("disk full")},
 			wantStdout: "Rotated: 1, skipped: 1, failed: 4\nNew credentials are in out.jsonl\n",
-			wantStderr: "Skipped: User \"owner_user\" is protected\n" +
-				"Failed: User \"missing_user\" does not exist\n" +
-				"Failed: User \"user_lost\" got a new password that could not be written to out.jsonl (disk full): rotate it again\n" +
+			wantStderr: "Skipped: User \"owner_user\" is protected.\n" +
+				"Failed: User \"missing_user\" does not exist.\n" +
+				"Failed: User \"user_lost\" got a new password that could not be written to out.jsonl (disk full): rotate it again.\n" +
 				"Interrupted: 2 users were not sent, and keep their passwords.\n",
 			wantErr: "4 of 6 users could not be rotated.",
 		},
@@ -453,7 +539,7 @@ func TestNATSSettingsErrors(t *testing.T) {
 			getenv := func(k string) string { return tt.env[k] }
 			args := append(append([]string{"--target", "app"}, tt.args...), "database-users-list")
 			code := run(t.Context(), args, getenv, stdio{in: strings.NewReader(""), out: &out, err: &errOut})
-			if code != 1 || out.Len() != 0 {
+			if code != exitUsage || out.Len() != 0 {
 				t.Fatalf("exit %d, stdout %q", code, out.String())
 			}
 			for _, w := range tt.wantStderr {

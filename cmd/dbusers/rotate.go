@@ -63,8 +63,8 @@ written over, so that no earlier credentials are lost.
 Protected users are skipped and reported. One user's failure does not stop
 the others. On a terminal, a progress bar on stderr shows the count, the rate
 and the time left. The command ends with a summary (rotated, skipped,
-failed), and exits with status 1 when any user failed. --timeout bounds each
-user's job.`,
+failed), and exits with status 1 when any user failed (docs/cli.md lists the
+exit statuses). --timeout bounds each user's job.`,
 		Example: `  dbusers --target my-app database-users-rotate --all --out new-passwords.jsonl
   dbusers --target my-app database-users-rotate my_user my_user_ro --out new-passwords.jsonl`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -80,13 +80,13 @@ user's job.`,
 func (a *app) rotate(ctx context.Context, f rotateFlags, usernames []string) error {
 	switch {
 	case f.all && len(usernames) > 0:
-		return failf("Give either --all or usernames, not both.")
+		return usagef("Give either --all or usernames, not both.")
 	case !f.all && len(usernames) == 0:
-		return failf("Give the usernames to rotate, or --all for every user.")
+		return usagef("Give the usernames to rotate, or --all for every user.")
 	case f.out == "":
-		return failf("Give --out FILE: the new credentials are written there, never to the terminal.")
+		return usagef("Give --out FILE: the new credentials are written there, never to the terminal.")
 	case f.concurrency < 1:
-		return failf("Invalid --concurrency %d: it must be at least 1.", f.concurrency)
+		return usagef("Invalid --concurrency %d: it must be at least 1.", f.concurrency)
 	}
 	for _, u := range usernames {
 		if err := client.CheckUsername(u); err != nil {
@@ -94,7 +94,7 @@ func (a *app) rotate(ctx context.Context, f rotateFlags, usernames []string) err
 		}
 	}
 	if _, err := os.Lstat(f.out); err == nil {
-		return failf("%s already exists: give a new file (credentials are never written over an existing file).", f.out)
+		return usagef("%s already exists: give a new file (credentials are never written over an existing file).", f.out)
 	}
 	s, err := a.connect(ctx)
 	if err != nil {
@@ -121,7 +121,7 @@ func (a *app) rotate(ctx context.Context, f rotateFlags, usernames []string) err
 
 	file, err := os.OpenFile(f.out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return fail(err, "%s already exists: give a new file (credentials are never written over an existing file).", f.out)
+		return usage(err, "%s already exists: give a new file (credentials are never written over an existing file).", f.out)
 	}
 	if err != nil {
 		return fail(err, "Cannot create %s: %v.", f.out, err)
@@ -175,7 +175,7 @@ func (a *app) rotateSummary(out string, results []client.RotateResult, skipped [
 	sum := rotateJSON{Target: a.target, Out: out, Skipped: []string{}, Failed: []rotateFailed{}}
 	for _, u := range skipped {
 		sum.Skipped = append(sum.Skipped, u)
-		fmt.Fprintf(a.err, "Skipped: User \"%s\" is protected\n", u)
+		fmt.Fprintf(a.err, "Skipped: User \"%s\" is protected.\n", u)
 	}
 	notSent := 0 // the command was interrupted before their jobs were sent
 	for _, r := range results {
@@ -185,13 +185,13 @@ func (a *app) rotateSummary(out string, results []client.RotateResult, skipped [
 			sum.Failed = append(sum.Failed, rotateFailed{Username: r.Username, Error: "not sent: interrupted"})
 		case errors.Is(r.Err, client.ErrProtectedUser):
 			sum.Skipped = append(sum.Skipped, r.Username)
-			fmt.Fprintf(a.err, "Skipped: User \"%s\" is protected\n", r.Username)
+			fmt.Fprintf(a.err, "Skipped: User \"%s\" is protected.\n", r.Username)
 		case r.Err != nil:
 			msg := a.describe(r.Err, r.Username).Error()
 			sum.Failed = append(sum.Failed, rotateFailed{Username: r.Username, Error: msg})
 			fmt.Fprintf(a.err, "Failed: %s\n", msg)
 		case lost[r.Username] != nil:
-			msg := fmt.Sprintf("User \"%s\" got a new password that could not be written to %s (%v): rotate it again", r.Username, out, lost[r.Username])
+			msg := fmt.Sprintf("User \"%s\" got a new password that could not be written to %s (%v): rotate it again.", r.Username, out, lost[r.Username])
 			sum.Failed = append(sum.Failed, rotateFailed{Username: r.Username, Error: msg})
 			fmt.Fprintf(a.err, "Failed: %s\n", msg)
 		default:
