@@ -58,6 +58,93 @@ func (r *StreamResults) Lookup(ctx context.Context, subject string) ([]byte, boo
 	return msg.Data, true, nil
 }
 
+var _ BatchResults = (*StreamResults)(nil)
+
+// PublishMany publishes every result without waiting for each: all are
+// sent, then every ack is awaited, one wait for the batch.
+func (r *StreamResults) PublishMany(ctx context.Context, pubs []Publication) ([]bool, []error) {
+	exists, errs := make([]bool, len(pubs)), make([]error, len(pubs))
+	futures := make([]jetstream.PubAckFuture, len(pubs))
+	for i, p := range pubs {
+		var opts []jetstream.PublishOpt
+		if p.OnlyNew {
+			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
+		}
+		futures[i], errs[i] = r.js.PublishAsync(p.Subject, p.Data, opts...)
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			var apiErr *jetstream.APIError
+			if pubs[i].OnlyNew && errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+				exists[i] = true
+				continue
+			}
+			errs[i] = err
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+	return exists, errs
+}
+
+// LookupMany returns the results stored on subjects in one batched direct
+// get ("multi_last", FACTS.md). It reads the answers itself and takes
+// the last Nats-Subject of each: the server appends its own headers after
+// any a publisher stored (ServerHeader).
+func (r *StreamResults) LookupMany(ctx context.Context, subjects []string) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(subjects))
+	if len(subjects) == 0 {
+		return out, nil
+	}
+	req, err := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		Batch     int      `json:"batch"`
+	}{subjects, len(subjects)})
+	if err != nil {
+		return nil, err
+	}
+	nc := r.js.Conn()
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+r.stream.CachedInfo().Config.Name, inbox, req); err != nil {
+		return nil, err
+	}
+	want := make(map[string]struct{}, len(subjects))
+	for _, s := range subjects {
+		want[s] = struct{}{}
+	}
+	for {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("batched direct get of %d results: %w", len(subjects), err)
+		}
+		subject, found := ServerHeader(msg.Header, jetstream.SubjectHeader)
+		if !found {
+			// 204 EOB: the end; 404: none of them is stored.
+			switch status, _ := ServerHeader(msg.Header, "Status"); status {
+			case "204", "404":
+				return out, nil
+			default:
+				desc, _ := ServerHeader(msg.Header, "Description")
+				return nil, fmt.Errorf("batched direct get of %d results: the server answered %s %q", len(subjects), status, desc)
+			}
+		}
+		if _, ok := want[subject]; ok {
+			out[subject] = msg.Data
+		}
+	}
+}
+
 // KVIntents is the Intents record on a key-value bucket.
 type KVIntents struct{ kv jetstream.KeyValue }
 
@@ -186,37 +273,4 @@ func (p *StreamJobs) scan(ctx context.Context, subject string, from uint64, max 
 // Erase securely deletes the job at seq.
 func (p *StreamJobs) Erase(ctx context.Context, seq uint64) error {
 	return p.stream.SecureDeleteMsg(ctx, seq)
-}
-
-// First returns the sequence of the oldest job at or after from on filter.
-// It reads the direct get's answer itself: nats.go takes the first
-// Nats-Sequence header of the answer, which is the job's own when its
-// publisher set one, where the server's is the last (ServerHeader).
-func (p *StreamJobs) First(ctx context.Context, filter string, from uint64) (uint64, error) {
-	req, err := json.Marshal(struct {
-		Seq     uint64 `json:"seq"`
-		NextFor string `json:"next_by_subj"`
-	}{from, filter})
-	if err != nil {
-		return 0, err
-	}
-	msg, err := p.nc.RequestWithContext(ctx, p.direct, req)
-	if err != nil {
-		return 0, fmt.Errorf("direct get of the oldest job on %s: %w", filter, err)
-	}
-	// A found message carries the stream's headers after its own; an
-	// answer without them is a status (404: none).
-	seqText, found := ServerHeader(msg.Header, jetstream.SequenceHeader)
-	if !found {
-		if status, _ := ServerHeader(msg.Header, "Status"); status == "404" {
-			return 0, nil
-		}
-		desc, _ := ServerHeader(msg.Header, "Description")
-		return 0, fmt.Errorf("direct get of the oldest job on %s: the server answered %q", filter, desc)
-	}
-	seq, err := strconv.ParseUint(seqText, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("direct get of the oldest job on %s: the server's sequence %q does not parse", filter, seqText)
-	}
-	return seq, nil
 }

@@ -39,10 +39,9 @@ func MySQLErrorClasses() []string {
 func HandBackReasons() []string {
 	return []string{
 		"look up an earlier result",
-		"an older job of this target is still pending",
 		"stopping or MySQL state not settled",
+		"stopping: an earlier job of the target was handed back",
 		"publish the result",
-		"republish the stored result",
 		"erase the job's sealed password",
 	}
 }

@@ -38,7 +38,7 @@ func TestObserverLabelsAreListed(t *testing.T) {
 		arg  int
 		want []string
 	}{
-		"handBack":   {2, HandBackReasons()},
+		"handBack":   {0, HandBackReasons()},
 		"HandedBack": {0, HandBackReasons()},
 		"JobDone":    {1, Outcomes()},
 	}

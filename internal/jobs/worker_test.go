@@ -444,7 +444,7 @@ func TestRetriesAndFailures(t *testing.T) {
 		budget     time.Duration
 		wantCode   Code // "" for ok
 		wantCalls  []string
-		handedBack bool
+		held       bool
 		noAbandon  bool
 		exists     bool
 		wantMsg    string // in the error's message
@@ -461,9 +461,11 @@ func TestRetriesAndFailures(t *testing.T) {
 		{name: "create never sent: no abandon", op: "create", body: `{"id":"r4","username":"good_user","reply_key":"KEY"}`,
 			errs:   always(errRefused),
 			budget: 300 * time.Millisecond, wantCode: CodeUnavailable, noAbandon: true},
-		{name: "create lost, cleanup impossible: handed back", op: "create", body: `{"id":"r5","username":"good_user","reply_key":"KEY"}`,
+		// Held, never handed back while the partition is worked: its
+		// target's later jobs would overtake it.
+		{name: "create lost, cleanup impossible: held until it can", op: "create", body: `{"id":"r5","username":"good_user","reply_key":"KEY"}`,
 			errs:       []error{errLost, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused},
-			abandonErr: errRefused, budget: 300 * time.Millisecond, handedBack: true},
+			abandonErr: errRefused, budget: 300 * time.Millisecond, held: true},
 		{name: "user exists is final", op: "create", body: `{"id":"r6","username":"good_user","reply_key":"KEY"}`,
 			errs: []error{mysqlops.ErrUserExists}, budget: time.Second, wantCode: CodeUserExists,
 			wantCalls: []string{"create good_user"}},
@@ -522,9 +524,10 @@ func TestRetriesAndFailures(t *testing.T) {
 			var id struct{ ID string }
 			_ = json.Unmarshal([]byte(body), &id)
 			m, res := h.run(t, tt.op, id.ID, body)
-			if tt.handedBack {
-				if !m.naked || m.acked || h.results.pubs != 0 {
-					t.Fatalf("naked %v acked %v results %d: want handed back without a result", m.naked, m.acked, h.results.pubs)
+			if tt.held {
+				if m.naked || !m.acked || h.results.pubs != 1 || !slices.Contains(h.ops.Calls(), "abandon good_user") {
+					t.Fatalf("naked %v acked %v results %d calls %q: want held (an abandon tried), then answered once",
+						m.naked, m.acked, h.results.pubs, h.ops.Calls())
 				}
 				return
 			}
@@ -557,105 +560,7 @@ func TestRetriesAndFailures(t *testing.T) {
 }
 
 // fakePending says which sequences are still in the stream.
-type fakePending struct{ seqs []uint64 }
-
-func (p fakePending) Erase(context.Context, uint64) error { return nil }
-
-func (p fakePending) First(_ context.Context, _ string, from uint64) (uint64, error) {
-	for _, s := range p.seqs {
-		if s >= from {
-			return s, nil
-		}
-	}
-	return 0, nil
-}
-
-func TestOlderPendingJobHoldsBackNewerOne(t *testing.T) {
-	tests := []struct {
-		name    string
-		pending []uint64 // in the stream; the job itself is 7
-		floor   uint64   // no job of the target at or below it is in the stream but acked ones
-		acked   []uint64 // acked here out of turn, deletion not applied yet
-		wantRun bool
-	}{
-		{"oldest", []uint64{7, 9}, 0, nil, true},
-		{"older job pending elsewhere", []uint64{3, 7}, 0, nil, false},
-		{"older job acked here in turn, deletion not applied yet", []uint64{3, 7}, 3, nil, true},
-		{"two older, one acked in turn", []uint64{3, 5, 7}, 3, nil, false},
-		{"older job acked here out of turn", []uint64{3, 7}, 0, []uint64{3}, true},
-		{"a refused job acked after an older one was handed back", []uint64{3, 5, 7}, 0, []uint64{5}, false},
-		// A replica behind the leader, which does not see the job itself,
-		// may not see an older one either.
-		{"answer without the job itself", nil, 0, nil, false},
-		{"answer past the job itself", []uint64{9}, 0, nil, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, time.Second)
-			h.w.cfg.Jobs = fakePending{seqs: tt.pending}
-			l := &lane{key: "app"}
-			o := h.w.targetOrder("app")
-			o.floor = tt.floor
-			for _, s := range tt.acked {
-				o.ackedOutOfTurn(s)
-			}
-			m := &fakeMsg{subject: stored("dbusers.jobs.app.user.delete"), header: nats.Header{},
-				data: []byte(`{"id":"t1","username":"good_user"}`), seq: 7}
-			h.w.process(&delivery{msg: m, received: time.Now(), lane: l})
-			ran := len(h.ops.Calls()) > 0
-			if ran != tt.wantRun {
-				t.Fatalf("ran = %v, want %v (calls %q)", ran, tt.wantRun, h.ops.Calls())
-			}
-			if !tt.wantRun && (!m.naked || m.acked || h.results.pubs != 0) {
-				t.Fatalf("held-back job: naked %v acked %v results %d; want handed back, no result", m.naked, m.acked, h.results.pubs)
-			}
-			if tt.wantRun && (!m.acked || o.floor != 7 || len(o.acked) != 0) {
-				t.Fatalf("job that ran: acked %v, floor %d, acked out of turn %v; want floor 7, none", m.acked, o.floor, o.acked)
-			}
-		})
-	}
-}
-
-// TestRefusedJobDoesNotOpenTheWay: job 3 of a target is handed back (job
-// 1, held by another process, was still pending), then job 5, invalid, is
-// refused and acked without an order check: job 7 must still wait for 3.
-// Before, the refused job's ack moved the start of the next check past 3,
-// and 7 ran first.
-func TestRefusedJobDoesNotOpenTheWay(t *testing.T) {
-	h := newHarness(t, time.Second)
-	l := &lane{key: "app"}
-	job := func(pending []uint64, seq uint64, body string) *fakeMsg {
-		h.w.cfg.Jobs = fakePending{seqs: pending}
-		m := &fakeMsg{subject: stored("dbusers.jobs.app.user.delete"), header: nats.Header{}, data: []byte(body), seq: seq}
-		h.w.process(&delivery{msg: m, received: time.Now(), lane: l})
-		return m
-	}
-	if m := job([]uint64{1, 3, 5, 7}, 3, `{"id":"j3","username":"good_user"}`); !m.naked {
-		t.Fatalf("job 3: naked %v acked %v; want handed back", m.naked, m.acked)
-	}
-	// Job 1 is done elsewhere; 5's ack is not applied yet.
-	if m := job([]uint64{3, 5, 7}, 5, `{"id":"j5","username":"Bad Name!"}`); !m.acked {
-		t.Fatal("job 5 (refused) not acked")
-	}
-	m := job([]uint64{3, 5, 7}, 7, `{"id":"j7","username":"good_user"}`)
-	if calls := h.ops.Calls(); len(calls) != 0 || !m.naked || m.acked {
-		t.Fatalf("job 7 ran before job 3, still pending: calls %q, naked %v, acked %v", calls, m.naked, m.acked)
-	}
-	// Job 3 comes back and runs; then 7 does.
-	if m := job([]uint64{3, 5, 7}, 3, `{"id":"j3","username":"good_user"}`); !m.acked {
-		t.Fatal("job 3, back in its turn, did not run")
-	}
-	if m := job([]uint64{5, 7}, 7, `{"id":"j7","username":"good_user"}`); !m.acked {
-		t.Fatal("job 7, after 3, did not run")
-	}
-	if calls := h.ops.Calls(); len(calls) != 2 {
-		t.Fatalf("calls %q, want 3's delete then 7's", calls)
-	}
-}
-
-// erasing records the jobs it was asked to erase.
 type erasing struct {
-	fakePending
 	erased []uint64
 }
 
@@ -745,10 +650,11 @@ func TestKeepAliveTellsOnlyJobsNearTheirDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	fresh := &delivery{msg: &fakeMsg{}, extended: now.Add(-35 * time.Second)}
-	old := &delivery{msg: &fakeMsg{}, extended: now.Add(-41 * time.Second)}
-	running := &delivery{msg: &fakeMsg{}, extended: now.Add(-45 * time.Second)}
-	w.lanes["app"] = &lane{key: "app", current: running, queue: []*delivery{fresh, old}}
+	fresh := &delivery{msg: &fakeMsg{}, seq: 2, extended: now.Add(-35 * time.Second)}
+	old := &delivery{msg: &fakeMsg{}, seq: 3, extended: now.Add(-41 * time.Second)}
+	running := &delivery{msg: &fakeMsg{}, seq: 1, extended: now.Add(-45 * time.Second)}
+	w.lanes["app"] = &lane{key: "app", queue: []*delivery{fresh, old},
+		seqs: map[uint64]*delivery{1: running, 2: fresh, 3: old}}
 
 	told := func(d *delivery) int {
 		m := d.msg.(*fakeMsg)
@@ -766,37 +672,6 @@ func TestKeepAliveTellsOnlyJobsNearTheirDeadline(t *testing.T) {
 	}
 }
 
-// liveStream is a jobs stream whose pending jobs are the messages not yet
-// acknowledged; it counts its order checks.
-type liveStream struct {
-	mu     sync.Mutex
-	msgs   []*fakeMsg
-	checks int
-}
-
-func (s *liveStream) Erase(context.Context, uint64) error { return nil }
-
-func (s *liveStream) First(_ context.Context, _ string, from uint64) (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.checks++
-	for _, m := range s.msgs {
-		m.mu.Lock()
-		acked := m.acked
-		m.mu.Unlock()
-		if !acked && m.seq >= from {
-			return m.seq, nil
-		}
-	}
-	return 0, nil
-}
-
-func (s *liveStream) Checks() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.checks
-}
-
 func deleteMsg(id, user string, seq uint64) *fakeMsg {
 	m := &fakeMsg{subject: stored("dbusers.jobs.app.user.delete"), header: nats.Header{},
 		data: []byte(`{"id":"` + id + `","username":"` + user + `"}`), seq: seq}
@@ -804,88 +679,22 @@ func deleteMsg(id, user string, seq uint64) *fakeMsg {
 	return m
 }
 
-// TestPreflightTurnHoldsOnlyOnceTheJobAheadIsAcked: the order check made
-// while the job ahead runs counts from after that job, so it may be used
-// only once that job is acknowledged in its turn; until then the turn is
-// asked again and the older job holds the next one back. A job ahead
-// acknowledged without its order check (refused) does not say that
-// nothing older is pending: the turn is asked again too.
-func TestPreflightTurnHoldsOnlyOnceTheJobAheadIsAcked(t *testing.T) {
-	h := newHarness(t, time.Second)
-	m7, m8 := deleteMsg("p7", "user_seven", 7), deleteMsg("p8", "user_eight", 8)
-	js := &liveStream{msgs: []*fakeMsg{m7, m8}}
-	h.w.cfg.Jobs = js
-	l := &lane{key: "app"}
-	d7 := &delivery{msg: m7, received: time.Now(), lane: l}
-	d8 := &delivery{msg: m8, received: time.Now(), lane: l}
-	d8.pre = h.w.startPreflight(d8, d7)
-	if d8.pre == nil {
-		t.Fatal("no preflight for a job with an id behind another")
+// runQueued hands msgs to the fetcher, as the consumer does, and waits
+// until the lanes are done.
+func (h *harness) runQueued(msgs ...*fakeMsg) {
+	for _, m := range msgs {
+		h.w.dispatch(m)
 	}
-	subject := streams.ResultSubject("dbusers", "app", "p8")
-
-	c := h.w.check(d8, 8, subject)
-	if c.err != nil || c.found || c.turn {
-		t.Fatalf("with the job ahead unacknowledged: %+v, want not in turn", c)
-	}
-	if js.Checks() != 2 { // the preflight's, then the one asked again
-		t.Fatalf("%d order checks, want 2", js.Checks())
-	}
-
-	if d8.pre != nil {
-		t.Fatal("the preflight was kept after use: it holds the job ahead in memory")
-	}
-
-	// A preflight made while job 7 ran, used after it was acknowledged
-	// in its turn.
-	d8.pre = h.w.startPreflight(d8, d7)
-	<-d8.pre.done
-	d7.inTurn = true
-	h.w.ack(d7, 7)
-	c = h.w.check(d8, 8, subject)
-	if c.err != nil || c.found || !c.turn {
-		t.Fatalf("with the job ahead acknowledged: %+v, want in turn", c)
-	}
-	if js.Checks() != 3 {
-		t.Fatalf("%d order checks, want the preflight's to be used (3)", js.Checks())
-	}
-
-	// Job 9 behind 8, which was refused (acked out of turn): 9's
-	// preflight is not used, its turn is asked again.
-	m9 := deleteMsg("p9", "user_nine", 9)
-	js.msgs = append(js.msgs, m9)
-	d9 := &delivery{msg: m9, received: time.Now(), lane: l}
-	d9.pre = h.w.startPreflight(d9, d8)
-	<-d9.pre.done
-	h.w.ack(d8, 8)
-	c = h.w.check(d9, 9, streams.ResultSubject("dbusers", "app", "p9"))
-	if c.err != nil || c.found || !c.turn {
-		t.Fatalf("behind a refused job: %+v, want in turn", c)
-	}
-	if js.Checks() != 5 {
-		t.Fatalf("%d order checks, want the turn asked again behind a refused job (5)", js.Checks())
-	}
+	h.w.running.Wait()
 }
 
 // TestLaneAnswersARepublishedIDOnce: a job republished with the id of the
 // job just ahead of it in its lane gets that job's result and changes
-// nothing, even though its reads were made while that job still ran.
+// nothing, although both were queued together.
 func TestLaneAnswersARepublishedIDOnce(t *testing.T) {
 	h := newHarness(t, time.Second)
 	first, again, other := deleteMsg("same", "user_one", 7), deleteMsg("same", "user_one", 8), deleteMsg("next", "user_two", 9)
-	h.w.cfg.Jobs = &liveStream{msgs: []*fakeMsg{first, again, other}}
-	l := &lane{key: "app"}
-	// Its reads would race the job ahead's result: it gets none.
-	if pre := h.w.startPreflight(&delivery{msg: again}, &delivery{msg: first}); pre != nil {
-		t.Fatal("a job with the id of the job ahead got a preflight")
-	}
-	for _, m := range []*fakeMsg{first, again, other} {
-		l.queue = append(l.queue, &delivery{msg: m, received: time.Now(), lane: l})
-	}
-	h.w.lanes["app"] = l
-	h.w.running.Add(1)
-	h.w.runLane(l)
-
+	h.runQueued(first, again, other)
 	if calls := h.ops.Calls(); !slices.Equal(calls, []string{"delete user_one", "delete user_two"}) {
 		t.Fatalf("MySQL calls %q, want user_one once, then user_two", calls)
 	}
@@ -893,6 +702,28 @@ func TestLaneAnswersARepublishedIDOnce(t *testing.T) {
 		if !m.acked {
 			t.Fatalf("job %d not acknowledged", m.seq)
 		}
+	}
+}
+
+// TestDeliveredAgainWhileHeldRunsOnce: a job delivered again while its
+// lane still holds it (its ack wait ran out during a stall) is not queued
+// twice; both deliveries are acked when it ends.
+func TestDeliveredAgainWhileHeldRunsOnce(t *testing.T) {
+	h := newHarness(t, time.Second)
+	m := deleteMsg("twice", "user_one", 7)
+	again := deleteMsg("twice", "user_one", 7)
+	again.delivered = 2
+	// Held: the lane is busy with an earlier job while both arrive.
+	block := deleteMsg("first", "user_zero", 6)
+	h.ops.mu.Lock()
+	h.ops.errs = []error{errLock}
+	h.ops.mu.Unlock()
+	h.runQueued(block, m, again)
+	if calls := h.ops.Calls(); !slices.Equal(calls, []string{"delete user_zero", "delete user_zero", "delete user_one"}) {
+		t.Fatalf("MySQL calls %q, want user_zero's two attempts, then one delete of user_one", calls)
+	}
+	if !m.acked || !again.acked {
+		t.Fatalf("acked %v and %v, want both deliveries acked", m.acked, again.acked)
 	}
 }
 

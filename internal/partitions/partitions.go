@@ -23,8 +23,13 @@ import (
 )
 
 // Runner works partition n until ctx ends, then hands back what it has not
-// finished and returns.
+// finished and returns. When ctx ends with the cause ErrLeaseLost, another
+// process may soon work the partition: the runner must stop at once.
 type Runner func(ctx context.Context, n int)
+
+// ErrLeaseLost is the cause of a runner's context that ends because its
+// lease could not be renewed in time, or is held by another process.
+var ErrLeaseLost = errors.New("the partition's lease could not be renewed in time")
 
 // Config is what a Balancer is built from.
 type Config struct {
@@ -50,8 +55,11 @@ type lease struct {
 	rev       uint64
 	renewed   time.Time
 	releasing bool
-	cancel    context.CancelFunc
-	done      chan struct{}
+	cancel    context.CancelCauseFunc
+	// deadline ends the runner with ErrLeaseLost at half the TTL after
+	// the last renewal; each renewal pushes it back.
+	deadline *time.Timer
+	done     chan struct{}
 }
 
 // New returns a Balancer.
@@ -127,11 +135,13 @@ func (b *Balancer) round(ctx context.Context) {
 		switch {
 		case err == nil:
 			l.rev, l.renewed = rev, time.Now()
-		case errors.Is(err, jetstream.ErrKeyExists) || time.Since(l.renewed) > b.cfg.TTL*2/3:
-			// Someone else holds it now, or it may have expired: stop at
-			// once; the order check covers the overlap.
+			l.deadline.Reset(b.cfg.TTL / 2)
+		case errors.Is(err, jetstream.ErrKeyExists) || time.Since(l.renewed) >= b.cfg.TTL/2:
+			// Someone else holds it now, or it may expire soon: stop at
+			// once (the deadline timer has, or is about to).
 			b.log.Warn("partition lease lost", zap.Int("partition", n), zap.Error(err))
-			l.cancel()
+			l.deadline.Stop()
+			l.cancel(ErrLeaseLost)
 			delete(b.leases, n)
 			continue
 		default:
@@ -146,7 +156,7 @@ func (b *Balancer) round(ctx context.Context) {
 	for n := b.cfg.Partitions - 1; n >= 0 && active > fair; n-- {
 		if l, ok := b.leases[n]; ok && !l.releasing {
 			l.releasing = true
-			l.cancel()
+			l.cancel(nil)
 			active--
 			b.log.Info("partition handed back for balance", zap.Int("partition", n), zap.Int("members", members))
 		}
@@ -168,8 +178,9 @@ func (b *Balancer) round(ctx context.Context) {
 		if err != nil {
 			continue // held by another process, or NATS is away: next round
 		}
-		runCtx, runCancel := context.WithCancel(context.Background())
+		runCtx, runCancel := context.WithCancelCause(context.Background())
 		l := &lease{rev: rev, renewed: time.Now(), cancel: runCancel, done: make(chan struct{})}
+		l.deadline = time.AfterFunc(b.cfg.TTL/2, func() { runCancel(ErrLeaseLost) })
 		b.leases[n] = l
 		active++
 		go func() {
@@ -200,7 +211,8 @@ func (b *Balancer) stopAll() {
 	b.leases = map[int]*lease{}
 	b.mu.Unlock()
 	for _, l := range leases {
-		l.cancel()
+		l.deadline.Stop()
+		l.cancel(nil)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

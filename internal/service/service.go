@@ -98,7 +98,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	objs, err := streams.Ensure(ctx, js, streams.Settings{
+	settings := streams.Settings{
 		Prefix:          cfg.NATS.Prefix,
 		Replicas:        cfg.NATS.Replicas,
 		DuplicateWindow: cfg.NATS.DuplicateWindow,
@@ -108,7 +108,8 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		AckWait:         cfg.NATS.AckWait,
 		LeaseTTL:        cfg.NATS.LeaseTTL,
 		JobsMaxBytes:    cfg.NATS.JobsMaxBytes,
-	})
+	}
+	objs, err := streams.Ensure(ctx, js, settings)
 	if err != nil {
 		return nil, err
 	}
@@ -142,8 +143,26 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		return nil, err
 	}
 	runPartition := func(ctx context.Context, n int) {
+		// Order across processes: the partition is worked anew from its
+		// oldest job (docs/architecture.md).
+		var consumer jetstream.Consumer
+		for consumer == nil {
+			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			c, err := streams.TakeOverPartition(tctx, js, settings, n)
+			cancel()
+			if err == nil {
+				consumer = c
+				break
+			}
+			log.Warn("take over a partition", zap.Int("partition", n), zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
 		w, _ := jobs.NewWorker(workerCfg)
-		if err := w.Run(ctx, objs.Partitions[n], nil); err != nil {
+		if err := w.Run(ctx, consumer, nil); err != nil {
 			log.Error("partition worker", zap.Int("partition", n), zap.Error(err))
 		}
 	}

@@ -206,8 +206,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 			Source:      s.Prefix + ".jobs.*.>",
 			Destination: fmt.Sprintf("%s.jobs.{{partition(%d,1)}}.{{wildcard(1)}}.>", s.Prefix, s.Partitions),
 		},
-		// The worker reads the oldest pending job of a target by subject
-		// before it runs a newer one.
+		// Stray jobs (no consumer reads their subject) are read by
+		// sequence and subject (jobs.StraySweeper).
 		AllowDirect: true,
 	})
 	if err != nil {
@@ -256,16 +256,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 		return nil, err
 	}
 	consumer := func(name, filter string) (jetstream.Consumer, error) {
-		c, err := js.CreateOrUpdateConsumer(ctx, jobsName, jetstream.ConsumerConfig{
-			Durable:       name,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-			FilterSubject: filter,
-			AckWait:       s.AckWait,
-			// Never give up on a job: every accepted job must get its result.
-			MaxDeliver:    -1,
-			MaxAckPending: MaxAckPending,
-		})
+		c, err := js.CreateOrUpdateConsumer(ctx, jobsName, consumerConfig(name, filter, s))
 		if err != nil {
 			return nil, fmt.Errorf("streams: consumer %s on %s: %w", name, jobsName, err)
 		}
@@ -282,6 +273,41 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 		return nil, err
 	}
 	return &o, nil
+}
+
+// consumerConfig is the configuration of a jobs consumer.
+func consumerConfig(name, filter string, s Settings) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: filter,
+		AckWait:       s.AckWait,
+		// Never give up on a job: every accepted job must get its result.
+		MaxDeliver:    -1,
+		MaxAckPending: MaxAckPending,
+	}
+}
+
+// TakeOverPartition re-creates partition n's consumer for a process that
+// has just taken the partition's lease, and returns it. The jobs stream
+// keeps only unacknowledged jobs (work-queue retention), so the new
+// consumer delivers every job still in the partition from the oldest, in
+// stream order: those another process held when it died or lost the
+// lease come before any later job of their target. Without it the old
+// consumer would redeliver them only after their ack wait, behind newer
+// jobs. The caller holds the lease: no other process reads the consumer.
+func TakeOverPartition(ctx context.Context, js jetstream.JetStream, s Settings, n int) (jetstream.Consumer, error) {
+	jobsName, _, _, _ := Names(s.Prefix)
+	name := PartitionConsumer(n)
+	if err := js.DeleteConsumer(ctx, jobsName, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("streams: take over partition %d: delete its consumer: %w", n, err)
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, jobsName, consumerConfig(name, PartitionSubject(s.Prefix, n), s))
+	if err != nil {
+		return nil, fmt.Errorf("streams: take over partition %d: create its consumer: %w", n, err)
+	}
+	return c, nil
 }
 
 // removeStale deletes consumers that would overlap the partition consumers

@@ -1,0 +1,273 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.uber.org/zap"
+
+	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/secret"
+)
+
+// A job runs alone when it cannot join a many-account statement (a
+// redelivery, a list, a job beside others on its own account) or when
+// its statement failed: attempts with exponential backoff within the
+// retry budget (contract §5.4), each looking at the real state first.
+
+// runAlone runs one valid job to its outcome. password is its chosen or
+// already generated password (zero: generate one); with generated, the
+// result already says where the vault holds it (res.Secret). A job that
+// cannot finish for a reason of the worker's own (NATS away, a half-made
+// account it could not drop) is held and tried again while the worker
+// runs, never handed back while later jobs of its target could overtake
+// it.
+func (w *Worker) runAlone(j *work, password secret.Secret, generated bool, intent *jobIntent) outcome {
+	if intent == nil {
+		intent = w.newIntent(j.d, j.job)
+	}
+	total := int(j.d.delivered) - 1
+	for {
+		attempts, jerr, back := w.execute(j.d, j.ops, j.job, password, generated, intent, &j.res)
+		total += attempts
+		if !back {
+			return j.finished(total, jerr)
+		}
+		if w.stopCtx.Err() != nil {
+			return j.handBack("stopping or MySQL state not settled", nil)
+		}
+		w.jobLog(j).Warn("job held: the worker's NATS side or MySQL's state is not settled; trying again")
+		pause(w.stopCtx, time.Second)
+	}
+}
+
+// newIntent returns a job's view of its username's intent record.
+func (w *Worker) newIntent(d *delivery, job Job) *jobIntent {
+	return &jobIntent{store: w.cfg.Intents, key: job.Target + "." + job.Username, id: job.ID, redelivered: d.delivered != 1}
+}
+
+// execute applies a valid job with retries. It returns the number of
+// attempts, the job's error (nil on success), and handBack=true when the
+// job must go back to the stream without a result (shutdown, or a create
+// that may have left a half-made account it could not clean up).
+func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result) (int, *Error, bool) {
+	if password.IsZero() && (job.Op == OpCreate || job.Op == OpResetPassword) {
+		pw, err := w.cfg.GeneratePassword()
+		if err != nil {
+			return 1, Errorf(CodeInternal, "generate a password: %v", err), false
+		}
+		password, generated = pw, true
+	}
+
+	deadline := d.received.Add(w.cfg.RetryBudget)
+	if err := w.stillUnreachable(d, deadline); err != nil {
+		// Counted as one attempt, as a refused job is: every result
+		// says the worker handled the job at least once.
+		return 1, toJobError(err), false
+	}
+	attempts := 0
+	if intent == nil {
+		intent = w.newIntent(d, job)
+	}
+	b := backoff.WithContext(&budgetBackOff{
+		next: backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(100*time.Millisecond),
+			backoff.WithMaxInterval(unreachableFresh),
+			backoff.WithMaxElapsedTime(0)),
+		deadline: deadline,
+	}, w.stopCtx)
+	var lastErr error
+	err := backoff.RetryNotify(func() error {
+		attempts++
+		err := w.apply(ops, job, password, generated, intent, res)
+		w.noteReach(d, err)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		if ne := (natsError{}); !errors.As(err, &ne) && !isOutcome(err) {
+			w.cfg.Observer.MySQLError(classify(err).String())
+		}
+		if classify(err) == mysqlops.Permanent {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, b, func(err error, wait time.Duration) {
+		_ = d.msg.InProgress()
+		w.cfg.Observer.Retry(job.Op, classify(err).String())
+		w.log.Warn("retrying", zap.String("job_id", job.ID), zap.String("target", job.Target),
+			zap.Int("attempt", attempts), zap.String("class", classify(err).String()),
+			zap.Duration("wait", wait), zap.Error(err))
+	})
+	if err == nil {
+		return attempts, nil, false
+	}
+	var ne natsError
+	if errors.As(lastErr, &ne) || (w.stopCtx.Err() != nil && classify(lastErr) != mysqlops.Permanent) {
+		// The worker's own NATS side failed, or it is stopping: nothing
+		// to tell the requester yet; another delivery finishes the job.
+		return attempts, nil, true
+	}
+	jerr := toJobError(lastErr)
+	if job.Op == OpCreate && jerr.Code != CodeUserExists {
+		// Never leave an account without its grant once the job has
+		// ended: drop what this job may have made, or keep the job.
+		ctx, cancel := context.WithTimeout(w.hardCtx, 10*time.Second)
+		defer cancel()
+		if aerr := ops.Abandon(ctx, job.Username, intent); aerr != nil {
+			w.log.Warn("cannot drop a possibly half-made account; the job stays queued",
+				zap.String("job_id", job.ID), zap.String("target", job.Target), zap.Error(aerr))
+			return attempts, nil, true
+		}
+	}
+	return attempts, jerr, false
+}
+
+// stillUnreachable returns the error that proved the lane's target
+// unreachable moments ago, when job d may not try again: its first
+// delivery (so nothing of it was ever sent, and a create has nothing to
+// clean up) waited in the lane past its retry budget. Without this, each
+// job queued behind a server that went dark would make one attempt, and
+// an attempt can cost the whole connect timeout: thousands of queued jobs
+// would take hours to be answered, and hold their partition's window all
+// that time.
+func (w *Worker) stillUnreachable(d *delivery, deadline time.Time) error {
+	l := d.lane
+	if l == nil || l.unreachable == nil || time.Since(l.unreachableAt) >= unreachableFresh || time.Now().Before(deadline) {
+		return nil
+	}
+	if d.delivered != 1 {
+		return nil
+	}
+	return fmt.Errorf("%w, found by the target's previous job %s ago", l.unreachable, time.Since(l.unreachableAt).Round(time.Millisecond))
+}
+
+// noteReach records on d's lane whether an attempt reached MySQL.
+func (w *Worker) noteReach(d *delivery, err error) {
+	l := d.lane
+	switch {
+	case l == nil:
+	case err != nil && mysqlops.NothingSent(err) && classify(err) != mysqlops.Permanent:
+		l.unreachable, l.unreachableAt = err, time.Now()
+	case err == nil || !errors.As(err, new(natsError)):
+		l.unreachable = nil
+	}
+}
+
+// budgetBackOff retries until the budget's deadline and makes the last
+// attempt at the deadline itself, so that "unavailable" means MySQL stayed
+// unreachable through the whole budget.
+type budgetBackOff struct {
+	next     backoff.BackOff
+	deadline time.Time
+}
+
+func (b *budgetBackOff) NextBackOff() time.Duration {
+	left := time.Until(b.deadline)
+	if left <= 0 {
+		return backoff.Stop
+	}
+	return min(b.next.NextBackOff(), left)
+}
+
+func (b *budgetBackOff) Reset() { b.next.Reset() }
+
+// apply runs one attempt of a job.
+func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result) error {
+	ctx := w.hardCtx
+	var ready mysqlops.Ready
+	if generated && res.Secret == nil {
+		// The sealed password goes to the vault before MySQL changes:
+		// an account must never have a password nobody can read. The
+		// write runs while MySQL checks the account, and the password
+		// statement waits for it (ready). An entry of a job that then
+		// fails expires unread.
+		stored := w.storeSecret(ctx, job, password)
+		ready = func(ctx context.Context) error {
+			select {
+			case s := <-stored:
+				if s.err != nil {
+					return s.err
+				}
+				res.Secret = s.secret
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	switch job.Op {
+	case OpCreate:
+		if err := ops.Create(ctx, job.Username, password, job.ReadOnly, intent, ready); err != nil {
+			return err
+		}
+		if err := mustHaveWaited(ctx, ready, res); err != nil {
+			return err
+		}
+		res.User = &Account{Username: job.Username, ReadOnly: job.ReadOnly}
+	case OpResetPassword:
+		acct, err := ops.ResetPassword(ctx, job.Username, password, ready)
+		if err != nil {
+			return err
+		}
+		if err := mustHaveWaited(ctx, ready, res); err != nil {
+			return err
+		}
+		res.User = &Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
+	case OpDelete:
+		acct, err := ops.Delete(ctx, job.Username, intent)
+		if err != nil {
+			return err
+		}
+		res.User = &Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
+	case OpList:
+		accts, next, err := ops.List(ctx, job.After, job.Limit)
+		if err != nil {
+			return err
+		}
+		res.Users = make([]Account, len(accts))
+		for i, a := range accts {
+			res.Users[i] = Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
+		}
+		res.Next = next
+	}
+	return nil
+}
+
+// mustHaveWaited makes sure a job with a generated password reports where
+// the password waits, even from an Ops that succeeded without calling ready.
+func mustHaveWaited(ctx context.Context, ready mysqlops.Ready, res *Result) error {
+	if ready == nil || res.Secret != nil {
+		return nil
+	}
+	return ready(ctx)
+}
+
+// storedSecret is the outcome of storeSecret.
+type storedSecret struct {
+	secret *Secret
+	err    error
+}
+
+// storeSecret seals a generated password to the job's reply key and writes
+// it to the vault in the background; the channel gets the outcome.
+func (w *Worker) storeSecret(ctx context.Context, job Job, password secret.Secret) <-chan storedSecret {
+	out := make(chan storedSecret, 1) // never blocks: an operation that stops early does not read it
+	sealed, err := w.cfg.Keys.SealPassword(job.ID, password, job.ReplyKey)
+	if err != nil {
+		out <- storedSecret{err: fmt.Errorf("seal the generated password: %w", err)}
+		return out
+	}
+	go func() {
+		key, expires, err := w.cfg.Secrets.Put(ctx, job.Target, job.ID, sealed)
+		if err != nil {
+			out <- storedSecret{err: natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}}
+			return
+		}
+		out <- storedSecret{secret: &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}}
+	}()
+	return out
+}

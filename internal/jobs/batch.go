@@ -1,0 +1,183 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/secret"
+)
+
+// A many-account batch: consecutive jobs of a lane with the same op on
+// distinct accounts (executor.group) run as one statement (BatchOps). The
+// generated passwords of the batch are written to the vault, and the
+// stream has acknowledged every entry, before the statement runs; intents
+// are written in one round right before it. A job the batch cannot
+// decide (its statement failed, its account is not in the common case)
+// runs alone afterwards with the same password and intent, so the
+// one-account rules hold for each.
+
+// member is one job of a many-account batch.
+type member struct {
+	j         *work
+	password  secret.Secret
+	generated bool
+	intent    *jobIntent
+	// jerr is the outcome the batch decided (nil: ok).
+	jerr *Error
+	// alone: the batch did not decide it; err is why (logged).
+	alone bool
+	err   error
+}
+
+// runMany runs jobs as one many-account batch and gives the completer an
+// outcome for each, in order.
+func (w *Worker) runMany(c *completer, jobs []*work) {
+	ctx := w.hardCtx
+	ops := jobs[0].ops.(BatchOps)
+	members := make([]*member, len(jobs))
+	for i, j := range jobs {
+		members[i] = &member{j: j, password: j.password, intent: w.newIntent(j.d, j.job)}
+	}
+	if op := jobs[0].job.Op; op == OpCreate || op == OpResetPassword {
+		w.storeSecrets(ctx, members)
+	}
+	var send []*member
+	for _, m := range members {
+		if !m.alone {
+			send = append(send, m)
+		}
+	}
+	changes := make([]mysqlops.Change, len(send))
+	for i, m := range send {
+		changes[i] = mysqlops.Change{Username: m.j.job.Username, Password: m.password, ReadOnly: m.j.job.ReadOnly, Intent: m.intent}
+	}
+	record := func(ctx context.Context, idx []int) error {
+		errs := concurrently(len(idx), func(k int) error {
+			return w.cfg.Intents.Put(ctx, send[idx[k]].intent.key, send[idx[k]].intent.id)
+		})
+		for _, err := range errs {
+			if err != nil {
+				return natsError{fmt.Errorf("write the intent records: %w", err)}
+			}
+		}
+		for _, i := range idx {
+			send[i].intent.markRecorded()
+		}
+		return nil
+	}
+	var accts []mysqlops.Account
+	var errs []error
+	if len(send) > 0 {
+		switch jobs[0].job.Op {
+		case OpResetPassword:
+			accts, errs = ops.ResetPasswords(ctx, changes)
+		case OpCreate:
+			errs = ops.CreateMany(ctx, changes, record)
+		case OpDelete:
+			accts, errs = ops.DeleteMany(ctx, changes, record)
+		}
+	}
+	for i, m := range send {
+		err := errs[i]
+		switch {
+		case err == nil:
+			setUser(&m.j.res, m.j.job, accts, i)
+			w.noteReach(m.j.d, nil)
+		case isOutcome(err):
+			m.jerr = toJobError(err)
+			w.noteReach(m.j.d, nil)
+		default:
+			m.alone, m.err = true, err
+		}
+	}
+	for _, m := range members {
+		switch {
+		case c.handingBack:
+			// None after a handed-back job may be acked, even one whose
+			// statement ran: its next delivery finds its own work.
+			c.add(m.j.handBack("stopping: an earlier job of the target was handed back", nil))
+		case !m.alone:
+			c.add(m.j.finished(1, m.jerr))
+		default:
+			c.flush() // the batch's answers go out before a job that may retry for long
+			w.jobLog(m.j).Debug("job runs alone after its batch", zap.Error(m.err))
+			c.add(w.runAlone(m.j, m.password, m.generated, m.intent))
+		}
+	}
+}
+
+// setUser fills the result's account of a job that succeeded in a batch.
+func setUser(res *Result, job Job, accts []mysqlops.Account, i int) {
+	if job.Op == OpCreate {
+		res.User = &Account{Username: job.Username, ReadOnly: job.ReadOnly}
+		return
+	}
+	a := accts[i]
+	res.User = &Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
+}
+
+// storeSecrets generates the batch's missing passwords, seals them to
+// their requesters and writes them to the vault, all writes at once with
+// one wait. A member whose entry could not be written runs alone (and
+// writes it there).
+func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
+	var put []*member
+	sealed := map[*member][]byte{}
+	for _, m := range members {
+		if !m.password.IsZero() {
+			continue
+		}
+		pw, err := w.cfg.GeneratePassword()
+		if err != nil {
+			m.alone, m.err = true, fmt.Errorf("generate a password: %w", err)
+			continue
+		}
+		m.password, m.generated = pw, true
+		s, err := w.cfg.Keys.SealPassword(m.j.job.ID, pw, m.j.job.ReplyKey)
+		if err != nil {
+			m.alone, m.err = true, fmt.Errorf("seal the generated password: %w", err)
+			continue
+		}
+		sealed[m] = s
+		put = append(put, m)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	errs := concurrently(len(put), func(k int) error {
+		m := put[k]
+		key, expires, err := w.cfg.Secrets.Put(ctx, m.j.job.Target, m.j.job.ID, sealed[m])
+		if err == nil {
+			mu.Lock()
+			m.j.res.Secret = &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
+			mu.Unlock()
+		}
+		return err
+	})
+	for k, err := range errs {
+		if err != nil {
+			put[k].alone, put[k].err = true, natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
+		}
+	}
+}
+
+// concurrently runs f(0..n-1) at once and returns their errors: NATS
+// requests of a batch wait for their replies together.
+func concurrently(n int, f func(i int) error) []error {
+	errs := make([]error, n)
+	if n == 1 {
+		errs[0] = f(0)
+		return errs
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = f(i) })
+	}
+	wg.Wait()
+	return errs
+}

@@ -1,0 +1,221 @@
+package jobs
+
+import (
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/secret"
+)
+
+// The executor decides what each job of a batch comes to, in stream
+// order: refused from the job alone, answered from its stored result, or
+// run against MySQL, consecutive jobs on distinct accounts together
+// (batch.go) and the others alone (attempt.go). It returns outcomes to
+// the completer and never acks, naks or counts itself.
+
+// work is one job of a batch as the executor sees it.
+type work struct {
+	d       *delivery
+	start   time.Time
+	res     Result
+	subject string // of its result
+	job     Job
+	jerr    *Error // decided from the job alone
+	ops     Ops
+	// password is the job's chosen password, opened; zero otherwise.
+	password secret.Secret
+	// keyed: the result subject names the job's own id, so a stored
+	// result there is this job's.
+	keyed bool
+}
+
+// decode reads a delivery and decides everything the job alone decides:
+// invalid_job, invalid_username, invalid_password, unknown_target, in
+// that order (contract §3).
+func (w *Worker) decode(d *delivery, start time.Time) *work {
+	msg := d.msg
+	headerID := msg.Headers().Get(jetstream.MsgIDHeader)
+	body := msg.Data()
+	published := streams.OriginalSubject(w.cfg.Prefix, msg.Subject())
+	target := resultTarget(targetToken(w.cfg.Prefix, published))
+	j := &work{d: d, start: start, res: Result{ID: ResultID(headerID, body, d.seq), Target: target}}
+	j.subject = streams.ResultSubject(w.cfg.Prefix, target, j.res.ID)
+	j.keyed = validTarget(target) && !strings.HasPrefix(j.res.ID, "seq-")
+
+	j.job, j.jerr = Parse(w.cfg.Prefix, published, headerID, body)
+	if herr := CheckHeaders(msg.Headers()); herr != nil {
+		j.jerr = herr
+	}
+	j.res.Op = j.job.Op
+	if j.res.Op == "" {
+		j.res.Op = Op(opToken(published))
+	}
+	if j.jerr == nil && !j.job.SealedPassword.IsZero() {
+		j.password, j.jerr = w.openPassword(j.job)
+	}
+	if j.jerr == nil {
+		var ok bool
+		if j.ops, ok = w.cfg.Targets[j.job.Target]; !ok {
+			j.jerr = Errorf(CodeUnknownTarget, "target %q is not configured on this worker", j.job.Target)
+		}
+	}
+	return j
+}
+
+// runBatch works one batch of a lane to its outcomes and completes them.
+func (w *Worker) runBatch(batch []*delivery) {
+	start := time.Now()
+	jobs := make([]*work, len(batch))
+	for i, d := range batch {
+		jobs[i] = w.decode(d, start)
+	}
+	c := &completer{w: w}
+	// A job id already answered (republished after the duplicate window,
+	// or redelivered after its result was stored) changes nothing: its
+	// stored result is published again, whatever the body says now.
+	stored, ok := w.lookupStored(jobs)
+	if !ok {
+		for _, j := range jobs {
+			c.add(j.handBack("look up an earlier result", nil))
+		}
+		c.flush()
+		return
+	}
+	for i := 0; i < len(jobs); {
+		j := jobs[i]
+		if c.handingBack {
+			// Once a job goes back, every later one of the target goes
+			// back too: none may run or be acked before it.
+			c.add(j.handBack("stopping: an earlier job of the target was handed back", nil))
+			i++
+			continue
+		}
+		if data, found := stored[j.subject]; found && j.keyed {
+			c.add(j.answerStored(data))
+			i++
+			continue
+		}
+		if j.jerr != nil {
+			// Refused jobs wait their turn while valid ones run: a flood
+			// of them must not slow other targets' jobs (Pacer). Not
+			// while held jobs fill half the consumer's window, though:
+			// then the flood's jobs hold back the partition's later jobs,
+			// other targets' among them.
+			if !w.windowFilling() {
+				w.cfg.Pacer.refusal(w.stopCtx)
+			}
+			c.add(j.refused())
+			i++
+			continue
+		}
+		n := w.group(jobs[i:], stored)
+		done := w.cfg.Pacer.validJob()
+		if n > 1 {
+			w.runMany(c, jobs[i:i+n])
+		} else {
+			c.flush() // earlier answers go out before a job that may retry for long
+			c.add(w.runAlone(j, j.password, false, nil))
+		}
+		done()
+		i += n
+	}
+	c.flush()
+}
+
+// group returns how many jobs from jobs[0] on run as one many-account
+// batch: consecutive valid first deliveries of the same op (create,
+// reset_password, delete) on distinct usernames, without a stored result.
+// A batch ends at a username it already holds, so one account's jobs keep
+// their order. 1 means the first job runs alone.
+func (w *Worker) group(jobs []*work, stored map[string][]byte) int {
+	first := jobs[0]
+	if _, ok := first.ops.(BatchOps); !ok || !batchable(first) {
+		return 1
+	}
+	names := map[string]struct{}{first.job.Username: {}}
+	n := 1
+	for _, j := range jobs[1:] {
+		if j.jerr != nil || !batchable(j) || j.job.Op != first.job.Op {
+			break
+		}
+		if _, found := stored[j.subject]; found && j.keyed {
+			break
+		}
+		if _, dup := names[j.job.Username]; dup {
+			break
+		}
+		names[j.job.Username] = struct{}{}
+		n++
+	}
+	return n
+}
+
+// batchable: a job that may join a many-account statement. A redelivery
+// runs alone: its earlier delivery may have sent its statement, which the
+// one-account operation's intent rules sort out.
+func batchable(j *work) bool {
+	switch j.job.Op {
+	case OpCreate, OpResetPassword, OpDelete:
+		return j.d.delivered == 1
+	}
+	return false
+}
+
+// lookupStored reads the stored results of the batch's keyed jobs in one
+// batched direct get, retrying while the worker runs; ok=false when it
+// stops first.
+func (w *Worker) lookupStored(jobs []*work) (map[string][]byte, bool) {
+	var subjects []string
+	for _, j := range jobs {
+		if j.keyed {
+			subjects = append(subjects, j.subject)
+		}
+	}
+	if len(subjects) == 0 {
+		return nil, true
+	}
+	var stored map[string][]byte
+	err := w.holdRetry("look up the stored results", jobs[0].d, func() error {
+		var err error
+		stored, err = w.lookupMany(subjects)
+		return err
+	})
+	return stored, err == nil
+}
+
+// process works one job as a batch of its own (unit tests).
+func (w *Worker) process(d *delivery) {
+	if d.seq == 0 {
+		if meta, err := d.msg.Metadata(); err == nil {
+			d.seq, d.delivered = meta.Sequence.Stream, max(meta.NumDelivered, 1)
+		}
+	}
+	if d.delivered == 0 {
+		d.delivered = 1
+	}
+	w.runBatch([]*delivery{d})
+}
+
+// opToken returns the op part of a job subject as a result op, for jobs whose
+// subject did not parse.
+func opToken(subject string) string {
+	i := strings.LastIndex(subject, ".user.")
+	if i < 0 {
+		return ""
+	}
+	return "user." + subject[i+len(".user."):]
+}
+
+func (w *Worker) openPassword(job Job) (secret.Secret, *Error) {
+	pw, err := w.cfg.Keys.OpenPassword(job.SealedPassword, job.ReplyKey, job.ID)
+	if err != nil {
+		return secret.Secret{}, Errorf(CodeInvalidPassword, "the sealed password does not open with reply_key as sender and this worker's key, or was sealed for another job id: %v", err)
+	}
+	if perr := CheckPassword(pw.Reveal()); perr != nil {
+		return secret.Secret{}, perr
+	}
+	return pw, nil
+}
