@@ -102,6 +102,15 @@ func (r *StreamResults) LookupMany(ctx context.Context, subjects []string) (map[
 	if len(subjects) == 0 {
 		return out, nil
 	}
+	if len(subjects) == 1 {
+		// One subject: a plain direct get, without a subscription of
+		// its own (a lone job's latency).
+		data, ok, err := r.Lookup(ctx, subjects[0])
+		if ok {
+			out[subjects[0]] = data
+		}
+		return out, err
+	}
 	req, err := json.Marshal(struct {
 		MultiLast []string `json:"multi_last"`
 		Batch     int      `json:"batch"`
