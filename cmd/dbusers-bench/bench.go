@@ -58,6 +58,8 @@ type bench struct {
 	jobPrefix string // job ids are <jobPrefix>-<phase>-<n>
 
 	directRotation Run // the baseline figures 5a and 5c compare with
+	workerRotation Run // figure 1's worker run, which 5d compares with
+	serverLimit    Run // the direct rotation of many accounts per statement
 	report         Report
 }
 

@@ -100,6 +100,12 @@ func (n *natsSide) createJob(target, id, username, replyKey string) job {
 		body: fmt.Appendf(nil, `{"id":%q,"username":%q,"reply_key":%q}`, id, username, replyKey)}
 }
 
+// deleteJob is a delete job.
+func (n *natsSide) deleteJob(target, id, username string) job {
+	return job{subject: n.jobSubject(target, "delete"), id: id,
+		body: fmt.Appendf(nil, `{"id":%q,"username":%q}`, id, username)}
+}
+
 // listJob is one page of a list job.
 func (n *natsSide) listJob(target, id, after string, limit int) job {
 	body := fmt.Appendf(nil, `{"id":%q,"limit":%d}`, id, limit)

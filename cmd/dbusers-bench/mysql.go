@@ -317,6 +317,33 @@ func (d *direct) alter(ctx context.Context, users, passwords []string, lat *[]ti
 	return nil
 }
 
+// alterMany runs ALTER USER a IDENTIFIED BY …, b IDENTIFIED BY …, per
+// statement accounts at a time: the server's own limit for rotation.
+func (d *direct) alterMany(ctx context.Context, users, passwords []string, per int) error {
+	for i := 0; i < len(users); i += per {
+		end := min(i+per, len(users))
+		q := "ALTER USER" + strings.TrimSuffix(strings.Repeat(" ?@'%' IDENTIFIED BY ?,", end-i), ",")
+		args := make([]any, 0, 2*(end-i))
+		for k := i; k < end; k++ {
+			args = append(args, users[k], passwords[k])
+		}
+		if _, err := d.conn.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("direct ALTER USER of %d accounts: %w", end-i, err)
+		}
+	}
+	return nil
+}
+
+// drop runs DROP USER for each user, one statement each.
+func (d *direct) drop(ctx context.Context, users []string) error {
+	for _, u := range users {
+		if _, err := d.conn.ExecContext(ctx, "DROP USER ?@'%'", u); err != nil {
+			return fmt.Errorf("direct DROP USER %s: %w", u, err)
+		}
+	}
+	return nil
+}
+
 // create runs CREATE USER and GRANT ALL PRIVILEGES ON the target's database
 // for each user, as a read-write create job does.
 func (d *direct) create(ctx context.Context, users, passwords []string) error {
