@@ -393,7 +393,7 @@ func bodyID(body []byte) (string, bool) {
 func CheckPassword(pw string) *Error {
 	n := utf8.RuneCountInString(pw)
 	if n < 24 || n > 64 {
-		return Errorf(CodeInvalidPassword, "password has %d characters; 24 to 64 are allowed", n)
+		return Errorf(CodeInvalidPassword, "password has %s; 24 to 64 are allowed", characters(n))
 	}
 	pos := 0
 	for _, r := range pw {
@@ -446,7 +446,7 @@ func CheckUsername(name string) *Error {
 		return Errorf(CodeInvalidUsername, "username %s is reserved (%s)", quote(name), why)
 	}
 	if n := utf8.RuneCountInString(name); n < 6 || n > 32 {
-		return Errorf(CodeInvalidUsername, "username %s has %d characters; 6 to 32 are allowed", quote(name), n)
+		return Errorf(CodeInvalidUsername, "username %s has %s; 6 to 32 are allowed", quote(name), characters(n))
 	}
 	if c := name[0]; c < 'a' || c > 'z' {
 		return Errorf(CodeInvalidUsername, "username %s must begin with a lowercase letter a-z", quote(name))
@@ -519,6 +519,14 @@ func validReplyKey(s string) bool {
 
 // maxQuoted bounds how much of a hostile string a message repeats.
 const maxQuoted = 64
+
+// characters counts n characters in words: "1 character", "5 characters".
+func characters(n int) string {
+	if n == 1 {
+		return "1 character"
+	}
+	return strconv.Itoa(n) + " characters"
+}
 
 // quote renders s for a message: escaped to ASCII so that control characters
 // and lookalike letters show, and truncated so a message stays short.

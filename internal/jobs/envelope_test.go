@@ -491,6 +491,7 @@ func TestCheckPassword(t *testing.T) {
 		{"64 characters", strings.Repeat("x", 64), ""},
 		{"65 characters", strings.Repeat("x", 65), "65 characters"},
 		{"empty", "", "0 characters"},
+		{"one character", "x", "password has 1 character; 24 to 64"},
 		{"all allowed punctuation", `!#$%&()*+,-./:;<=>?@[\]^_{|}~` + "`" + "Aa0", ""},
 		{"backslash", `abcdefghijklmnopqrstuvw\`, ""},
 		{"space", "abcdefghijkl mnopqrstuvwx", "position 13"},
@@ -656,6 +657,26 @@ func BenchmarkParse(b *testing.B) {
 	for b.Loop() {
 		if _, err := Parse("dbusers", subject, "0f8fad5b-d9cb-469f-a165-70867728950e", body); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestCharacterCounts: a length in a message is counted in words, one
+// character or several.
+func TestCharacterCounts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  *Error
+		want string
+	}{
+		{CheckPassword("x"), "password has 1 character; 24 to 64 are allowed"},
+		{CheckPassword("xy"), "password has 2 characters; 24 to 64 are allowed"},
+		{CheckUsername("a"), `username "a" has 1 character; 6 to 32 are allowed`},
+		{CheckUsername("abc"), `username "abc" has 3 characters; 6 to 32 are allowed`},
+	}
+	for _, tt := range tests {
+		if tt.err == nil || tt.err.Message != tt.want {
+			t.Errorf("message %v, want %q", tt.err, tt.want)
 		}
 	}
 }
