@@ -143,7 +143,7 @@ func (st JobStatus) done(raw []byte) (JobStatus, error) {
 // pendingState looks for job id among target's jobs in the jobs stream. A
 // job there is taken when its partition's consumer has delivered it (its
 // sequence is at most the consumer's last delivered one), queued
-// otherwise. A job answered is no longer there: the stream keeps jobs
+// otherwise, or when the partition has no consumer. A job answered is no longer there: the stream keeps jobs
 // until a worker acknowledges them.
 func (c *Client) pendingState(ctx context.Context, target, id string) (JobState, string, error) {
 	jobsName, _, _, _ := streams.Names(c.prefix)
@@ -168,6 +168,12 @@ func (c *Client) pendingState(ctx context.Context, target, id string) (JobState,
 		}
 		partition, op := partitionAndOp(c.prefix, target, m.Subject)
 		info, err := c.js.Consumer(ctx, jobsName, streams.PartitionConsumer(partition))
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			// No consumer delivers the partition now (no worker runs, or
+			// one is taking the partition over and re-creates it, which
+			// delivers its jobs afresh): nobody holds the job.
+			return JobQueued, op, nil
+		}
 		if err != nil {
 			return JobUnknown, op, fmt.Errorf("consumer of partition %d: %w", partition, err)
 		}

@@ -54,22 +54,25 @@ func TestJobStatus(t *testing.T) {
 	if st := status("job-of-interest"); st.State != JobQueued || st.Op != "user.delete" || st.Result != nil {
 		t.Fatalf("published, no worker: %+v, want queued user.delete", st)
 	}
+	// While a partition has no consumer (a worker taking it over deletes
+	// and re-creates it), its jobs are queued.
+	if err := js.DeleteConsumer(ctx, objs.Jobs.CachedInfo().Config.Name, streams.PartitionConsumer(partitionOf(t, objs, 3))); err != nil {
+		t.Fatal(err)
+	}
+	if st := status("job-of-interest"); st.State != JobQueued {
+		t.Fatalf("no consumer: %+v, want queued", st)
+	}
+	objs, err = streams.Ensure(ctx, js, streams.Settings{
+		Prefix: DefaultPrefix, Replicas: 1, DuplicateWindow: time.Minute, ResultsMaxAge: time.Hour,
+		VaultTTL: time.Minute, Partitions: 4, AckWait: time.Minute, LeaseTTL: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// A worker takes the target's jobs and holds them without an answer,
 	// as it does while it retries.
-	partition := -1
-	for n, cons := range objs.Partitions {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumPending == 3 {
-			partition = n
-		}
-	}
-	if partition < 0 {
-		t.Fatal("no partition holds the three jobs")
-	}
+	partition := partitionOf(t, objs, 3)
 	batch, err := objs.Partitions[partition].Fetch(2, jetstream.FetchMaxWait(time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -120,4 +123,20 @@ func TestJobStatus(t *testing.T) {
 	if _, err := c.JobStatus(ctx, "my-app", "bad id"); !errors.Is(err, ErrInvalidJob) {
 		t.Fatalf("bad id: %v, want ErrInvalidJob", err)
 	}
+}
+
+// partitionOf returns the partition whose consumer has pending jobs.
+func partitionOf(t *testing.T, objs *streams.Objects, pending uint64) int {
+	t.Helper()
+	for n, cons := range objs.Partitions {
+		info, err := cons.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == pending {
+			return n
+		}
+	}
+	t.Fatalf("no partition holds %d jobs", pending)
+	return -1
 }
