@@ -189,6 +189,11 @@ func rerender(s settings, stdout io.Writer) error {
 		return fmt.Errorf("-rerender: %s holds no benchmark data", s.out)
 	}
 	b := &bench{s: s, report: *r}
+	if s.before != "" {
+		if err := b.attachBefore(); err != nil {
+			return err
+		}
+	}
 	if r.Window > 0 {
 		b.s.window, b.s.verify = r.Window, r.Verify
 	}
