@@ -44,7 +44,7 @@ type Record func(ctx context.Context, idx []int) error
 // to the target with one ALTER USER. Open sessions are left alone.
 func (t *Target) ResetPasswords(ctx context.Context, changes []Change) ([]Account, []error) {
 	accts, errs := t.accountsOf(changes)
-	names, _ := pendingNames(changes, errs)
+	names := pendingNames(changes, errs)
 	states, err := t.inspectMany(ctx, names, false)
 	if err != nil {
 		return accts, fill(errs, err)
@@ -92,7 +92,7 @@ func (t *Target) CreateMany(ctx context.Context, changes []Change, record Record
 			errs[i] = ErrUserExists
 		}
 	}
-	names, _ := pendingNames(changes, errs)
+	names := pendingNames(changes, errs)
 	states, err := t.inspectMany(ctx, names, true)
 	if err != nil {
 		return fill(errs, err)
@@ -170,7 +170,7 @@ func (t *Target) createAlone(ctx context.Context, changes []Change, send []int, 
 // before the DROP USER with the accounts it sends.
 func (t *Target) DeleteMany(ctx context.Context, changes []Change, record Record) ([]Account, []error) {
 	accts, errs := t.accountsOf(changes)
-	names, _ := pendingNames(changes, errs)
+	names := pendingNames(changes, errs)
 	states, err := t.inspectMany(ctx, names, true)
 	if err != nil {
 		return accts, fill(errs, err)
@@ -235,16 +235,14 @@ func (t *Target) accountsOf(changes []Change) ([]Account, []error) {
 }
 
 // pendingNames returns the usernames of the changes without an error yet.
-func pendingNames(changes []Change, errs []error) ([]string, []int) {
+func pendingNames(changes []Change, errs []error) []string {
 	var names []string
-	var idx []int
 	for i, c := range changes {
 		if errs[i] == nil {
 			names = append(names, c.Username)
-			idx = append(idx, i)
 		}
 	}
-	return names, idx
+	return names
 }
 
 // fill sets err on every change without an error yet.
