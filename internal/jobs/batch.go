@@ -166,8 +166,8 @@ func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 	}
 }
 
-// concurrently runs f(0..n-1) at once and returns their errors: NATS
-// requests of a batch wait for their replies together.
+// concurrently runs f(0..n-1), up to maxInFlight at a time, and returns
+// their errors: NATS requests of a batch wait for their replies together.
 func concurrently(n int, f func(i int) error) []error {
 	errs := make([]error, n)
 	if n == 1 {
@@ -175,9 +175,17 @@ func concurrently(n int, f func(i int) error) []error {
 		return errs
 	}
 	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { errs[i] = f(i) })
+	for w := range min(n, maxInFlight) {
+		wg.Go(func() {
+			for i := w; i < n; i += maxInFlight {
+				errs[i] = f(i)
+			}
+		})
 	}
 	wg.Wait()
 	return errs
 }
+
+// maxInFlight bounds the requests a batch has waiting at once (and the
+// goroutines that wait for them).
+const maxInFlight = 64

@@ -108,6 +108,12 @@ func (w *Worker) runBatch(batch []*delivery) {
 				w.cfg.Pacer.refusal(w.stopCtx)
 			}
 			c.add(j.refused())
+			if len(c.outs) >= refusedFlush {
+				// A flood's answers go out in small rounds, so that a
+				// valid job arriving meanwhile does not queue behind a
+				// whole batch of them in the NATS server.
+				c.flush()
+			}
 			i++
 			continue
 		}
@@ -124,6 +130,10 @@ func (w *Worker) runBatch(batch []*delivery) {
 	}
 	c.flush()
 }
+
+// refusedFlush is how many answers a batch of refused jobs gathers
+// before it publishes them.
+const refusedFlush = 32
 
 // group returns how many jobs from jobs[0] on run as one many-account
 // batch: consecutive valid first deliveries of the same op (create,
