@@ -127,7 +127,6 @@ func setUser(res *Result, job Job, accts []mysqlops.Account, i int) {
 // writes it there).
 func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 	var put []*member
-	sealed := map[*member][]byte{}
 	for _, m := range members {
 		if !m.password.IsZero() {
 			continue
@@ -138,31 +137,32 @@ func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 			continue
 		}
 		m.password, m.generated = pw, true
-		s, err := w.cfg.Keys.SealPassword(m.j.job.ID, pw, m.j.job.ReplyKey)
-		if err != nil {
-			m.alone, m.err = true, fmt.Errorf("seal the generated password: %w", err)
-			continue
-		}
-		sealed[m] = s
 		put = append(put, m)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var mu sync.Mutex
+	secrets := make([]*Secret, len(put))
 	errs := concurrently(len(put), func(k int) error {
 		m := put[k]
-		key, expires, err := w.cfg.Secrets.Put(ctx, m.j.job.Target, m.j.job.ID, sealed[m])
-		if err == nil {
-			mu.Lock()
-			m.j.res.Secret = &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
-			mu.Unlock()
+		// Sealed beside the other writes: a fresh reply_key costs an
+		// X25519 key agreement.
+		sealed, err := w.cfg.Keys.SealPassword(m.j.job.ID, m.password, m.j.job.ReplyKey)
+		if err != nil {
+			return fmt.Errorf("seal the generated password: %w", err)
 		}
-		return err
+		key, expires, err := w.cfg.Secrets.Put(ctx, m.j.job.Target, m.j.job.ID, sealed)
+		if err != nil {
+			return natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
+		}
+		secrets[k] = &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
+		return nil
 	})
 	for k, err := range errs {
 		if err != nil {
-			put[k].alone, put[k].err = true, natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
+			put[k].alone, put[k].err = true, err
+			continue
 		}
+		put[k].j.res.Secret = secrets[k]
 	}
 }
 
