@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,6 +71,7 @@ type Info struct {
 type Option func(*settings)
 
 type settings struct {
+	apiPrefix string
 	prefix    string
 	workerKey string
 	timeout   time.Duration
@@ -79,6 +81,14 @@ type settings struct {
 // WithPrefix sets the subject prefix P (default "dbusers"); it must be the
 // worker's nats.prefix.
 func WithPrefix(prefix string) Option { return func(s *settings) { s.prefix = prefix } }
+
+// WithJetStreamAPIPrefix sets the subject prefix of the JetStream API the
+// client reaches the worker's streams through (default "$JS.API"). An
+// orchestrator in a NATS account of its own imports the few requests it
+// needs under a prefix of its own (deploy/nats-accounts.conf: "dbusers.api").
+func WithJetStreamAPIPrefix(prefix string) Option {
+	return func(s *settings) { s.apiPrefix = prefix }
+}
 
 // WithWorkerKey pins the worker's curve public key ("X…"). The client then
 // never asks P.info for it: a chosen password is sealed to this key only,
@@ -104,10 +114,10 @@ type Client struct {
 	pageSize int
 	results  string // the results stream's name
 
+	apiPrefix string // of the JetStream API, "$JS.API" by default
+
 	mu        sync.Mutex
-	workerKey string                        // discovered on P.info; "" until then
-	buckets   map[string]jetstream.KeyValue // vault bucket handles by name
-	stream    jetstream.Stream              // the results stream, once looked up
+	workerKey string // discovered on P.info; "" until then
 }
 
 // New returns a Client that sends jobs over nc, which the caller opened and
@@ -117,7 +127,7 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if nc == nil {
 		return nil, errors.New("client: nil NATS connection")
 	}
-	s := settings{prefix: DefaultPrefix, timeout: DefaultTimeout, pageSize: DefaultListPageSize}
+	s := settings{apiPrefix: jetstream.DefaultAPIPrefix, prefix: DefaultPrefix, timeout: DefaultTimeout, pageSize: DefaultListPageSize}
 	for _, o := range opts {
 		o(&s)
 	}
@@ -133,14 +143,18 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if s.pageSize < 1 || s.pageSize > jobs.MaxLimit {
 		return nil, fmt.Errorf("client: list page size %d is outside 1..%d", s.pageSize, jobs.MaxLimit)
 	}
-	js, err := jetstream.New(nc)
+	s.apiPrefix = strings.TrimSuffix(s.apiPrefix, ".")
+	if s.apiPrefix == "" || strings.ContainsAny(s.apiPrefix, " *>") {
+		return nil, fmt.Errorf("client: JetStream API prefix %q is not a subject prefix", s.apiPrefix)
+	}
+	js, err := jetstream.NewWithAPIPrefix(nc, s.apiPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("client: jetstream: %w", err)
 	}
 	_, results, _, _ := streams.Names(s.prefix)
 	return &Client{
 		nc: nc, js: js, prefix: s.prefix, pinned: s.workerKey, timeout: s.timeout,
-		pageSize: s.pageSize, results: results, buckets: map[string]jetstream.KeyValue{},
+		pageSize: s.pageSize, results: results, apiPrefix: s.apiPrefix,
 	}, nil
 }
 
@@ -297,23 +311,34 @@ func (c *Client) run(ctx context.Context, target string, op jobs.Op, body jobBod
 // storedResult reads the result kept in the results stream, if any. Any
 // failure reads as "not there yet": the caller keeps waiting.
 func (c *Client) storedResult(ctx context.Context, subject string) ([]byte, bool) {
-	c.mu.Lock()
-	s := c.stream
-	c.mu.Unlock()
-	if s == nil {
-		var err error
-		if s, err = c.js.Stream(ctx, c.results); err != nil {
-			return nil, false
-		}
-		c.mu.Lock()
-		c.stream = s
-		c.mu.Unlock()
-	}
-	m, err := s.GetLastMsgForSubject(ctx, subject)
-	if err != nil {
+	data, found, err := c.directGet(ctx, c.results, subject)
+	if err != nil || !found {
 		return nil, false
 	}
-	return m.Data, true
+	return data, true
+}
+
+// directGet reads the last message on subject in stream with a direct get
+// addressed by subject: the one form an orchestrator's own account imports,
+// scoped to its targets' subjects. found is false when there is none.
+func (c *Client) directGet(ctx context.Context, stream, subject string) (data []byte, found bool, err error) {
+	msg, err := c.nc.RequestWithContext(ctx, c.apiPrefix+".DIRECT.GET."+stream+"."+subject, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	// A found message carries the stream's headers, which the server
+	// appends last; an answer without them is a status.
+	if seq := msg.Header.Values(jetstream.SequenceHeader); len(seq) > 0 {
+		return msg.Data, true, nil
+	}
+	switch status := msg.Header.Get("Status"); status {
+	case "404":
+		return nil, false, nil
+	case "":
+		return nil, false, errors.New("the direct get's answer is not a stored message")
+	default:
+		return nil, false, fmt.Errorf("the direct get was answered %s %s", status, msg.Header.Get("Description"))
+	}
 }
 
 func decodeResult(raw []byte, id string) (*jobs.Result, error) {
@@ -336,27 +361,32 @@ func decodeResult(raw []byte, id string) (*jobs.Result, error) {
 // takeSecret reads a generated password from the vault: Get, open with the
 // worker's key as sender, check the job id, Purge.
 func (c *Client) takeSecret(ctx context.Context, requester nkeys.KeyPair, workerKey, jobID string, s *jobs.Secret) (secret.Secret, error) {
-	kv, err := c.bucket(ctx, s.Bucket)
-	if err != nil {
-		return secret.Secret{}, fmt.Errorf("client: job %s: %w: %w", jobID, ErrSecretUnread, err)
-	}
-	entry, err := kv.Get(ctx, s.Key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	keySubject := "$KV." + s.Bucket + "." + s.Key
+	sealed, found, err := c.directGet(ctx, "KV_"+s.Bucket, keySubject)
+	if err == nil && !found {
 		return secret.Secret{}, fmt.Errorf("client: job %s: %w (vault key %s, expiry %s)", jobID, ErrSecretGone, s.Key,
 			s.ExpiresAt.Format(time.RFC3339))
 	}
 	if err != nil {
 		return secret.Secret{}, fmt.Errorf("client: job %s: %w: read vault key %s: %w", jobID, ErrSecretUnread, s.Key, err)
 	}
-	pw, err := c.open(ctx, requester, workerKey, entry.Value(), jobID)
+	if len(sealed) == 0 {
+		// A delete or purge marker: the entry was read and purged already.
+		return secret.Secret{}, fmt.Errorf("client: job %s: %w (vault key %s was purged)", jobID, ErrSecretGone, s.Key)
+	}
+	pw, err := c.open(ctx, requester, workerKey, sealed, jobID)
 	if err != nil {
 		return secret.Secret{}, fmt.Errorf("client: job %s: %w: %w", jobID, ErrSecretUnread, err)
 	}
 	// The entry is sealed to this call's one-time key, which is dropped on
 	// return, so a failed purge leaves nothing anyone can open: it only
 	// lingers until the bucket's TTL. The password in force is returned
-	// either way.
-	_ = kv.Purge(ctx, s.Key)
+	// either way. A purge is a publish on the key's subject (in an account
+	// of its own, the worker's purge service answers it).
+	purge := nats.NewMsg(keySubject)
+	purge.Header.Set("KV-Operation", "PURGE")
+	purge.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	_, _ = c.nc.RequestMsgWithContext(ctx, purge)
 	return pw, nil
 }
 
@@ -373,22 +403,4 @@ func (c *Client) open(ctx context.Context, requester nkeys.KeyPair, workerKey st
 		return secret.Secret{}, err
 	}
 	return openGenerated(requester, fresh, sealed, jobID)
-}
-
-// bucket returns the handle of a vault bucket, looked up once.
-func (c *Client) bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
-	c.mu.Lock()
-	kv, ok := c.buckets[name]
-	c.mu.Unlock()
-	if ok {
-		return kv, nil
-	}
-	kv, err := c.js.KeyValue(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("client: vault bucket %s: %w", name, err)
-	}
-	c.mu.Lock()
-	c.buckets[name] = kv
-	c.mu.Unlock()
-	return kv, nil
 }

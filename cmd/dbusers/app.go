@@ -58,6 +58,9 @@ type app struct {
 	tlsCert      string
 	tlsKey       string
 	target       string
+	// jsAPIPrefix is the JetStream API prefix of an orchestrator account
+	// that imports the worker's streams (deploy/nats-accounts.conf).
+	jsAPIPrefix string
 	prefix       string
 	workerKey    string
 	timeout      time.Duration
@@ -172,6 +175,8 @@ certificate to a server that asks for one.`,
 	f.StringVar(&a.tlsCA, "tls-ca", getenv("DBUSERS_TLS_CA"), "CA certificates (PEM) to verify the NATS server with; makes TLS required [$DBUSERS_TLS_CA]")
 	f.StringVar(&a.tlsCert, "tls-cert", getenv("DBUSERS_TLS_CERT"), "client certificate (PEM), for a NATS server that verifies clients [$DBUSERS_TLS_CERT]")
 	f.StringVar(&a.tlsKey, "tls-key", getenv("DBUSERS_TLS_KEY"), "private key (PEM) of --tls-cert [$DBUSERS_TLS_KEY]")
+	f.StringVar(&a.jsAPIPrefix, "js-api-prefix", envOr(getenv, "DBUSERS_JS_API_PREFIX", "$JS.API"),
+		"JetStream API prefix; an orchestrator account of its own imports the worker's under \"dbusers.api\" [$DBUSERS_JS_API_PREFIX]")
 	f.StringVar(&a.target, "target", envOr(getenv, "DBUSERS_TARGET", cc.Target), "the database (target) to manage, as the worker's config names it [$DBUSERS_TARGET]")
 	f.StringVar(&a.prefix, "prefix", envOr(getenv, "DBUSERS_PREFIX", orDefault(cc.Prefix, client.DefaultPrefix)), "subject prefix of the worker (its nats.prefix) [$DBUSERS_PREFIX]")
 	f.StringVar(&a.workerKey, "worker-xkey", getenv("DBUSERS_WORKER_XKEY"), "pin the worker's curve public key (X…) instead of asking the worker [$DBUSERS_WORKER_XKEY]")
@@ -268,7 +273,7 @@ func (a *app) dial() (*session, error) {
 		f.msg = fmt.Sprintf("Cannot connect to NATS at %s: %v.\n%s", natsconn.RedactURLs(a.natsURL), err, a.urlQuestion())
 		return nil, f
 	}
-	copts := []client.Option{client.WithPrefix(a.prefix), client.WithTimeout(a.timeout)}
+	copts := []client.Option{client.WithPrefix(a.prefix), client.WithTimeout(a.timeout), client.WithJetStreamAPIPrefix(a.jsAPIPrefix)}
 	if a.workerKey != "" {
 		copts = append(copts, client.WithWorkerKey(a.workerKey))
 	}

@@ -205,6 +205,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 			return nil, err
 		}
 	}
+	// Orchestrators in accounts of their own purge their vault entries
+	// through the worker (deploy/nats-accounts.conf).
+	purge, err := vault.ServePurge(s.nc, js, cfg.NATS.Prefix, objs.Vault.Bucket())
+	if err != nil {
+		return nil, fmt.Errorf("vault purge service: %w", err)
+	}
+	s.closers = append(s.closers, func() { _ = purge.Unsubscribe() })
 	// The info endpoint comes last: answering it promises that jobs are
 	// being taken.
 	if s.info, err = serveInfo(s.nc, cfg.NATS.Prefix, s.keys.PublicKey()); err != nil {
