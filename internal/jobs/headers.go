@@ -47,14 +47,3 @@ func ServerHeader(h nats.Header, name string) (value string, ok bool) {
 	}
 	return vs[len(vs)-1], true
 }
-
-// SwallowedByClient reports whether nats.go's consumer would take a stored
-// job for a control message and never deliver it: an empty body with a
-// Status header.
-func SwallowedByClient(data []byte, h nats.Header) bool {
-	if len(data) > 0 {
-		return false
-	}
-	_, ok := ServerHeader(h, "Status")
-	return ok
-}
