@@ -401,6 +401,10 @@ func (t *Target) grantsMany(ctx context.Context, usernames []string, out map[str
 	}
 	defer rows.Close()
 	pattern := escapePattern(t.database)
+	shared, err := t.sharedPattern(ctx)
+	if err != nil {
+		return 0, err
+	}
 	for i, u := range usernames {
 		if i > 0 && !rows.NextResultSet() {
 			if err := rows.Err(); err != nil {
@@ -419,7 +423,7 @@ func (t *Target) grantsMany(ctx context.Context, usernames []string, out map[str
 		if err := rows.Err(); err != nil {
 			return i, err
 		}
-		st := classifyGrants(lines, t.database, pattern)
+		st := classifyGrants(lines, t.database, pattern, shared)
 		st.exists = true
 		out[u] = st
 	}

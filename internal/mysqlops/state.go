@@ -178,7 +178,11 @@ func (t *Target) inspect(ctx context.Context, username string, anyHost bool) (st
 		st.exists, st.foreign = otherHosts, otherHosts
 		return st, nil
 	}
-	st = classifyGrants(lines, t.database, escapePattern(t.database))
+	shared, err := t.sharedPattern(ctx)
+	if err != nil {
+		return st, err
+	}
+	st = classifyGrants(lines, t.database, escapePattern(t.database), shared)
 	st.exists = true
 	st.foreign = st.foreign || otherHosts
 	return st, nil
@@ -243,8 +247,10 @@ func (t *Target) grantLines(ctx context.Context, username string) ([]string, err
 // classifyGrants reads an account's SHOW GRANTS lines against the target's
 // database (its name, or the escaped pattern a grant names it by). Any line
 // it does not understand makes the account foreign: the worker then leaves
-// it alone, which is the safe side.
-func classifyGrants(lines []string, database, pattern string) state {
+// it alone, which is the safe side. sharedPattern says the database name
+// unescaped also matches another database (Target.sharedPattern): a grant
+// on it then makes the account foreign too.
+func classifyGrants(lines []string, database, pattern string, sharedPattern bool) state {
 	var st state
 	writes := false
 	for _, line := range lines {
@@ -264,6 +270,10 @@ func classifyGrants(lines []string, database, pattern string) state {
 		case levelDatabase:
 			if g.database != database && g.database != pattern {
 				st.foreign = true
+				continue
+			}
+			if g.database == database && database != pattern && sharedPattern {
+				st.foreign = true // the unescaped name reaches another database too
 				continue
 			}
 			selects := false

@@ -53,7 +53,7 @@ func TestClassifyGrants(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := classifyGrants(tt.lines, db, pattern); got != tt.want {
+			if got := classifyGrants(tt.lines, db, pattern, false); got != tt.want {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
 		})

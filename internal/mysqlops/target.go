@@ -60,6 +60,8 @@ type Target struct {
 	privCheck PrivilegeCheck
 	privOK    bool      // the privilege check passed (or its excess is allowed)
 	privAt    time.Time // when it last passed
+
+	legacy legacyPattern // whether an unescaped grant reaches other databases
 }
 
 // refusedCollations cannot be used with client-side interpolation
