@@ -176,7 +176,7 @@ certificate to a server that asks for one.`,
 	f.StringVar(&a.tlsCert, "tls-cert", getenv("DBUSERS_TLS_CERT"), "client certificate (PEM), for a NATS server that verifies clients [$DBUSERS_TLS_CERT]")
 	f.StringVar(&a.tlsKey, "tls-key", getenv("DBUSERS_TLS_KEY"), "private key (PEM) of --tls-cert [$DBUSERS_TLS_KEY]")
 	f.StringVar(&a.jsAPIPrefix, "js-api-prefix", envOr(getenv, "DBUSERS_JS_API_PREFIX", "$JS.API"),
-		"JetStream API prefix; an orchestrator account of its own imports the worker's under \"dbusers.api\" [$DBUSERS_JS_API_PREFIX]")
+		"JetStream API prefix of the worker's streams (dbusers.api in an orchestrator account of its own) [$DBUSERS_JS_API_PREFIX]")
 	f.StringVar(&a.target, "target", envOr(getenv, "DBUSERS_TARGET", cc.Target), "the database (target) to manage, as the worker's config names it [$DBUSERS_TARGET]")
 	f.StringVar(&a.prefix, "prefix", envOr(getenv, "DBUSERS_PREFIX", orDefault(cc.Prefix, client.DefaultPrefix)), "subject prefix of the worker (its nats.prefix) [$DBUSERS_PREFIX]")
 	f.StringVar(&a.workerKey, "worker-xkey", getenv("DBUSERS_WORKER_XKEY"), "pin the worker's curve public key (X…) instead of asking the worker [$DBUSERS_WORKER_XKEY]")
