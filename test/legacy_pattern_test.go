@@ -34,7 +34,7 @@ func TestUnescapedGrantReachingAnotherDatabaseIsForeign(t *testing.T) {
 		name := "leg_" + mysqltest.Token(8)
 		fx.Exec("CREATE USER ?@'%' IDENTIFIED BY 'legacy-password-0123456789'", name)
 		fx.DropUserLater(name)
-		fx.Exec("GRANT SELECT, INSERT ON `" + fx.Database + "`.* TO ?@'%'", name)
+		fx.Exec("GRANT SELECT, INSERT ON `"+fx.Database+"`.* TO ?@'%'", name)
 		return name
 	}
 	shared := legacy(f)

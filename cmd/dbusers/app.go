@@ -61,10 +61,10 @@ type app struct {
 	// jsAPIPrefix is the JetStream API prefix of an orchestrator account
 	// that imports the worker's streams (deploy/nats-accounts.conf).
 	jsAPIPrefix string
-	prefix       string
-	workerKey    string
-	timeout      time.Duration
-	json         bool
+	prefix      string
+	workerKey   string
+	timeout     time.Duration
+	json        bool
 	// cliCtx is the context file's settings; urlFromContext says that
 	// natsURL is the context's, which the hints of connection errors name.
 	cliCtx         cliContext
