@@ -212,7 +212,6 @@ func TestTenantsCannotReachEachOther(t *testing.T) {
 	}
 
 	crmJobs := tn.watch(t, "dbusers.jobs.crm.>")
-	crmJobsStored := tn.watch(t, "dbusers.jobs.*.crm.>")
 	crmResults := tn.watch(t, "dbusers.results.crm.>")
 	bResults, err := tn.b.SubscribeSync("dbusers.results.crm.>")
 	if err != nil {
@@ -249,7 +248,6 @@ func TestTenantsCannotReachEachOther(t *testing.T) {
 		t.Fatal(err)
 	}
 	crmJobs()
-	crmJobsStored()
 	crmResults()
 	if m, err := bResults.NextMsg(500 * time.Millisecond); err == nil {
 		t.Errorf("orchestrator-b received %s %q", m.Subject, m.Data)
@@ -310,17 +308,23 @@ func TestTenantsCannotReachEachOther(t *testing.T) {
 	if len(users) != 2 {
 		t.Errorf("crm's accounts changed: %+v", users)
 	}
-	// No crm job was ever stored.
+	// Every job stored was answered and removed: none stays behind (an ack's
+	// removal may trail its result by a moment).
 	stream, err := tn.workerJS.Stream(ctx, "DBUSERS_JOBS")
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(">"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs > 0 {
-		raw, _ := json.Marshal(info.State.Subjects)
-		t.Errorf("jobs left in the jobs stream: %s", raw)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			raw, _ := json.Marshal(info.State.Subjects)
+			t.Fatalf("jobs left in the jobs stream: %s", raw)
+		}
 	}
 }
