@@ -117,12 +117,21 @@ func (w *Worker) runBatch(batch []*delivery) {
 			i++
 			continue
 		}
+		// Earlier answers are stored (and their jobs acked) before the
+		// next statement of the target runs: the earlier answers go out
+		// before a job that may retry for long, and a job whose statement
+		// ran must not be redelivered, after a crash, without its result
+		// once a later job has changed its account (a reset run again
+		// after the account's delete answered user_not_found).
+		c.flush()
+		if c.handingBack {
+			continue // the loop's top hands this job back, and the rest
+		}
 		n := w.group(jobs[i:], stored)
 		done := w.cfg.Pacer.validJob()
 		if n > 1 {
 			w.runMany(c, jobs[i:i+n])
 		} else {
-			c.flush() // earlier answers go out before a job that may retry for long
 			c.add(w.runAlone(j, j.password, false, nil))
 		}
 		done()
