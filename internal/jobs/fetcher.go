@@ -46,30 +46,28 @@ func newDelivery(msg jetstream.Msg, now time.Time) *delivery {
 // lease that could not be renewed) gets no grace: its statements are
 // cancelled at once, since another process may soon work the partition.
 // ready, when not nil, is called once jobs are being taken.
-func (w *Worker) Run(ctx context.Context, consumer jetstream.Consumer, ready func()) error {
-	cc, err := consumer.Consume(w.dispatch,
-		jetstream.PullMaxMessages(512),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			w.log.Warn("consume", zap.Error(err))
-		}))
-	if err != nil {
-		return fmt.Errorf("consume jobs: %w", err)
-	}
-	if ready != nil {
-		ready()
-	}
+func (w *Worker) Run(ctx context.Context, source Source, ready func()) error {
+	pullCtx, stopPulling := context.WithCancel(context.WithoutCancel(ctx))
+	pulled := make(chan error, 1)
+	go func() { pulled <- source.Pull(pullCtx, w.dispatch, ready) }()
 	ticker := time.NewTicker(w.cfg.AckWait / keepAliveTicks)
 	defer ticker.Stop()
 	for running := true; running; {
 		select {
 		case <-ctx.Done():
 			running = false
+		case err := <-pulled:
+			stopPulling()
+			return fmt.Errorf("pull jobs: %w", err)
 		case <-ticker.C:
 			w.keepAlive()
 		}
 	}
 
-	cc.Stop()
+	stopPulling()
+	if err := <-pulled; err != nil {
+		return fmt.Errorf("pull jobs: %w", err)
+	}
 	w.mu.Lock()
 	w.stopping = true
 	var handBack []*delivery

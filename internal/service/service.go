@@ -162,7 +162,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 			}
 		}
 		w, _ := jobs.NewWorker(workerCfg)
-		if err := w.Run(ctx, consumer, nil); err != nil {
+		if err := w.Run(ctx, s.puller(consumer, log.With(zap.Int("partition", n))), nil); err != nil {
 			log.Error("partition worker", zap.Int("partition", n), zap.Error(err))
 		}
 	}
@@ -182,7 +182,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 	// Jobs too short to partition are all invalid; every process answers them.
 	misc, _ := jobs.NewWorker(workerCfg)
 	wg.Go(func() {
-		if err := misc.Run(runCtx, objs.Misc, func() { close(miscReady) }); err != nil {
+		if err := misc.Run(runCtx, s.puller(objs.Misc, log.With(zap.String("consumer", "misc"))), func() { close(miscReady) }); err != nil {
 			log.Error("misc worker", zap.Error(err))
 			close(miscReady)
 		}
@@ -424,4 +424,10 @@ func (s *Service) close() {
 		s.server.WaitForShutdown()
 		s.server = nil
 	}
+}
+
+// puller pulls consumer's jobs on the service's connection; its warnings
+// (lost pulls, which it recovers from) go to log.
+func (s *Service) puller(consumer jetstream.Consumer, log *zap.Logger) *jobs.Puller {
+	return jobs.NewPuller(s.nc, "", consumer, func(err error) { log.Warn("pull jobs", zap.Error(err)) })
 }
