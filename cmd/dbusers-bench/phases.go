@@ -136,7 +136,7 @@ func (b *bench) phaseCreate(ctx context.Context) error {
 	rd := deleted.Rate / directDrop.Rate
 	b.report.Figures = append(b.report.Figures, Figure{
 		ID: "2", Name: fmt.Sprintf("bulk create, %d accounts", n), Unit: "/s",
-		Worker: worker.Rate, Direct: direct.Rate, Ratio: r, Goal: "≥ 1.0× (aim 1.5×)", Met: boolPtr(r >= 1.0),
+		Worker: worker.Rate, Direct: direct.Rate, Ratio: r, Goal: "≥ 1.0× (aim 1.5×)", Met: boolPtr(r >= 1.0), AimMet: boolPtr(r >= 1.5),
 		Note: fmt.Sprintf("with %d accounts on the server; generated passwords, each sealed and written to the vault; direct = CREATE USER + GRANT ALL on the escaped database, one connection, the same admin account.", before),
 	}, Figure{
 		ID: "2b", Name: "bulk create: worker CPU per job", Unit: "µs", Worker: worker.CPU.Worker, Direct: direct.CPU.Bench,
@@ -144,7 +144,7 @@ func (b *bench) phaseCreate(ctx context.Context) error {
 		Note: "worker process CPU (user + system) over the run ÷ jobs; direct = CPU of the client issuing the direct statements.",
 	}, Figure{
 		ID: "2c", Name: fmt.Sprintf("bulk delete, %d accounts", n), Unit: "/s",
-		Worker: deleted.Rate, Direct: directDrop.Rate, Ratio: rd, Goal: "≥ 1.0× (aim 1.5×)", Met: boolPtr(rd >= 1.0),
+		Worker: deleted.Rate, Direct: directDrop.Rate, Ratio: rd, Goal: "≥ 1.0× (aim 1.5×)", Met: boolPtr(rd >= 1.0), AimMet: boolPtr(rd >= 1.5),
 		Note: "the accounts the bulk create made, deleted by delete jobs (each also ends the account's sessions); direct = DROP USER of the accounts the direct create made, one connection.",
 	}, Figure{
 		ID: "2d", Name: "bulk delete: worker CPU per job", Unit: "µs", Worker: deleted.CPU.Worker, Direct: directDrop.CPU.Bench,
@@ -248,7 +248,7 @@ func (b *bench) phaseRotation(ctx context.Context) error {
 	r := worker.Rate / direct.Rate
 	b.report.Figures = append(b.report.Figures, Figure{
 		ID: "1", Name: fmt.Sprintf("bulk rotation, %d reset_password", n), Unit: "/s",
-		Worker: worker.Rate, Direct: direct.Rate, Ratio: r, Goal: "≥ 1.0× (aim 2.0×)", Met: boolPtr(r >= 1.0),
+		Worker: worker.Rate, Direct: direct.Rate, Ratio: r, Goal: "≥ 1.0× (aim 2.0×)", Met: boolPtr(r >= 1.0), AimMet: boolPtr(r >= 2.0),
 		Note: fmt.Sprintf("first publish to last result, %d jobs published asynchronously (window %d), results read on one subscription of %s; every password generated, sealed and written to the vault (the run does not read the vault: see the checks); one reply_key for the batch. Direct = ALTER USER … IDENTIFIED BY with pre-generated 64-character passwords, one connection, the same admin account.",
 			n, b.s.window, b.ns.resultsSubject(b.main.name)),
 	}, Figure{
@@ -257,7 +257,7 @@ func (b *bench) phaseRotation(ctx context.Context) error {
 		Note: fmt.Sprintf("direct = ALTER USER of %d accounts per statement over the same accounts, one connection: what the server itself can do.", accountsPerStatement),
 	}, Figure{
 		ID: "1c", Name: "bulk rotation: worker CPU per job", Unit: "µs", Worker: worker.CPU.Worker, Direct: direct.CPU.Bench,
-		Ratio: worker.CPU.Worker / direct.CPU.Bench, Goal: "≤ 100 µs (aim 50 µs)", Met: boolPtr(worker.CPU.Worker <= 100),
+		Ratio: worker.CPU.Worker / direct.CPU.Bench, Goal: "≤ 100 µs (aim 50 µs)", Met: boolPtr(worker.CPU.Worker <= 100), AimMet: boolPtr(worker.CPU.Worker <= 50),
 		Note: "worker process CPU (user + system) over the run ÷ jobs; direct = CPU of the client issuing the one-account ALTER USER statements.",
 	})
 	return nil
@@ -328,7 +328,7 @@ func (b *bench) phaseLatency(ctx context.Context) error {
 	d50, d99 := percentile(directLat, 50), percentile(directLat, 99)
 	b.report.Figures = append(b.report.Figures,
 		Figure{ID: "3a", Name: "single-job latency p50", Unit: "ms", Worker: ms(w50), Direct: ms(d50), Ratio: ms(w50) / ms(d50),
-			Goal: "≤ direct + 1 ms", Met: boolPtr(w50 <= d50+time.Millisecond),
+			Goal: "≤ direct + 1 ms (aim + 0.5 ms)", Met: boolPtr(w50 <= d50+time.Millisecond), AimMet: boolPtr(w50 <= d50+time.Millisecond/2),
 			Note: fmt.Sprintf("%d sequential reset_password jobs with generated passwords, publish to result received, after %d untimed; a fresh reply_key per job (as the Go client does). Direct = one ALTER USER on a warm connection. p50 is %.2f ms above direct.",
 				n, warmJobs, ms(w50-d50))},
 		Figure{ID: "3b", Name: "single-job latency p99", Unit: "ms", Worker: ms(w99), Direct: ms(d99), Ratio: ms(w99) / ms(d99),

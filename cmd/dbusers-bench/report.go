@@ -53,7 +53,10 @@ type Figure struct {
 	Ratio  float64 `json:"ratio"`  // worker ÷ direct, 0 when none
 	Goal   string  `json:"goal"`
 	Met    *bool   `json:"met,omitempty"`
-	Note   string  `json:"note,omitempty"`
+	// AimMet says whether the figure reached the aim its goal names
+	// ("(aim 2.0×)"); nil when the goal has no aim.
+	AimMet *bool  `json:"aim_met,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
 
 // Run is one timed run with its CPU per job.
@@ -105,6 +108,19 @@ type GoBench struct {
 
 func boolPtr(b bool) *bool { return &b }
 
+// status is the figure's last column: its goal, then its aim if any.
+func (f Figure) status() string {
+	s := metText(f.Met)
+	switch {
+	case f.AimMet == nil:
+	case *f.AimMet:
+		s += ", aim met"
+	default:
+		s += ", aim missed"
+	}
+	return s
+}
+
 func metText(m *bool) string {
 	switch {
 	case m == nil:
@@ -142,7 +158,7 @@ func (r *Report) printTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tfigure\tworker\tdirect SQL\tratio\tgoal\t")
 	for _, f := range r.Figures {
-		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s: %s\t\n", f.ID, f.Name, num(f.Worker), f.Unit, num(f.Direct), ratio(f.Ratio), f.Goal, metText(f.Met))
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s: %s\t\n", f.ID, f.Name, num(f.Worker), f.Unit, num(f.Direct), ratio(f.Ratio), f.Goal, f.status())
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
@@ -204,7 +220,7 @@ func (r *Report) markdown() []byte {
 	p("Every figure next to its direct-SQL baseline, run in the same invocation against the same server; ratio = worker ÷ direct.\n\n")
 	p("| # | figure | worker | direct SQL | ratio | goal | |\n|---|---|---:|---:|---:|---|---|\n")
 	for _, f := range r.Figures {
-		p("| %s | %s | %s %s | %s | %s | %s | **%s** |\n", f.ID, f.Name, num(f.Worker), f.Unit, num(f.Direct), ratio(f.Ratio), f.Goal, metText(f.Met))
+		p("| %s | %s | %s %s | %s | %s | %s | **%s** |\n", f.ID, f.Name, num(f.Worker), f.Unit, num(f.Direct), ratio(f.Ratio), f.Goal, f.status())
 	}
 	for _, f := range r.Figures {
 		if f.Note != "" {
@@ -258,6 +274,13 @@ func (r *Report) markdown() []byte {
 
 	if bounds := r.goalBounds(); len(bounds) > 0 {
 		p("\n## Goals not met: what bounds them\n\n")
+		for _, l := range bounds {
+			p("- %s\n", l)
+		}
+	}
+
+	if bounds := r.aimBounds(); len(bounds) > 0 {
+		p("\n## Aims missed: what bounds them\n\n")
 		for _, l := range bounds {
 			p("- %s\n", l)
 		}

@@ -211,3 +211,93 @@ func listedAccounts(name string) int {
 	_, _ = fmt.Sscanf(name, "listing %d accounts", &n)
 	return n
 }
+
+// aimMissed reports whether figure id exists and missed its aim.
+func (r *Report) aimMissed(id string) (Figure, bool) {
+	f, ok := r.findFigure(id)
+	return f, ok && f.AimMet != nil && !*f.AimMet
+}
+
+// aimBounds says, for each aim this run missed, what bounds it, from the
+// run's own figures, as goalBounds does for goals.
+func (r *Report) aimBounds() []string {
+	var out []string
+	cores := float64(r.Machine.Cores)
+	throughput := func(id string, aim float64, workerRun, directRun, what string) {
+		f, miss := r.aimMissed(id)
+		w, okW := r.findRun(workerRun)
+		d, okD := r.findRun(directRun)
+		if !miss || !okW || !okD || d.Rate == 0 || w.CPU.Total() == 0 {
+			return
+		}
+		ceiling := cores * 1e6 / w.CPU.Total()
+		busy := w.Rate * w.CPU.Total() / (cores * 1e6)
+		line := fmt.Sprintf("**%s (%s, %.2f× against the aim's %.1f×).** The aim is %.0f jobs/s. The path spent %.0f µs of CPU per job "+
+			"(worker %.0f, nats-server %.0f, MariaDB %.0f, the benchmark's client %.0f), which caps it at %.0f jobs/s (%.2f×) on %d cores; ",
+			id, what, f.Ratio, aim, aim*d.Rate, w.CPU.Total(), w.CPU.Worker, w.CPU.NATS, w.CPU.MariaDB, w.CPU.Bench,
+			ceiling, ceiling/d.Rate, r.Machine.Cores)
+		if ceiling < aim*d.Rate {
+			line += "CPU alone rules the aim out here: every process would have to spend less per job."
+		} else {
+			line += fmt.Sprintf("the measured %.0f/s kept the cores %.0f%% busy. The rest is waiting: one target's batches run one after "+
+				"another, and each waits in series for its stored-result lookup, its vault writes, its statements and its results "+
+				"(docs/architecture.md), during which the target's next jobs queue.", w.Rate, 100*busy)
+		}
+		out = append(out, line)
+	}
+	throughput("1", 2.0, "rotation: worker", "rotation: direct", "bulk rotation")
+	throughput("2", 1.5, "create: worker", "create: direct", "bulk create")
+	throughput("2c", 1.5, "delete: worker", "delete: direct", "bulk delete")
+
+	if f, miss := r.aimMissed("1c"); miss {
+		line := fmt.Sprintf("**1c (worker CPU %.0f µs per rotation job against the aim's 50).** ", f.Worker)
+		if d, ok := r.findRun("rotation: direct"); ok {
+			line += fmt.Sprintf("The direct client spent %.0f µs per one-account ALTER USER: a MySQL round trip from Go costs about that "+
+				"here, and a rotation job, whose statement its batch shares, still has its own delivery, ack, vault entry and result "+
+				"on NATS. ", d.CPU.Bench)
+		}
+		if top := profileTop(r.Profile, 6); top != "" {
+			line += "Largest cumulative costs in this run's profile (µs per job): " + top + "."
+		}
+		out = append(out, line)
+	}
+	if f, miss := r.aimMissed("3a"); miss {
+		if w, ok := r.findRun("latency: worker"); ok {
+			out = append(out, fmt.Sprintf("**3a (latency p50 %.2f ms, %.2f ms above direct against the aim's 0.5).** A lone job waits, in "+
+				"series, for its delivery, the stored-result lookup, its vault write (beside the account check, SHOW GRANTS), the "+
+				"ALTER USER and its result: three NATS round trips and two MySQL ones, each waking a goroutine in the worker and in "+
+				"nats-server. Idle processes pay for each wake-up: one sequential job cost %.0f µs of CPU (nats-server %.0f, worker %.0f, "+
+				"MariaDB %.0f, client %.0f), against %.0f µs per job for the worker in the bulk rotation.",
+				f.Worker, f.Worker-f.Direct, w.CPU.Total(), w.CPU.NATS, w.CPU.Worker, w.CPU.MariaDB, w.CPU.Bench, r.rotationWorkerCPU()))
+		}
+	}
+	return out
+}
+
+// rotationWorkerCPU is the worker's CPU per job in the bulk rotation.
+func (r *Report) rotationWorkerCPU() float64 {
+	run, _ := r.findRun("rotation: worker")
+	return run.CPU.Worker
+}
+
+// profileTop returns the first n entries of the profile's table that are
+// not the lane's own loop or the runtime, as "function µs, …".
+func profileTop(profile string, n int) string {
+	var parts []string
+	for _, line := range strings.Split(profile, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) != 3 || !strings.HasSuffix(fields[1], "%") {
+			continue
+		}
+		fn := fields[2]
+		if strings.HasPrefix(fn, "runtime.") || strings.HasSuffix(fn, ".runLane") || strings.HasSuffix(fn, ".runBatch") {
+			continue
+		}
+		fn = fn[strings.LastIndex(fn, "/")+1:]
+		parts = append(parts, fmt.Sprintf("%s %s", fn, fields[0]))
+		if len(parts) == n {
+			break
+		}
+	}
+	return strings.Join(parts, ", ")
+}
