@@ -31,7 +31,7 @@ func (w *Worker) runAlone(j *work, password secret.Secret, generated bool, inten
 	}
 	total := int(j.d.delivered) - 1
 	for {
-		attempts, jerr, back := w.execute(j.d, j.ops, j.job, password, generated, intent, &j.res)
+		attempts, jerr, back := w.execute(j.d, j.ops, j.job, password, generated, intent, &j.res, &j.vault)
 		total += attempts
 		if !back {
 			return j.finished(total, jerr)
@@ -52,8 +52,9 @@ func (w *Worker) newIntent(d *delivery, job Job) *jobIntent {
 // execute applies a valid job with retries. It returns the number of
 // attempts, the job's error (nil on success), and handBack=true when the
 // job must go back to the stream without a result (shutdown, or a create
-// that may have left a half-made account it could not clean up).
-func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result) (int, *Error, bool) {
+// that may have left a half-made account it could not clean up). entry
+// learns what became of a generated password's vault entry.
+func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result, entry *vaultEntry) (int, *Error, bool) {
 	if password.IsZero() && (job.Op == OpCreate || job.Op == OpResetPassword) {
 		pw, err := w.cfg.GeneratePassword()
 		if err != nil {
@@ -82,7 +83,9 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 	var lastErr error
 	err := backoff.RetryNotify(func() error {
 		attempts++
-		err := w.apply(ops, job, password, generated, intent, res)
+		entry.reached = false
+		err := w.apply(ops, job, password, generated, intent, res, entry)
+		entry.settle(job.Op, err)
 		w.noteReach(d, err)
 		if err == nil {
 			return nil
@@ -176,16 +179,18 @@ func (b *budgetBackOff) NextBackOff() time.Duration {
 func (b *budgetBackOff) Reset() { b.next.Reset() }
 
 // apply runs one attempt of a job.
-func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result) error {
+func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result, entry *vaultEntry) error {
 	ctx := w.hardCtx
 	var ready mysqlops.Ready
-	if generated && res.Secret == nil {
+	switch {
+	case generated && res.Secret == nil:
 		// The sealed password goes to the vault before MySQL changes:
 		// an account must never have a password nobody can read. The
 		// write runs while MySQL checks the account, and the password
-		// statement waits for it (ready). An entry of a job that then
-		// fails expires unread.
-		stored := w.storeSecret(ctx, job, password)
+		// statement waits for it (ready). The entry of a job that then
+		// fails with no statement that may have set the password is
+		// purged by the completer (vaultentry.go).
+		stored := w.storeSecret(ctx, job, password, entry)
 		ready = func(ctx context.Context) error {
 			select {
 			case s := <-stored:
@@ -193,10 +198,17 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 					return s.err
 				}
 				res.Secret = s.secret
+				entry.reached = true
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+		}
+	case generated:
+		// Stored by an earlier attempt, or by the job's batch.
+		ready = func(context.Context) error {
+			entry.reached = true
+			return nil
 		}
 	}
 	switch job.Op {
@@ -253,10 +265,14 @@ type storedSecret struct {
 }
 
 // storeSecret seals a generated password to the job's reply key and writes
-// it to the vault in the background; the channel gets the outcome.
-func (w *Worker) storeSecret(ctx context.Context, job Job, password secret.Secret) <-chan storedSecret {
+// it to the vault in the background; the channel gets the outcome, and
+// entry.writes is done once the write is.
+func (w *Worker) storeSecret(ctx context.Context, job Job, password secret.Secret, entry *vaultEntry) <-chan storedSecret {
 	out := make(chan storedSecret, 1) // never blocks: an operation that stops early does not read it
+	entry.written = true
+	entry.writes.Add(1)
 	go func() {
+		defer entry.writes.Done()
 		// Sealed here too, beside MySQL's account check: a fresh
 		// reply_key costs an X25519 key agreement (about 120 µs).
 		sealed, err := w.cfg.Keys.SealPassword(job.ID, password, job.ReplyKey)

@@ -84,6 +84,9 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 	}
 	for i, m := range send {
 		err := errs[i]
+		if err == nil || mysqlops.PasswordMaybeSet(err) {
+			m.j.vault.maybeSet = true // the statement set the password, or may have
+		}
 		switch {
 		case err == nil:
 			setUser(&m.j.res, m.j.job, accts, i)
@@ -137,6 +140,7 @@ func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 			continue
 		}
 		m.password, m.generated = pw, true
+		m.j.vault.written = true // even a write that fails may have been stored
 		put = append(put, m)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

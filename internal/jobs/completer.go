@@ -14,6 +14,7 @@ import (
 
 // The completer is the one place that finishes jobs: it publishes the
 // results of many jobs with one wait, then erases and acks them in order,
+// purges the unused vault entries of the failed ones (vaultentry.go),
 // hands back the ones the executor could not finish, logs each job and
 // counts the metrics.
 
@@ -87,7 +88,8 @@ func (c *completer) add(o outcome) {
 }
 
 // flush publishes the gathered results (one wait), then finishes each job
-// in order.
+// in order, while the vault entries of the jobs whose error result went
+// out are purged (one wait).
 func (c *completer) flush() {
 	outs := c.outs
 	c.outs = nil
@@ -142,6 +144,10 @@ func (c *completer) flush() {
 		}
 		pubs, idx = again, againIdx
 	}
+	// Only now is each error result decided (published): an entry is
+	// never purged for a job that may still end otherwise.
+	purged := w.purgeUnused(outs)
+	defer purged()
 	backing := false
 	for _, o := range outs {
 		if o.verdict == handBack || backing {

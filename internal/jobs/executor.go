@@ -30,6 +30,8 @@ type work struct {
 	// keyed: the result subject names the job's own id, so a stored
 	// result there is this job's.
 	keyed bool
+	// vault: what this delivery did with the job's vault entry.
+	vault vaultEntry
 }
 
 // decode reads a delivery and decides everything the job alone decides:

@@ -50,6 +50,9 @@ type Sealer interface {
 // SecretStore keeps sealed generated passwords for their requester.
 type SecretStore interface {
 	Put(ctx context.Context, target, jobID string, sealed []byte) (key string, expiresAt time.Time, err error)
+	// Purge removes the entry of a job that ended without using its
+	// password, so that it reads as gone, as one the requester purged.
+	Purge(ctx context.Context, target, jobID string) error
 	Bucket() string
 }
 

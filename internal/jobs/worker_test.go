@@ -212,23 +212,44 @@ func (fakeKeys) SealPassword(string, secret.Secret, string) ([]byte, error) {
 	return []byte("sealed"), nil
 }
 
-// fakeSecrets is the vault; with fail set, every write fails.
+// fakeSecrets is the vault; with fail set, every write fails; delay holds
+// each write back. entries are the keys stored and not purged.
 type fakeSecrets struct {
-	mu   sync.Mutex
-	fail bool
-	puts int
+	mu      sync.Mutex
+	fail    bool
+	delay   time.Duration
+	puts    int
+	entries map[string]bool
 }
 
 func (s *fakeSecrets) Put(_ context.Context, target, id string, _ []byte) (string, time.Time, error) {
+	time.Sleep(s.delay)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.puts++
 	if s.fail {
 		return "", time.Time{}, errors.New("vault write refused")
 	}
+	if s.entries == nil {
+		s.entries = map[string]bool{}
+	}
+	s.entries[target+"."+id] = true
 	return target + "." + id, time.Now().Add(time.Minute), nil
 }
+func (s *fakeSecrets) Purge(_ context.Context, target, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.entries, target+"."+id)
+	return nil
+}
 func (s *fakeSecrets) Bucket() string { return "DBUSERS_VAULT" }
+
+// has reports whether the vault holds the entry of job id of target app.
+func (s *fakeSecrets) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.entries["app."+id]
+}
 
 type fakeIntents struct {
 	mu sync.Mutex

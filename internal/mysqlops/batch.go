@@ -30,6 +30,32 @@ var ErrNotBatched = errors.New("left for the one-account operation")
 // to be sent; an error stops the operation before its statement.
 type Record func(ctx context.Context, idx []int) error
 
+// MaybeSetError is the error of an account whose new password a
+// many-account statement may have set (it was sent, and 1396 did not name
+// the account) before the account fell back to its one-account operation,
+// which then failed or found an outcome. Its message and class are Err's.
+type MaybeSetError struct{ Err error }
+
+func (e *MaybeSetError) Error() string { return e.Err.Error() }
+func (e *MaybeSetError) Unwrap() error { return e.Err }
+
+// PasswordMaybeSet reports whether err, returned for one account by
+// ResetPasswords or CreateMany, comes after a statement that may have set
+// that account's password: the password may be in force although the
+// account's answer is an error.
+func PasswordMaybeSet(err error) bool { return errors.As(err, new(*MaybeSetError)) }
+
+// markMaybeSet wraps the error of each change at send that a statement
+// which reached the server may have given its password: every one but
+// those its 1396 named (failed).
+func markMaybeSet(changes []Change, send []int, errs []error, failed map[string]bool) {
+	for _, i := range send {
+		if errs[i] != nil && !failed[changes[i].Username] {
+			errs[i] = &MaybeSetError{Err: errs[i]}
+		}
+	}
+}
+
 // A many-account operation applies one statement to many accounts
 // (FACTS.md: MariaDB applies it account by account, names the failures in
 // 1396, and stops a GRANT at the first failure). Whenever the statement
@@ -70,11 +96,14 @@ func (t *Target) ResetPasswords(ctx context.Context, changes []Change) ([]Accoun
 	if len(send) == 0 {
 		return accts, errs
 	}
-	if _, err := t.execMany(ctx, "ALTER USER", changes, send, true); err != nil {
+	if failed, err := t.execMany(ctx, "ALTER USER", changes, send, true); err != nil {
 		// Some accounts may have their new password, some not: each
 		// sets its own again (the same password), alone.
 		for _, i := range send {
 			_, errs[i] = t.ResetPassword(ctx, changes[i].Username, changes[i].Password, nil)
+		}
+		if !NothingSent(err) {
+			markMaybeSet(changes, send, errs, failed)
 		}
 	}
 	return accts, errs
@@ -130,7 +159,11 @@ func (t *Target) CreateMany(ctx context.Context, changes []Change, record Record
 				changes[i].Intent.Unsent()
 			}
 		}
-		return t.createAlone(ctx, changes, send, errs)
+		errs = t.createAlone(ctx, changes, send, errs)
+		if !NothingSent(err) {
+			markMaybeSet(changes, send, errs, failed)
+		}
+		return errs
 	}
 	for _, readOnly := range []bool{false, true} {
 		var group []string
@@ -145,8 +178,11 @@ func (t *Target) CreateMany(ctx context.Context, changes []Change, record Record
 		q := "GRANT " + grantPrivileges(readOnly) + " ON " + t.grantOn + " TO " + accountList(len(group))
 		if err := t.exec(ctx, q, anys(group)...); err != nil {
 			// GRANT stops at the first failure: each account completes
-			// its own grant, or drops itself, alone.
-			return t.createAlone(ctx, changes, send, errs)
+			// its own grant, or drops itself, alone. Every account was
+			// created with its password.
+			errs = t.createAlone(ctx, changes, send, errs)
+			markMaybeSet(changes, send, errs, nil)
+			return errs
 		}
 	}
 	return errs

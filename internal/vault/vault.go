@@ -329,5 +329,17 @@ func (s *Store) Put(ctx context.Context, target, jobID string, sealed []byte) (k
 	return key, exp, nil
 }
 
+// Purge removes the entry under Key(target, jobID) and every earlier value
+// of it, as a requester's purge after reading does: a direct get then
+// finds only the purge marker, which reads as gone (ErrKeyDeleted), and
+// the sealed bytes are no longer in the bucket's stream.
+func (s *Store) Purge(ctx context.Context, target, jobID string) error {
+	key := Key(target, jobID)
+	if err := s.kv.Purge(ctx, key); err != nil {
+		return fmt.Errorf("vault: purge %s/%s: %w", s.kv.Bucket(), key, err)
+	}
+	return nil
+}
+
 // Bucket returns the vault bucket's name, as reported in results.
 func (s *Store) Bucket() string { return s.kv.Bucket() }
