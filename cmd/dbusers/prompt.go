@@ -52,7 +52,7 @@ func (a *app) promptOnce() (problem, password string, err error) {
 		return "", "", nil
 	}
 	if err := client.CheckPassword(password); err != nil {
-		return capitalize(passwordProblem(err)) + ".", "", nil
+		return sentence(capitalize(passwordProblem(err))), "", nil
 	}
 	fmt.Fprint(a.err, promptConfirmation)
 	confirmation, err := a.term.ReadPassword()
@@ -77,7 +77,7 @@ func (a *app) firstLine() (string, error) {
 		return "", nil
 	}
 	if err := client.CheckPassword(line); err != nil {
-		return "", fail(err, "Invalid password: %s.", passwordProblem(err))
+		return "", fail(err, "Invalid password: %s", sentence(passwordProblem(err)))
 	}
 	return line, nil
 }

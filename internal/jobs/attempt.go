@@ -67,7 +67,7 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 	if err := w.stillUnreachable(d, deadline); err != nil {
 		// Counted as one attempt, as a refused job is: every result
 		// says the worker handled the job at least once.
-		return 1, toJobError(err), false
+		return 1, toJobError(err, failure{target: job.Target}), false
 	}
 	attempts := 0
 	if intent == nil {
@@ -114,7 +114,7 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 		// to tell the requester yet; another delivery finishes the job.
 		return attempts, nil, true
 	}
-	jerr := toJobError(lastErr)
+	jerr := toJobError(lastErr, failure{target: job.Target, attempts: attempts, changed: mayHaveChanged(job.Op, intent, entry)})
 	if job.Op == OpCreate && jerr.Code != CodeUserExists {
 		// Never leave an account without its grant once the job has
 		// ended: drop what this job may have made, or keep the job.
@@ -127,6 +127,22 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 		}
 	}
 	return attempts, jerr, false
+}
+
+// mayHaveChanged reports whether a job of op that ends with an error may
+// have changed its account: a reset whose ALTER USER may have run, a
+// delete whose DROP USER may have (its intent recorded and not known
+// unsent), or either after an earlier delivery, which may have run its
+// statement. A create that gives up drops what it may have made (Abandon)
+// or is kept, and a list changes nothing.
+func mayHaveChanged(op Op, intent *jobIntent, entry *vaultEntry) bool {
+	switch op {
+	case OpResetPassword:
+		return intent.redelivered || entry.maybeSet
+	case OpDelete:
+		return intent.redelivered || intent.recorded && (intent.maybeRan || intent.sending)
+	}
+	return false
 }
 
 // stillUnreachable returns the error that proved the lane's target
@@ -204,8 +220,10 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 				return ctx.Err()
 			}
 		}
-	case generated:
-		// Stored by an earlier attempt, or by the job's batch.
+	default:
+		// A chosen password, or one stored by an earlier attempt or by
+		// the job's batch: ready only notes that the statement that
+		// sets the password follows.
 		ready = func(context.Context) error {
 			entry.reached = true
 			return nil
@@ -216,7 +234,7 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 		if err := ops.Create(ctx, job.Username, password, job.ReadOnly, intent, ready); err != nil {
 			return err
 		}
-		if err := mustHaveWaited(ctx, ready, res); err != nil {
+		if err := mustHaveWaited(ctx, generated, ready, res); err != nil {
 			return err
 		}
 		res.User = &Account{Username: job.Username, ReadOnly: job.ReadOnly}
@@ -225,7 +243,7 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 		if err != nil {
 			return err
 		}
-		if err := mustHaveWaited(ctx, ready, res); err != nil {
+		if err := mustHaveWaited(ctx, generated, ready, res); err != nil {
 			return err
 		}
 		res.User = &Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
@@ -251,8 +269,8 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 
 // mustHaveWaited makes sure a job with a generated password reports where
 // the password waits, even from an Ops that succeeded without calling ready.
-func mustHaveWaited(ctx context.Context, ready mysqlops.Ready, res *Result) error {
-	if ready == nil || res.Secret != nil {
+func mustHaveWaited(ctx context.Context, generated bool, ready mysqlops.Ready, res *Result) error {
+	if !generated || res.Secret != nil {
 		return nil
 	}
 	return ready(ctx)

@@ -92,7 +92,7 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 			setUser(&m.j.res, m.j.job, accts, i)
 			w.noteReach(m.j.d, nil)
 		case isOutcome(err):
-			m.jerr = toJobError(err)
+			m.jerr = toJobError(err, failure{target: m.j.job.Target})
 			w.noteReach(m.j.d, nil)
 		default:
 			m.alone, m.err = true, err

@@ -192,7 +192,7 @@ func (c *completer) done(o outcome) {
 	elapsed := time.Since(j.start)
 	// One call with every field: a logger of its own per job (With) cost
 	// more than the line.
-	fields := make([]zap.Field, 0, 10)
+	fields := make([]zap.Field, 0, 11)
 	fields = append(fields, jobFields(j)...)
 	if o.verdict == answerStored {
 		fields = append(fields, zap.Int("attempt", 0), zap.Duration("duration", elapsed), zap.String("outcome", OutcomeAlreadyDone))
@@ -205,6 +205,11 @@ func (c *completer) done(o outcome) {
 	if e := j.res.Error; e != nil {
 		code = e.Code
 		fields = append(fields, zap.String("code", string(e.Code)), zap.String("error", e.Message))
+		if e.cause != nil {
+			// The driver's own words (never a password: statements
+			// that carry one have their server message withheld).
+			fields = append(fields, zap.NamedError("cause", e.cause))
+		}
 	}
 	w.log.Info("job", fields...)
 	w.cfg.Observer.JobDone(j.res.Op, j.res.Status, code, elapsed)

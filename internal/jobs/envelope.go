@@ -55,15 +55,25 @@ const (
 type Error struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
+	// cause is the error behind a failure (a driver's), for the worker's
+	// log line only: the message says what happened in plain words.
+	cause error
 }
 
 // Error returns "code: message".
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 
-// Errorf returns an Error with the given code and a formatted message. The
-// arguments must never include a password.
+// Errorf returns an Error with the given code and a formatted message,
+// which is made a sentence: it gets a full stop unless it ends with one
+// (or "?" or "!"). It starts in lower case unless its first word is a
+// name, since clients put it after words of their own ("Invalid
+// username: …"). The arguments must never include a password.
 func Errorf(code Code, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+	msg := fmt.Sprintf(format, args...)
+	if msg != "" && !strings.HasSuffix(msg, ".") && !strings.HasSuffix(msg, "?") && !strings.HasSuffix(msg, "!") {
+		msg += "."
+	}
+	return &Error{Code: code, Message: msg}
 }
 
 // Job is a decoded, validated job.

@@ -527,10 +527,10 @@ func TestCheckPassword(t *testing.T) {
 
 func TestErrorf(t *testing.T) {
 	err := Errorf(CodeUserNotFound, "no account %q", "app_user")
-	if err.Code != CodeUserNotFound || err.Message != `no account "app_user"` {
+	if err.Code != CodeUserNotFound || err.Message != `no account "app_user".` {
 		t.Fatalf("%+v", err)
 	}
-	if got := err.Error(); got != `user_not_found: no account "app_user"` {
+	if got := err.Error(); got != `user_not_found: no account "app_user".` {
 		t.Fatalf("Error() = %q", got)
 	}
 }
@@ -669,10 +669,10 @@ func TestCharacterCounts(t *testing.T) {
 		err  *Error
 		want string
 	}{
-		{CheckPassword("x"), "password has 1 character; 24 to 64 are allowed"},
-		{CheckPassword("xy"), "password has 2 characters; 24 to 64 are allowed"},
-		{CheckUsername("a"), `username "a" has 1 character; 6 to 32 are allowed`},
-		{CheckUsername("abc"), `username "abc" has 3 characters; 6 to 32 are allowed`},
+		{CheckPassword("x"), "password has 1 character; 24 to 64 are allowed."},
+		{CheckPassword("xy"), "password has 2 characters; 24 to 64 are allowed."},
+		{CheckUsername("a"), `username "a" has 1 character; 6 to 32 are allowed.`},
+		{CheckUsername("abc"), `username "abc" has 3 characters; 6 to 32 are allowed.`},
 	}
 	for _, tt := range tests {
 		if tt.err == nil || tt.err.Message != tt.want {

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
 )
@@ -32,8 +33,40 @@ func isOutcome(err error) bool {
 		errors.Is(err, mysqlops.ErrProtected) || errors.Is(err, mysqlops.ErrForeign)
 }
 
-// toJobError maps an operation's final error to a contract error.
-func toJobError(err error) *Error {
+// failure is what a failed job's message tells besides its cause.
+type failure struct {
+	target string
+	// attempts this delivery made; 0 when it was not tried (its target
+	// was found unreachable moments before, see stillUnreachable).
+	attempts int
+	// changed: a statement of the job may have run, so the job may have
+	// taken effect.
+	changed bool
+}
+
+// after says when the job gave up.
+func (f failure) after() string {
+	switch f.attempts {
+	case 0:
+		return "when the job before this one tried moments ago (this job's retry budget ran out while it waited, so it was not tried)"
+	case 1:
+		return "after 1 attempt"
+	}
+	return fmt.Sprintf("after %d attempts", f.attempts)
+}
+
+// effect says what became of the account.
+func (f failure) effect() string {
+	if f.changed {
+		return "the job may or may not have taken effect"
+	}
+	return "the job made no change"
+}
+
+// toJobError maps an operation's final error to a contract error. Its
+// message says what happened and what to do, in plain words; the error
+// itself (a driver's text) is kept as the cause, for the worker's log.
+func toJobError(err error, f failure) *Error {
 	switch {
 	case errors.Is(err, mysqlops.ErrUserExists):
 		return Errorf(CodeUserExists, "an account of that name already exists on the server; choose another username")
@@ -44,29 +77,40 @@ func toJobError(err error) *Error {
 	case errors.Is(err, mysqlops.ErrForeign):
 		return Errorf(CodeForeignUser, "the account holds privileges outside this target's database; it is not managed here and was left untouched")
 	}
+	jerr := failureError(err, f)
+	jerr.cause = err
+	return jerr
+}
+
+// failureError words a failure that is not an outcome about the account.
+func failureError(err error, f failure) *Error {
 	// Faults of the worker's own setup, for its operator to fix; the
 	// password file's path stays in the worker's log.
 	switch {
 	case errors.As(err, new(*mysqlops.PasswordSourceError)):
-		return Errorf(CodeUnavailable, "the worker could not read this target's admin password file through the retry budget; "+
-			"retry the job once the worker's operator has fixed it (the worker's log says why)")
+		return Errorf(CodeUnavailable, "the worker could not read the admin password file of target %s %s; %s. "+
+			"Send the job again once the worker's operator has fixed the file (the worker's log says why)", f.target, f.after(), f.effect())
 	case errors.As(err, new(*mysqlops.LoginRefusedError)):
-		return Errorf(CodeUnavailable, "MySQL refused the worker's admin login through the retry budget: this target's password file "+
-			"does not hold the admin's password (a rotation half done?); retry the job once the worker's operator has fixed it")
+		return Errorf(CodeUnavailable, "MySQL refused the worker's admin login for target %s %s: the target's password file "+
+			"does not hold the admin's password (a rotation half done?); %s. Send the job again once the worker's operator has fixed it",
+			f.target, f.after(), f.effect())
 	case mysqlops.LoginRefused(err):
-		return Errorf(CodeInternal, "MySQL refused the worker's admin login for this target (the password in its DSN is wrong); "+
-			"the worker's operator must fix the DSN and restart the worker, then retry the job")
+		return Errorf(CodeInternal, "MySQL refused the worker's admin login for target %s (the password in its DSN is wrong); "+
+			"the worker's operator must fix the DSN and restart the worker, then send the job again", f.target)
 	case mysqlops.MissingPrivilege(err):
 		return Errorf(CodeInternal, "MySQL refused a statement for lack of a privilege of the worker's admin account (%v); "+
-			"the worker's operator must grant what contract §5.7 lists, then retry the job", err)
+			"the worker's operator must grant what contract §5.7 lists, then send the job again", err)
 	}
 	if classify(err) != mysqlops.Permanent {
 		if mysqlops.FromServer(err) {
 			// Reachable, but busy: a lock held by another session, a
 			// statement over its time limit, a server shutting down.
-			return Errorf(CodeUnavailable, "MySQL answered but kept failing the job through the retry budget (last error: %v); retry the job later", err)
+			return Errorf(CodeUnavailable, "MySQL server of target %s answered but kept failing the job %s (a lock held by another "+
+				"session, a statement over its time limit, or a server shutting down); %s. Send it again later",
+				f.target, f.after(), f.effect())
 		}
-		return Errorf(CodeUnavailable, "MySQL stayed unreachable through the retry budget (last error: %v); retry the job once the server is back", err)
+		return Errorf(CodeUnavailable, "MySQL server of target %s did not answer %s; %s. Send it again once the server is up",
+			f.target, f.after(), f.effect())
 	}
 	return Errorf(CodeInternal, "%v", err)
 }

@@ -32,7 +32,8 @@ type vaultEntry struct {
 	// on to the statement that sets the password.
 	reached bool
 	// maybeSet: a statement may have set this delivery's password (or
-	// did): the entry must stay.
+	// did), generated or chosen: the entry must stay, and a reset that
+	// fails may have taken effect.
 	maybeSet bool
 }
 

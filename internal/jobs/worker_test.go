@@ -468,7 +468,7 @@ func TestRetriesAndFailures(t *testing.T) {
 		held       bool
 		noAbandon  bool
 		exists     bool
-		wantMsg    string // in the error's message
+		wantMsg    string // in the error's message; fragments split by " | "
 	}{
 		{name: "transient then ok", op: "delete", body: `{"id":"r1","username":"good_user"}`,
 			errs: []error{errRefused, &mysql.MySQLError{Number: 1213}}, budget: 10 * time.Second,
@@ -512,11 +512,11 @@ func TestRetriesAndFailures(t *testing.T) {
 		{name: "login refused through the budget", op: "create", body: `{"id":"r14","username":"good_user","reply_key":"KEY"}`,
 			errs:   always(errLogin),
 			budget: 300 * time.Millisecond, wantCode: CodeUnavailable, noAbandon: true,
-			wantMsg: "this target's password file does not hold the admin's password"},
+			wantMsg: "for target app after | attempts: the target's password file does not hold the admin's password"},
 		{name: "password file unreadable through the budget", op: "delete", body: `{"id":"r15","username":"good_user"}`,
 			errs:   always(errFile),
 			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
-			wantMsg: "could not read this target's admin password file"},
+			wantMsg: "could not read the admin password file of target app after | attempts; the job made no change."},
 		{name: "DSN password refused", op: "delete", body: `{"id":"r16","username":"good_user"}`,
 			errs: []error{&mysql.MySQLError{Number: 1045}}, budget: 10 * time.Second, wantCode: CodeInternal,
 			wantMsg: "the password in its DSN is wrong"},
@@ -526,11 +526,30 @@ func TestRetriesAndFailures(t *testing.T) {
 		{name: "busy through the budget", op: "delete", body: `{"id":"r18","username":"good_user"}`,
 			errs:   always(errLock),
 			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
-			wantMsg: "MySQL answered but kept failing the job"},
+			wantMsg: "MySQL server of target app answered but kept failing the job after | attempts"},
 		{name: "unreachable through the budget", op: "delete", body: `{"id":"r19","username":"good_user"}`,
 			errs:   always(errRefused),
 			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
-			wantMsg: "MySQL stayed unreachable"},
+			wantMsg: "MySQL server of target app did not answer after | attempts; the job made no change. Send it again once the server is up."},
+		// An unavailable job says whether it may have taken effect: a
+		// statement cut off may have run, unless the job is a create,
+		// which drops what it may have made.
+		{name: "reset cut off, then unreachable", op: "reset_password", body: `{"id":"r20","username":"good_user","reply_key":"KEY"}`,
+			errs:   append([]error{errLost}, always(errRefused)...),
+			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			wantMsg: "; the job may or may not have taken effect. Send it again once the server is up."},
+		{name: "delete cut off, then unreachable", op: "delete", body: `{"id":"r21","username":"good_user"}`,
+			errs:   append([]error{errLost}, always(errRefused)...),
+			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			wantMsg: "; the job may or may not have taken effect. Send it again once the server is up."},
+		{name: "create cut off, then unreachable: dropped again", op: "create", body: `{"id":"r22","username":"good_user","reply_key":"KEY"}`,
+			errs:   append([]error{errLost}, always(errRefused)...),
+			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			wantMsg: "; the job made no change. Send it again once the server is up."},
+		{name: "reset refused by a busy server", op: "reset_password", body: `{"id":"r23","username":"good_user","reply_key":"KEY"}`,
+			errs:   always(errLock),
+			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			wantMsg: "; the job made no change. Send it again later."},
 		{name: "missing account after a lost reply is not found", op: "delete",
 			body: `{"id":"r12","username":"good_user"}`, exists: true,
 			errs: []error{errLost}, budget: 10 * time.Second, wantCode: CodeUserNotFound},
@@ -559,8 +578,14 @@ func TestRetriesAndFailures(t *testing.T) {
 				if res.Status != StatusOK || res.Attempts != len(tt.errs)+1 {
 					t.Fatalf("result %+v, want ok after %d attempts", res, len(tt.errs)+1)
 				}
-			} else if res.Error == nil || res.Error.Code != tt.wantCode || !strings.Contains(res.Error.Message, tt.wantMsg) {
-				t.Fatalf("result %+v (error %+v), want %s saying %q", res, res.Error, tt.wantCode, tt.wantMsg)
+			} else if res.Error == nil || res.Error.Code != tt.wantCode {
+				t.Fatalf("result %+v (error %+v), want %s", res, res.Error, tt.wantCode)
+			} else {
+				for _, want := range strings.Split(tt.wantMsg, " | ") {
+					if !strings.Contains(res.Error.Message, want) {
+						t.Fatalf("message %q, want it to say %q", res.Error.Message, want)
+					}
+				}
 			}
 			if tt.wantCalls != nil && strings.Join(h.ops.Calls(), ",") != strings.Join(tt.wantCalls, ",") {
 				t.Fatalf("calls %q, want %q", h.ops.Calls(), tt.wantCalls)
@@ -575,6 +600,17 @@ func TestRetriesAndFailures(t *testing.T) {
 			}
 			if res.Error != nil && strings.Contains(res.Error.Message, "/run/secrets") {
 				t.Fatalf("the worker's file path reached the requester: %s", res.Error.Message)
+			}
+			if res.Error != nil && !strings.HasSuffix(res.Error.Message, ".") {
+				t.Fatalf("message %q does not end with a full stop", res.Error.Message)
+			}
+			if res.Error != nil && res.Error.Code == CodeUnavailable {
+				// The driver's words stay in the worker's log.
+				for _, raw := range []string{"connection refused", "Lock wait timeout", "Access denied", "invalid connection", "dial"} {
+					if strings.Contains(res.Error.Message, raw) {
+						t.Fatalf("message %q quotes the driver (%q)", res.Error.Message, raw)
+					}
+				}
 			}
 		})
 	}
@@ -797,8 +833,10 @@ func TestQueuedJobsFailFastBehindAnUnreachableTarget(t *testing.T) {
 		t.Fatal("a job past its budget tried a target found unreachable a moment ago")
 	}
 	wantUnavailable(res, 1) // counted as handled once, like a refused job
-	if !strings.Contains(res.Error.Message, "connection refused, found by the target's previous job") {
-		t.Errorf("message %q does not give the last error and where it comes from", res.Error.Message)
+	if want := "MySQL server of target app did not answer when the job before this one tried moments ago " +
+		"(this job's retry budget ran out while it waited, so it was not tried); the job made no change."; !strings.Contains(res.Error.Message, want) ||
+		strings.Contains(res.Error.Message, "connection refused") {
+		t.Errorf("message %q does not say, in plain words, that the job before it found MySQL unreachable", res.Error.Message)
 	}
 
 	if tried, _ = run(time.Now(), 1, dial, dial, dial, dial, dial, dial, dial, dial); !tried {
