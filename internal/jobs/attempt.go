@@ -31,7 +31,7 @@ func (w *Worker) runAlone(j *work, password secret.Secret, generated bool, inten
 	}
 	total := int(j.d.delivered) - 1
 	for {
-		attempts, jerr, back := w.execute(j.d, j.ops, j.job, password, generated, intent, &j.res, &j.vault)
+		attempts, jerr, back := w.execute(j.d, j.ops, j.job, password, generated, intent, &j.res, &j.vault, total)
 		total += attempts
 		if !back {
 			return j.finished(total, jerr)
@@ -53,8 +53,11 @@ func (w *Worker) newIntent(d *delivery, job Job) *jobIntent {
 // attempts, the job's error (nil on success), and handBack=true when the
 // job must go back to the stream without a result (shutdown, or a create
 // that may have left a half-made account it could not clean up). entry
-// learns what became of a generated password's vault entry.
-func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result, entry *vaultEntry) (int, *Error, bool) {
+// learns what became of a generated password's vault entry; prior is the
+// attempts counted before this call (earlier deliveries, earlier rounds
+// of a held job), which a failure's message counts with its own, as the
+// result does.
+func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result, entry *vaultEntry, prior int) (int, *Error, bool) {
 	if password.IsZero() && (job.Op == OpCreate || job.Op == OpResetPassword) {
 		pw, err := w.cfg.GeneratePassword()
 		if err != nil {
@@ -63,16 +66,17 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 		password, generated = pw, true
 	}
 
-	deadline := d.received.Add(w.cfg.RetryBudget)
-	if err := w.stillUnreachable(d, deadline); err != nil {
-		// Counted as one attempt, as a refused job is: every result
-		// says the worker handled the job at least once.
-		return 1, toJobError(err, failure{target: job.Target}), false
-	}
-	attempts := 0
 	if intent == nil {
 		intent = w.newIntent(d, job)
 	}
+	deadline := d.received.Add(w.cfg.RetryBudget)
+	if err := w.stillUnreachable(d, deadline); err != nil {
+		// Counted as one attempt, as a refused job is: every result
+		// says the worker handled the job at least once. (Its batch's
+		// statement may have run, though.)
+		return 1, toJobError(err, failure{target: job.Target, attempts: prior, changed: mayHaveChanged(job.Op, intent, entry)}), false
+	}
+	attempts := 0
 	b := backoff.WithContext(&budgetBackOff{
 		next: backoff.NewExponentialBackOff(
 			backoff.WithInitialInterval(100*time.Millisecond),
@@ -114,7 +118,7 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 		// to tell the requester yet; another delivery finishes the job.
 		return attempts, nil, true
 	}
-	jerr := toJobError(lastErr, failure{target: job.Target, attempts: attempts, changed: mayHaveChanged(job.Op, intent, entry)})
+	jerr := toJobError(lastErr, failure{target: job.Target, attempts: prior + attempts, changed: mayHaveChanged(job.Op, intent, entry)})
 	if job.Op == OpCreate && jerr.Code != CodeUserExists {
 		// Never leave an account without its grant once the job has
 		// ended: drop what this job may have made, or keep the job.

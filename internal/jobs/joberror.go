@@ -36,8 +36,9 @@ func isOutcome(err error) bool {
 // failure is what a failed job's message tells besides its cause.
 type failure struct {
 	target string
-	// attempts this delivery made; 0 when it was not tried (its target
-	// was found unreachable moments before, see stillUnreachable).
+	// attempts, as the result counts them; 0 when the job was not tried
+	// (its target was found unreachable moments before, see
+	// stillUnreachable).
 	attempts int
 	// changed: a statement of the job may have run, so the job may have
 	// taken effect.
@@ -48,7 +49,7 @@ type failure struct {
 func (f failure) after() string {
 	switch f.attempts {
 	case 0:
-		return "when the job before this one tried moments ago (this job's retry budget ran out while it waited, so it was not tried)"
+		return "when the job before this one tried moments ago (this job's retry budget ran out while it waited)"
 	case 1:
 		return "after 1 attempt"
 	}

@@ -54,7 +54,7 @@ func TestFailureMessagesArePlainSentences(t *testing.T) {
 	}
 	// Not tried, or may have taken effect.
 	if got := toJobError(version, failure{target: "shop"}).Message; got != "MySQL server of target shop did not answer when the job before "+
-		"this one tried moments ago (this job's retry budget ran out while it waited, so it was not tried); the job made no change. Send it again once the server is up." {
+		"this one tried moments ago (this job's retry budget ran out while it waited); the job made no change. Send it again once the server is up." {
 		t.Errorf("not tried: %q", got)
 	}
 	if got := toJobError(mysql.ErrInvalidConn, failure{target: "shop", attempts: 1, changed: true}).Message; got != "MySQL server of target shop "+
@@ -66,6 +66,25 @@ func TestFailureMessagesArePlainSentences(t *testing.T) {
 		if jerr := toJobError(err, failure{}); jerr.cause != nil || !strings.HasSuffix(jerr.Message, ".") {
 			t.Errorf("%v: %+v", err, jerr)
 		}
+	}
+}
+
+// TestUnavailableMessageCountsEveryAttempt: a redelivered job's message
+// counts its earlier deliveries as the result's attempts do, and says the
+// job may have taken effect (an earlier delivery may have run it).
+func TestUnavailableMessageCountsEveryAttempt(t *testing.T) {
+	h := newHarness(t, 300*time.Millisecond)
+	h.ops.errs = always(errRefused)
+	m := deleteMsg("again-1", "good_user", 7)
+	m.delivered = 3
+	h.w.process(&delivery{msg: m, received: time.Now()})
+	res := h.result(t, "again-1")
+	if res.Error == nil || res.Error.Code != CodeUnavailable || res.Attempts < 3 {
+		t.Fatalf("result %+v (error %+v), want unavailable after 2 earlier deliveries and this one's attempts", res, res.Error)
+	}
+	want := fmt.Sprintf("MySQL server of target app did not answer after %d attempts; the job may or may not have taken effect.", res.Attempts)
+	if !strings.Contains(res.Error.Message, want) {
+		t.Fatalf("message %q, want %q", res.Error.Message, want)
 	}
 }
 
