@@ -1,4 +1,4 @@
-// Command dbusers-bench measures the worker against MySQL itself (issue 5):
+// Command dbusers-bench measures the worker against MySQL itself:
 // bulk rotation, bulk create, single-job latency, listing and a 100,000-job
 // backlog through the worker, each next to the same statements issued
 // directly on one connection in the same invocation, plus how throughput

@@ -155,7 +155,7 @@ const keepAliveTicks = 10
 // worked on, so their ack wait does not expire while they wait their turn.
 // Only jobs not heard of for two thirds of an ack wait are told: a bulk run
 // holds thousands of jobs, and telling each of them every tick cost more
-// NATS CPU than running them (issue 5). A job is told again at least a
+// NATS CPU than running them (make bench measured it). A job is told again at least a
 // third of an ack wait, less one tick, before its deadline.
 func (w *Worker) keepAlive() {
 	now := time.Now()

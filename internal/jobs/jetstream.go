@@ -94,7 +94,7 @@ func (r *StreamResults) PublishMany(ctx context.Context, pubs []Publication) ([]
 }
 
 // LookupMany returns the results stored on subjects in one batched direct
-// get ("multi_last", FACTS.md). It reads the answers itself and takes
+// get ("multi_last", nats-server 2.11 and later). It reads the answers itself and takes
 // the last Nats-Subject of each: the server appends its own headers after
 // any a publisher stored (ServerHeader).
 func (r *StreamResults) LookupMany(ctx context.Context, subjects []string) (map[string][]byte, error) {

@@ -23,7 +23,8 @@ const DefaultRefusalRate = 100
 // Why: one refusal is cheap, but a publisher flooding a target with
 // thousands of invalid jobs makes the worker, NATS and the publisher
 // compete for the same CPUs, and every other target's jobs slow down with
-// them (issue 6: B's valid jobs beside A's flood of invalid ones). Valid
+// them (TestFloodOfInvalidJobs: B's valid jobs beside A's flood of
+// invalid ones). Valid
 // jobs change accounts somebody waits for; the flood's answers can wait a
 // little. Every refused job is still answered.
 //

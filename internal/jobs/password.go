@@ -25,7 +25,8 @@ const passwordCutoff = 256 - 256%len(passwordAlphabet)
 // It draws bytes in one read and samples them itself instead of using
 // sethvargo/go-password, whose per-character big.Int draws cost 22 µs and
 // 507 allocations per password, a fifth of the worker's CPU budget per
-// rotation job (issue 5); this costs about 1 µs and one allocation.
+// rotation job (make bench's goal, docs/benchmarks.md); this costs about
+// 1 µs and one allocation.
 func GeneratePassword() (secret.Secret, error) {
 	var buf [GeneratedPasswordLength * 2]byte // 4/256 rejected: 128 bytes almost always suffice
 	out := make([]byte, 0, GeneratedPasswordLength)

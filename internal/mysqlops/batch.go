@@ -57,7 +57,7 @@ func markMaybeSet(changes []Change, send []int, errs []error, failed map[string]
 }
 
 // A many-account operation applies one statement to many accounts
-// (FACTS.md: MariaDB applies it account by account, names the failures in
+// (as tried on MariaDB 10.11, it applies it account by account, names the failures in
 // 1396, and stops a GRANT at the first failure). Whenever the statement
 // fails or its outcome is unknown, each account falls back to its
 // one-account operation, which looks at the real state first: so the

@@ -57,8 +57,7 @@ func (c Class) String() string {
 }
 
 // transientCodes are server errors after which nothing was changed and a
-// later attempt can succeed (FACTS.md, "Errors seen through
-// go-sql-driver/mysql").
+// later attempt can succeed, as seen through go-sql-driver/mysql.
 var transientCodes = map[uint16]bool{
 	1040: true, // too many connections
 	1203: true, // max_user_connections

@@ -30,7 +30,8 @@ func (f flavor) bound(query string, d time.Duration) string {
 }
 
 // writeColumns are the mysql.db columns that let an account change data
-// (FACTS.md); an account holding none of them on the database is read-only.
+// (MariaDB's privilege columns); an account holding none of them on the
+// database is read-only.
 var writeColumns = []string{"Insert_priv", "Update_priv", "Delete_priv", "Create_priv", "Drop_priv",
 	"Alter_priv", "Index_priv", "References_priv", "Create_tmp_table_priv", "Lock_tables_priv",
 	"Execute_priv", "Create_view_priv", "Create_routine_priv", "Alter_routine_priv", "Event_priv", "Trigger_priv"}

@@ -65,7 +65,7 @@ type Target struct {
 }
 
 // refusedCollations cannot be used with client-side interpolation
-// (FACTS.md): the driver refuses to escape for them.
+// (go-sql-driver/mysql): the driver refuses to escape for them.
 var refusedCollations = []string{"big5", "gbk", "sjis", "cp932"}
 
 // DBOptions add to a target's admin DSN what the configuration holds

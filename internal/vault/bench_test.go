@@ -1,6 +1,7 @@
 package vault_test
 
-// Benchmarks of sealing and opening passwords (issue 5). A seal is nacl box:
+// Benchmarks of sealing and opening passwords, part of make bench's CPU per
+// job (docs/benchmarks.md). A seal is nacl box:
 // an X25519 shared key between the worker's key and the reply key, then
 // XSalsa20-Poly1305. The shared key is the expensive part, and the same for
 // every job of a batch that shares a reply key, so the benchmarks also show

@@ -14,8 +14,9 @@ import (
 	"github.com/dbusers/dbusers/internal/mysqltest"
 )
 
-// The goals of issue 12, checked by make bench (not by make test: they are
-// time ratios that a loaded machine would decide).
+// The goals of what dbusers-api adds to a job (docs/api.md, "Tests and
+// measurements"), checked by make bench (not by make test: they are time
+// ratios that a loaded machine would decide).
 
 // benchClient is a client of the env's worker on a connection of its own,
 // the direct path the API is compared with.

@@ -79,8 +79,9 @@ func evalBool(t *testing.T, ctx context.Context, js string) bool {
 	return b
 }
 
-// TestDashboardInBrowser does every operation of SEED.md's dashboard
-// sections in a real browser, checking MariaDB after each.
+// TestDashboardInBrowser does every operation of the dashboard
+// (docs/api.md, "The dashboard") in a real browser, checking MariaDB after
+// each.
 func TestDashboardInBrowser(t *testing.T) {
 	ctx := browser(t)
 	t.Parallel()

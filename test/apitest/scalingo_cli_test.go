@@ -157,7 +157,8 @@ func lineWith(t *testing.T, out, s string) string {
 
 // TestScalingoCLI: the platform's own CLI, unchanged, lists, creates
 // (chosen and generated passwords, --read-only), updates passwords (both
-// ways) and deletes against dbusers-api, printing what SEED.md shows; every
+// ways) and deletes against dbusers-api, printing what it prints against
+// the platform itself; every
 // password it prints or was given logs in to MariaDB.
 func TestScalingoCLI(t *testing.T) {
 	bin, err := filepath.Abs(scalingoCLI)
