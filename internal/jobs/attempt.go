@@ -29,10 +29,26 @@ func (w *Worker) runAlone(j *work, password secret.Secret, generated bool, inten
 	if intent == nil {
 		intent = w.newIntent(j.d, j.job)
 	}
+	if password.IsZero() && (j.job.Op == OpCreate || j.job.Op == OpResetPassword) {
+		// Once per job, not per round of a held job: the vault keeps
+		// the first round's entry, and a later round must set the same
+		// password.
+		pw, err := w.cfg.GeneratePassword()
+		if err != nil {
+			if o, ok := j.lone.stands(j); ok {
+				return o
+			}
+			return j.finished(1, Errorf(CodeInternal, "generate a password: %v", err))
+		}
+		password, generated = pw, true
+	}
 	total := int(j.d.delivered) - 1
 	for {
-		attempts, jerr, back := w.execute(j.d, j.ops, j.job, password, generated, intent, &j.res, &j.vault, total)
+		attempts, jerr, back := w.execute(j.d, j.ops, j.job, password, generated, intent, &j.res, &j.vault, j.lone, total)
 		total += attempts
+		if o, ok := j.lone.stands(j); ok {
+			return o
+		}
 		if !back {
 			return j.finished(total, jerr)
 		}
@@ -57,15 +73,7 @@ func (w *Worker) newIntent(d *delivery, job Job) *jobIntent {
 // attempts counted before this call (earlier deliveries, earlier rounds
 // of a held job), which a failure's message counts with its own, as the
 // result does.
-func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result, entry *vaultEntry, prior int) (int, *Error, bool) {
-	if password.IsZero() && (job.Op == OpCreate || job.Op == OpResetPassword) {
-		pw, err := w.cfg.GeneratePassword()
-		if err != nil {
-			return 1, Errorf(CodeInternal, "generate a password: %v", err), false
-		}
-		password, generated = pw, true
-	}
-
+func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result, entry *vaultEntry, lone *loneLookup, prior int) (int, *Error, bool) {
 	if intent == nil {
 		intent = w.newIntent(d, job)
 	}
@@ -88,11 +96,15 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 	err := backoff.RetryNotify(func() error {
 		attempts++
 		entry.reached = false
-		err := w.apply(ops, job, password, generated, intent, res, entry)
+		err := w.apply(ops, job, password, generated, intent, res, entry, lone)
 		entry.settle(job.Op, err)
 		w.noteReach(d, err)
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, errAnsweredBefore) || lone.foundNow() {
+			lastErr = errAnsweredBefore
+			return backoff.Permanent(errAnsweredBefore)
 		}
 		lastErr = err
 		if ne := (natsError{}); !errors.As(err, &ne) && !isOutcome(err) {
@@ -110,6 +122,10 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 			zap.Duration("wait", wait), zap.Error(err))
 	})
 	if err == nil {
+		return attempts, nil, false
+	}
+	if errors.Is(lastErr, errAnsweredBefore) {
+		// Nothing ran; the caller answers with the stored result.
 		return attempts, nil, false
 	}
 	var ne natsError
@@ -199,7 +215,7 @@ func (b *budgetBackOff) NextBackOff() time.Duration {
 func (b *budgetBackOff) Reset() { b.next.Reset() }
 
 // apply runs one attempt of a job.
-func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result, entry *vaultEntry) error {
+func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result, entry *vaultEntry, lone *loneLookup) error {
 	ctx := w.hardCtx
 	var ready mysqlops.Ready
 	switch {
@@ -210,7 +226,7 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 		// statement waits for it (ready). The entry of a job that then
 		// fails with no statement that may have set the password is
 		// purged by the completer (vaultentry.go).
-		stored := w.storeSecret(ctx, job, password, entry)
+		stored := w.storeSecret(ctx, job, password, entry, lone)
 		ready = func(ctx context.Context) error {
 			select {
 			case s := <-stored:
@@ -228,7 +244,10 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 		// A chosen password, or one stored by an earlier attempt or by
 		// the job's batch: ready only notes that the statement that
 		// sets the password follows.
-		ready = func(context.Context) error {
+		ready = func(ctx context.Context) error {
+			if err := lone.wait(ctx); err != nil {
+				return err
+			}
 			entry.reached = true
 			return nil
 		}
@@ -289,7 +308,7 @@ type storedSecret struct {
 // storeSecret seals a generated password to the job's reply key and writes
 // it to the vault in the background; the channel gets the outcome, and
 // entry.writes is done once the write is.
-func (w *Worker) storeSecret(ctx context.Context, job Job, password secret.Secret, entry *vaultEntry) <-chan storedSecret {
+func (w *Worker) storeSecret(ctx context.Context, job Job, password secret.Secret, entry *vaultEntry, lone *loneLookup) <-chan storedSecret {
 	out := make(chan storedSecret, 1) // never blocks: an operation that stops early does not read it
 	entry.written = true
 	entry.writes.Add(1)
@@ -300,6 +319,12 @@ func (w *Worker) storeSecret(ctx context.Context, job Job, password secret.Secre
 		sealed, err := w.cfg.Keys.SealPassword(job.ID, password, job.ReplyKey)
 		if err != nil {
 			out <- storedSecret{err: fmt.Errorf("seal the generated password: %w", err)}
+			return
+		}
+		// A lone job's entry waits for its stored-result lookup: a job
+		// answered before keeps the entry its first run wrote.
+		if err := lone.wait(ctx); err != nil {
+			out <- storedSecret{err: err}
 			return
 		}
 		key, expires, err := w.cfg.Secrets.Put(ctx, job.Target, job.ID, sealed)

@@ -27,6 +27,9 @@ type work struct {
 	ops     Ops
 	// password is the job's chosen password, opened; zero otherwise.
 	password secret.Secret
+	// lone is the stored-result lookup of a lone job, run beside its
+	// account check (lone_lookup.go); nil when the batch looked up first.
+	lone *loneLookup
 	// keyed: the result subject names the job's own id, so a stored
 	// result there is this job's.
 	keyed bool
@@ -75,6 +78,15 @@ func (w *Worker) runBatch(batch []*delivery) {
 		jobs[i] = w.decode(d, start)
 	}
 	c := &completer{w: w}
+	if len(jobs) == 1 && overlapsLookup(jobs[0]) {
+		j := jobs[0]
+		j.lone = w.lookUpAlongside(j)
+		done := w.cfg.Pacer.validJob()
+		c.add(w.runAlone(j, j.password, false, nil))
+		done()
+		c.flush()
+		return
+	}
 	// A job id already answered (republished after the duplicate window,
 	// or redelivered after its result was stored) changes nothing: its
 	// stored result is published again, whatever the body says now.
