@@ -19,7 +19,7 @@ run:
 ## MariaDB and in-process nats-servers) with the race detector; then the
 ## flood test again without it, alone on the machine, since its bound is a
 ## time ratio that the race detector's slowdown and the other packages'
-## load would decide (issue 6)
+## load would decide
 test:
 	scripts/mariadb-up.sh
 	$(GO) vet $(PKGS)
@@ -38,7 +38,7 @@ lint:
 clean:
 	rm -rf bin data
 
-## bench: the performance benchmark of issue 5 (not part of test): the
+## bench: the performance benchmark (not part of test): the
 ## worker against direct SQL on the local MariaDB, with a worker CPU
 ## profile; prints a table and writes docs/benchmarks.md. Quick run:
 ## make bench BENCH_FLAGS=-scale=0.1
@@ -48,7 +48,7 @@ bench:
 	scripts/mariadb-up.sh
 	$(GO) build -o bin/dbusers-bench ./cmd/dbusers-bench
 	bin/dbusers-bench -out docs/benchmarks.md -cpuprofile bin/worker-rotation.pprof $(BENCH_FLAGS)
-	@# issue 12: the latency dbusers-api adds to a job (goal: at most 1 ms at
+	@# The latency dbusers-api adds to a job (goal: at most 1 ms at
 	@# p50), and 10,000 accounts listed through it vs the list jobs (goal:
 	@# at most 1.5 times); see docs/api.md
 	$(GO) test -run '^$$' -bench '^BenchmarkAPIAddedLatency$$' -benchtime 300x ./test/apitest/

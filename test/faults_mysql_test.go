@@ -51,6 +51,7 @@ func collect(t *testing.T, sub *nats.Subscription, want map[string]bool, timeout
 // jobs run: no job fails, all complete once it is back, and every
 // delivered password logs in.
 func TestMySQLDownMidRun(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts its own MariaDB")
 	}
@@ -130,6 +131,7 @@ func TestMySQLDownMidRun(t *testing.T) {
 // TestBudgetSpentWhileMySQLDown: a job whose retry budget runs out while
 // MySQL is down ends unavailable and leaves no account behind.
 func TestBudgetSpentWhileMySQLDown(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts its own MariaDB")
 	}
@@ -163,6 +165,7 @@ func TestBudgetSpentWhileMySQLDown(t *testing.T) {
 // CREATE USER would wait forever; the statement bound ends it with a
 // transient error, and the account is made once the lock is gone.
 func TestStatementBoundedUnderBackupLock(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts its own MariaDB")
 	}
@@ -210,8 +213,9 @@ func (i *recordIntent) Unsent() {}
 // partition, fill the stuck target's lane but not the partition consumer's
 // ack-pending window (16,384; with the former 4,096 this test failed): the
 // other target's jobs still finish. A target with more stuck jobs than the
-// window does stall its partition (README, Limits).
+// window does stall its partition (docs/operations.md, "At the limits").
 func TestStuckTargetHoldsUpOnlyItself(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	// Two target names in one partition.
 	var stuckName string

@@ -10,7 +10,7 @@ import (
 )
 
 // TestSeriesExistBeforeFirstUse: a fresh worker's /metrics already has,
-// at zero, every series the README documents, so that alert rules on
+// at zero, every series docs/operations.md documents, so that alert rules on
 // retries, MySQL errors, hand-backs and failed jobs find them on a healthy
 // worker; the first event then counts in the series created up front.
 func TestSeriesExistBeforeFirstUse(t *testing.T) {
