@@ -150,6 +150,10 @@ type grant struct {
 	// grantOption is WITH GRANT OPTION; adminOption is WITH ADMIN OPTION
 	// (a role the grantee may grant on).
 	grantOption, adminOption bool
+	// methods is how many authentication methods the line names after
+	// IDENTIFIED (MariaDB's USAGE line; more than one when an old
+	// password is kept beside the current one); 0 when it names none.
+	methods int
 }
 
 // on renders the object of a privilege line, for messages and REVOKE.
@@ -241,11 +245,15 @@ func parseGrant(line string) (grant, error) {
 			return g, errors.New("no TO after the object")
 		}
 	}
-	// The grantee, then options. Everything after it (IDENTIFIED BY
-	// PASSWORD '…', REQUIRE …, resource limits) is passed over.
+	// The grantee, then options. The authentication methods (IDENTIFIED
+	// BY PASSWORD '…', IDENTIFIED VIA … OR …) are counted, their hashes
+	// dropped; the rest (REQUIRE …, resource limits) is passed over.
 	g.grantee, err = p.principal()
 	if err != nil {
 		return g, fmt.Errorf("grantee: %w", err)
+	}
+	if g.methods, err = authMethods(p.toks[p.i:]); err != nil {
+		return g, err
 	}
 	for i := p.i; i+1 < len(p.toks); i++ {
 		a, b := p.toks[i], p.toks[i+1]

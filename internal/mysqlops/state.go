@@ -139,6 +139,10 @@ type state struct {
 	granted  bool // it holds a database-level grant with SELECT on the target's database
 	inside   bool // it holds table, column or routine privileges in the target's database
 	readOnly bool // granted, and none of the write privileges
+	// oldPassword: SHOW GRANTS names more than one authentication method,
+	// an old password kept beside the current one (MariaDB; MySQL 8 does
+	// not print them, see old_password.go).
+	oldPassword bool
 }
 
 // inspect reads what the server says about username. With anyHost, an
@@ -268,6 +272,7 @@ func classifyGrants(lines []string, database, pattern string, sharedPattern bool
 			if g.grantOption || len(g.privileges) != 1 || g.privileges[0] != "USAGE" {
 				st.foreign = true
 			}
+			st.oldPassword = st.oldPassword || g.methods > 1
 		case levelDatabase:
 			if g.database != database && g.database != pattern {
 				st.foreign = true
