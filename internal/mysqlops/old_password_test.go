@@ -3,6 +3,8 @@ package mysqlops
 import (
 	"strings"
 	"testing"
+
+	"github.com/dbusers/dbusers/secret"
 )
 
 // Hashes as MariaDB prints them; none may reach an error, an excess or a fix.
@@ -103,6 +105,59 @@ func TestAdminWithOldPasswordPassesTheCheck(t *testing.T) {
 		shown := excess[0].String() + strings.Join(excess[0].Fix, " ")
 		if strings.Contains(shown, newHash) || strings.Contains(shown, oldHash) {
 			t.Errorf("the excess shows a hash: %s", shown)
+		}
+	}
+}
+
+// TestParsePrivAuth reads mysql.global_priv.Priv values as MariaDB 10.11
+// wrote them on this machine.
+func TestParsePrivAuth(t *testing.T) {
+	tests := []struct {
+		name, priv   string
+		plugin, hash string
+		old          bool
+	}{
+		{"one password", `{"access":0,"plugin":"mysql_native_password","authentication_string":"` + newHash + `","password_last_changed":1}`,
+			"mysql_native_password", newHash, false},
+		{"keep-old reset", `{"access":0,"plugin":"mysql_native_password","authentication_string":"` + newHash +
+			`","auth_or":[{},{"plugin":"mysql_native_password","authentication_string":"` + oldHash + `"}]}`,
+			"mysql_native_password", newHash, true},
+		{"after a plain reset", `{"access":0,"plugin":"mysql_native_password","authentication_string":"` + newHash + `","auth_or":[{}]}`,
+			"mysql_native_password", newHash, false},
+		{"the top level's method second", `{"plugin":"mysql_native_password","authentication_string":"` + newHash +
+			`","auth_or":[{"plugin":"unix_socket"},{}]}`, "unix_socket", "", true},
+		{"no plugin named", `{"access":0,"authentication_string":"` + newHash + `"}`, "mysql_native_password", newHash, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := parsePrivAuth([]byte(tt.priv))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.current.Plugin != tt.plugin || a.current.Hash.Reveal() != tt.hash || a.old != tt.old {
+				t.Fatalf("got %s %q old=%v, want %s %q old=%v", a.current.Plugin, a.current.Hash.Reveal(), a.old, tt.plugin, tt.hash, tt.old)
+			}
+		})
+	}
+	if _, err := parsePrivAuth([]byte(`{"authentication_string":"` + newHash)); err == nil || strings.Contains(err.Error(), newHash) {
+		t.Fatalf("broken JSON: %v", err)
+	}
+}
+
+// TestCredentialCheck: only a plain plugin name is ever written into a
+// statement.
+func TestCredentialCheck(t *testing.T) {
+	for _, p := range []string{"mysql_native_password", "ed25519", "caching_sha2_password"} {
+		if err := (Credential{Plugin: p}).check(); err != nil {
+			t.Errorf("%s refused: %v", p, err)
+		}
+	}
+	for _, p := range []string{"", "mysql_native_password USING 'x' OR unix_socket", "a;b", "`x`", "p'"} {
+		err := (Credential{Plugin: p, Hash: secret.New(oldHash)}).check()
+		if err == nil {
+			t.Errorf("%q accepted", p)
+		} else if strings.Contains(err.Error(), oldHash) || p != "" && strings.Contains(err.Error(), p) {
+			t.Errorf("the error quotes the credential: %v", err)
 		}
 	}
 }

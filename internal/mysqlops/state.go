@@ -54,7 +54,9 @@ func (f flavor) writeExpr(alias string) string {
 // another host, a global privilege, an account on a host other than '%', a
 // table, column or routine privilege elsewhere, a role or a proxy grant.
 // Every part reads a key range or a small table, so its cost follows the
-// range, not the server's accounts.
+// range, not the server's accounts. Each row is (User, outside, old): the
+// accounts table's part also names, in the same scan, the accounts at '%'
+// that keep an old password (old_password.go), outside or not.
 func (f flavor) outsidersBetween(first, last, db, pattern string) (string, []any) {
 	var parts []string
 	var args []any
@@ -63,17 +65,18 @@ func (f flavor) outsidersBetween(first, last, db, pattern string) (string, []any
 		parts = append(parts, q)
 		args = append(append(args, first, last), more...)
 	}
-	add("SELECT User FROM mysql.db WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db NOT IN (?, ?))", db, pattern)
-	add("SELECT User FROM mysql.tables_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)", db)
-	add("SELECT User FROM mysql.columns_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)", db)
-	add("SELECT User FROM mysql.procs_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)", db)
-	add("SELECT User FROM mysql.proxies_priv WHERE User BETWEEN ? AND ?")
+	add("SELECT User, 1, 0 FROM mysql.db WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db NOT IN (?, ?))", db, pattern)
+	add("SELECT User, 1, 0 FROM mysql.tables_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)", db)
+	add("SELECT User, 1, 0 FROM mysql.columns_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)", db)
+	add("SELECT User, 1, 0 FROM mysql.procs_priv WHERE User BETWEEN ? AND ? AND (Host <> '%' OR Db <> ?)", db)
+	add("SELECT User, 1, 0 FROM mysql.proxies_priv WHERE User BETWEEN ? AND ?")
 	if f == flavorMariaDB {
 		// The primary key is (Host, User): a range on both for '%', and
 		// the few accounts on other hosts.
-		add("SELECT User FROM mysql.global_priv WHERE Host = '%' AND User BETWEEN ? AND ? AND JSON_VALUE(Priv, '$.access') <> '0'")
-		add("SELECT User FROM mysql.global_priv WHERE Host <> '%' AND User BETWEEN ? AND ?")
-		add("SELECT User FROM mysql.roles_mapping WHERE User BETWEEN ? AND ?")
+		add("SELECT User, COALESCE(JSON_VALUE(Priv, '$.access') <> '0', 0), COALESCE(" + oldPasswordMariaDB + ", 0) FROM mysql.global_priv " +
+			"WHERE Host = '%' AND User BETWEEN ? AND ? AND (JSON_VALUE(Priv, '$.access') <> '0' OR " + oldPasswordMariaDB + ")")
+		add("SELECT User, 1, 0 FROM mysql.global_priv WHERE Host <> '%' AND User BETWEEN ? AND ?")
+		add("SELECT User, 1, 0 FROM mysql.roles_mapping WHERE User BETWEEN ? AND ?")
 	} else {
 		cols := []string{"Select_priv", "Insert_priv", "Update_priv", "Delete_priv", "Create_priv", "Drop_priv",
 			"Reload_priv", "Shutdown_priv", "Process_priv", "File_priv", "Grant_priv", "References_priv",
@@ -85,10 +88,12 @@ func (f flavor) outsidersBetween(first, last, db, pattern string) (string, []any
 		for i, c := range cols {
 			held[i] = c + " = 'Y'"
 		}
-		add("SELECT User FROM mysql.user WHERE Host = '%' AND User BETWEEN ? AND ? AND (" + strings.Join(held, " OR ") + ")")
-		add("SELECT User FROM mysql.user WHERE Host <> '%' AND User BETWEEN ? AND ?")
-		add("SELECT USER FROM mysql.global_grants WHERE USER BETWEEN ? AND ?")
-		add("SELECT TO_USER FROM mysql.role_edges WHERE TO_USER BETWEEN ? AND ?")
+		anyHeld := "(" + strings.Join(held, " OR ") + ")"
+		add("SELECT User, " + anyHeld + ", " + oldPasswordMySQL + " FROM mysql.user " +
+			"WHERE Host = '%' AND User BETWEEN ? AND ? AND (" + anyHeld + " OR " + oldPasswordMySQL + ")")
+		add("SELECT User, 1, 0 FROM mysql.user WHERE Host <> '%' AND User BETWEEN ? AND ?")
+		add("SELECT USER, 1, 0 FROM mysql.global_grants WHERE USER BETWEEN ? AND ?")
+		add("SELECT TO_USER, 1, 0 FROM mysql.role_edges WHERE TO_USER BETWEEN ? AND ?")
 	}
 	return strings.Join(parts, " UNION "), args
 }
@@ -350,7 +355,7 @@ func (t *Target) List(ctx context.Context, after string, limit int) ([]Account, 
 		if len(batch) == 0 {
 			break
 		}
-		out, err := t.outsiders(ctx, fl, batch[0].username, batch[len(batch)-1].username)
+		out, old, err := t.outsiders(ctx, fl, batch[0].username, batch[len(batch)-1].username)
 		if err != nil {
 			return nil, "", fmt.Errorf("list accounts: %w", err)
 		}
@@ -358,7 +363,8 @@ func (t *Target) List(ctx context.Context, after string, limit int) ([]Account, 
 			if !out[c.username] {
 				// Read-only as inspect says it: a database grant with
 				// SELECT and no write privilege.
-				accounts = append(accounts, Account{Username: c.username, ReadOnly: c.selects && !c.writes, Protected: t.protected[c.username]})
+				accounts = append(accounts, Account{Username: c.username, ReadOnly: c.selects && !c.writes, Protected: t.protected[c.username],
+					OldPassword: old[c.username]})
 			}
 		}
 		if len(batch) < want {
@@ -417,21 +423,24 @@ func (t *Target) candidates(ctx context.Context, fl flavor, cursor string, n int
 }
 
 // outsiders returns the usernames from first to last that hold privileges
-// outside the target's database (see flavor.outsidersBetween).
-func (t *Target) outsiders(ctx context.Context, fl flavor, first, last string) (map[string]bool, error) {
+// outside the target's database, and those that keep an old password (see
+// flavor.outsidersBetween).
+func (t *Target) outsiders(ctx context.Context, fl flavor, first, last string) (out, old map[string]bool, err error) {
 	q, args := fl.outsidersBetween(first, last, t.database, escapePattern(t.database))
 	rows, err := t.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rows.Close()
-	out := map[string]bool{}
+	out, old = map[string]bool{}, map[string]bool{}
 	for rows.Next() {
 		var u string
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
+		var outside, keeps bool
+		if err := rows.Scan(&u, &outside, &keeps); err != nil {
+			return nil, nil, err
 		}
-		out[u] = true
+		out[u] = out[u] || outside
+		old[u] = old[u] || keeps
 	}
-	return out, rows.Err()
+	return out, old, rows.Err()
 }

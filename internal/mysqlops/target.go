@@ -41,6 +41,10 @@ type Account struct {
 	Username  string
 	ReadOnly  bool
 	Protected bool
+	// OldPassword: an old password works beside the current one
+	// (ResetPasswordKeepOld), until DiscardOldPassword. Set by List and
+	// by the old-password operations; a plain reset drops it.
+	OldPassword bool
 }
 
 // Target runs account operations for one managed database. It is safe for
