@@ -105,6 +105,13 @@ func (t *Target) ResetPasswords(ctx context.Context, changes []Change) ([]Accoun
 		if !NothingSent(err) {
 			markMaybeSet(changes, send, errs, failed)
 		}
+	} else if err := t.dropOldAfterReset(ctx, namesAt(changes, send)); err != nil {
+		// MySQL 8 keeps an old password through IDENTIFIED BY: each
+		// account sets its password again and drops it, alone.
+		for _, i := range send {
+			_, errs[i] = t.ResetPassword(ctx, changes[i].Username, changes[i].Password, nil)
+		}
+		markMaybeSet(changes, send, errs, nil)
 	}
 	return accts, errs
 }

@@ -2,11 +2,14 @@ package mysqlops
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/dbusers/dbusers/secret"
 )
@@ -338,6 +341,105 @@ func (f flavor) oldPasswordQuery(n int) string {
 	return "SELECT User FROM mysql.global_priv WHERE Host = '%' AND User IN (" + placeholders(n) + ") AND " + oldPasswordMariaDB
 }
 
+// stmt is one statement and its arguments.
+type stmt struct {
+	query string
+	args  []any
+}
+
+// keepOld is one account of a reset that keeps its old password.
+type keepOld struct {
+	username string
+	password secret.Secret
+	old      Credential // checked
+}
+
+// keepOldSQL returns the statements that give each account its new
+// password and keep its old credential beside it, and nothing else: any
+// other old password is dropped.
+func (f flavor) keepOldSQL(accounts []keepOld) []stmt {
+	if f == flavorMySQL {
+		// The old hash becomes the primary again (a plain IDENTIFIED
+		// leaves the secondary alone), then the new password retains it
+		// as the secondary, replacing any other.
+		var restore, retain stmt
+		for _, a := range accounts {
+			restore.args = append(restore.args, a.username)
+			restore.query += ", ?@'%' IDENTIFIED WITH " + a.old.Plugin + " AS " + hexLiteral(a.old.Hash)
+			retain.args = append(retain.args, a.username, a.password.Reveal())
+			retain.query += ", ?@'%' IDENTIFIED BY ? RETAIN CURRENT PASSWORD"
+		}
+		restore.query = "ALTER USER" + restore.query[1:]
+		retain.query = "ALTER USER" + retain.query[1:]
+		return []stmt{restore, retain}
+	}
+	var s stmt
+	for _, a := range accounts {
+		s.args = append(s.args, a.username, a.password.Reveal(), a.old.Hash.Reveal())
+		s.query += ", ?@'%' IDENTIFIED VIA " + nativePlugin + " USING PASSWORD(?) OR " + a.old.Plugin + " USING ?"
+	}
+	s.query = "ALTER USER" + s.query[1:]
+	return []stmt{s}
+}
+
+// hexLiteral writes a hash as MySQL 8 prints it with
+// print_identified_with_as_hex (caching_sha2_password's holds bytes no
+// string literal carries safely); an empty string literal when empty.
+func hexLiteral(h secret.Secret) string {
+	if h.IsZero() {
+		return "''"
+	}
+	return "0x" + strings.ToUpper(hex.EncodeToString([]byte(h.Reveal())))
+}
+
+// discardOf is one account whose old password is dropped; current is its
+// credential in force (MariaDB re-states it alone).
+type discardOf struct {
+	username string
+	current  Credential // checked; unused on MySQL 8
+}
+
+// discardSQL returns the statement that drops the old password of each
+// account.
+func (f flavor) discardSQL(accounts []discardOf) stmt {
+	var s stmt
+	for _, a := range accounts {
+		if f == flavorMySQL {
+			s.args = append(s.args, a.username)
+			s.query += ", ?@'%' DISCARD OLD PASSWORD"
+			continue
+		}
+		s.args = append(s.args, a.username, a.current.Hash.Reveal())
+		s.query += ", ?@'%' IDENTIFIED VIA " + a.current.Plugin + " USING ?"
+	}
+	s.query = "ALTER USER" + s.query[1:]
+	return s
+}
+
+// runWithheld runs the statements in order, each bounded like exec, and
+// stops at the first error. They carry passwords or hashes, so a server
+// error's message is withheld (it can quote the statement); the accounts
+// a 1396 names are returned, for the caller to tell which failed.
+func (t *Target) runWithheld(ctx context.Context, stmts []stmt) (map[string]bool, error) {
+	for _, s := range stmts {
+		err := t.exec(ctx, s.query, s.args...)
+		var myErr *mysql.MySQLError
+		if !errors.As(err, &myErr) {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		var failed map[string]bool
+		if myErr.Number == 1396 {
+			failed = failedAccounts(myErr.Message)
+		}
+		return failed, &mysql.MySQLError{Number: myErr.Number, SQLState: myErr.SQLState,
+			Message: "message withheld: the statement carried passwords or their hashes"}
+	}
+	return nil, nil
+}
+
 // ownedOf returns the indexes of the changes without an error whose
 // account belongs to the target by states, and sets the others' errors as
 // ResetPasswords does; it fills in each account's ReadOnly and
@@ -371,4 +473,195 @@ func namesAt(changes []Change, idx []int) []string {
 		names[n] = changes[i].Username
 	}
 	return names
+}
+
+// ResetPasswordKeepOld sets a new password on an account that belongs to
+// the target and keeps old, the credential in force before the job (read
+// with Credentials and recorded by the caller), working beside it: the
+// account then holds exactly these two. Any other old password it held is
+// dropped (an account keeps at most one). Open sessions are left alone.
+// Run again with the same arguments (a redelivered job), it gives the same
+// result. ready is waited for right before the statement.
+func (t *Target) ResetPasswordKeepOld(ctx context.Context, username string, password secret.Secret, old Credential, ready Ready) (Account, error) {
+	acct, err := t.owned(ctx, username, false)
+	if err != nil {
+		return acct, err
+	}
+	if err := old.check(); err != nil {
+		return acct, err
+	}
+	fl, err := t.detect(ctx)
+	if err != nil {
+		return acct, err
+	}
+	if err := ready.wait(ctx); err != nil {
+		return acct, err
+	}
+	if _, err := t.runWithheld(ctx, fl.keepOldSQL([]keepOld{{username, password, old}})); err != nil {
+		if errors.Is(err, &mysql.MySQLError{Number: 1396}) {
+			return acct, ErrUserNotFound
+		}
+		return acct, fmt.Errorf("alter user, keeping the old password: %w", err)
+	}
+	acct.OldPassword = true
+	return acct, nil
+}
+
+// ResetPasswordsKeepOld is ResetPasswordKeepOld for many accounts in one
+// statement (MySQL 8: two), as ResetPasswords is ResetPassword's: old[i]
+// is the credential to keep for changes[i]. When a statement fails or its
+// outcome is unknown, each account runs ResetPasswordKeepOld alone, and
+// its error is a MaybeSetError when the statement may have set its
+// password (PasswordMaybeSet). Open sessions are left alone.
+func (t *Target) ResetPasswordsKeepOld(ctx context.Context, changes []Change, old []Credential) ([]Account, []error) {
+	accts, errs := t.accountsOf(changes)
+	if len(old) != len(changes) {
+		return accts, fill(errs, fmt.Errorf("%d old credentials for %d accounts", len(old), len(changes)))
+	}
+	states, err := t.inspectMany(ctx, pendingNames(changes, errs), false)
+	if err != nil {
+		return accts, fill(errs, err)
+	}
+	var send []int
+	for _, i := range ownedOf(changes, states, accts, errs) {
+		if errs[i] = old[i].check(); errs[i] == nil {
+			send = append(send, i)
+		}
+	}
+	if len(send) == 0 {
+		return accts, errs
+	}
+	fl, err := t.detect(ctx)
+	if err != nil {
+		return accts, fill(errs, err)
+	}
+	batch := make([]keepOld, len(send))
+	for n, i := range send {
+		batch[n] = keepOld{changes[i].Username, changes[i].Password, old[i]}
+	}
+	failed, err := t.runWithheld(ctx, fl.keepOldSQL(batch))
+	if err != nil {
+		// Some accounts may have their new password, some not: each
+		// sets its own again (the same password and old hash), alone.
+		for _, i := range send {
+			_, errs[i] = t.ResetPasswordKeepOld(ctx, changes[i].Username, changes[i].Password, old[i], nil)
+		}
+		if !NothingSent(err) {
+			markMaybeSet(changes, send, errs, failed)
+		}
+	}
+	for _, i := range send {
+		if errs[i] == nil {
+			accts[i].OldPassword = true
+		}
+	}
+	return accts, errs
+}
+
+// DiscardOldPassword ends the old password of an account that belongs to
+// the target: only its password in force logs in from now on. An account
+// without an old password is left as it is (MySQL 8: the statement is
+// sent and changes nothing). Open sessions are left alone.
+func (t *Target) DiscardOldPassword(ctx context.Context, username string) (Account, error) {
+	accts, errs := t.DiscardOldPasswords(ctx, []Change{{Username: username}})
+	err := errs[0]
+	if errors.Is(err, &mysql.MySQLError{Number: 1396}) {
+		err = ErrUserNotFound
+	}
+	return accts[0], err
+}
+
+// DiscardOldPasswords is DiscardOldPassword for many accounts (only
+// Change.Username is read): their grants in one round trip, on MariaDB the
+// credentials of those SHOW GRANTS shows with an old password in one more,
+// then one ALTER USER for the accounts that hold one. When it fails, each
+// account is tried alone.
+func (t *Target) DiscardOldPasswords(ctx context.Context, changes []Change) ([]Account, []error) {
+	accts, errs := t.accountsOf(changes)
+	states, err := t.inspectMany(ctx, pendingNames(changes, errs), false)
+	if err != nil {
+		return accts, fill(errs, err)
+	}
+	owned := ownedOf(changes, states, accts, errs)
+	fl, err := t.detect(ctx)
+	if err != nil {
+		return accts, fill(errs, err)
+	}
+	var send []int
+	var batch []discardOf
+	if fl == flavorMySQL {
+		// SHOW GRANTS does not show a secondary password; discarding
+		// none is harmless.
+		send = owned
+		for _, i := range send {
+			batch = append(batch, discardOf{username: changes[i].Username})
+		}
+	} else {
+		var withOld []int
+		for _, i := range owned {
+			if accts[i].OldPassword {
+				withOld = append(withOld, i)
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, t.timeout)
+		auth, err := t.readAuth(rctx, fl, namesAt(changes, withOld))
+		cancel()
+		if err != nil {
+			for _, i := range withOld {
+				errs[i] = err
+			}
+			return accts, errs
+		}
+		for _, i := range withOld {
+			a, ok := auth[changes[i].Username]
+			switch {
+			case !ok:
+				errs[i] = errGone // dropped since its grants were read
+			case !a.old:
+				accts[i].OldPassword = false // dropped meanwhile: nothing to do
+			case a.current.check() != nil:
+				errs[i] = fmt.Errorf("the account's password in force: %w", a.current.check())
+			default:
+				send = append(send, i)
+				batch = append(batch, discardOf{username: changes[i].Username, current: a.current})
+			}
+		}
+	}
+	if len(send) == 0 {
+		return accts, errs
+	}
+	if _, err := t.runWithheld(ctx, []stmt{fl.discardSQL(batch)}); err != nil {
+		if len(changes) == 1 {
+			errs[send[0]] = fmt.Errorf("alter user, discarding the old password: %w", err)
+			return accts, errs
+		}
+		for _, i := range send {
+			accts[i], errs[i] = t.DiscardOldPassword(ctx, changes[i].Username)
+		}
+		return accts, errs
+	}
+	for _, i := range send {
+		accts[i].OldPassword = false
+	}
+	return accts, errs
+}
+
+// dropOldAfterReset drops the old passwords of accounts just given a new
+// one by a plain ALTER USER … IDENTIFIED BY (a reset without keep-old
+// drops any old password). MariaDB's IDENTIFIED BY replaced every method
+// already: nothing is sent. MySQL 8 keeps the secondary through it:
+// DISCARD OLD PASSWORD, one statement for all.
+func (t *Target) dropOldAfterReset(ctx context.Context, usernames []string) error {
+	fl, err := t.detectFlavor(ctx)
+	if err != nil || fl != flavorMySQL || len(usernames) == 0 {
+		return err
+	}
+	batch := make([]discardOf, len(usernames))
+	for i, u := range usernames {
+		batch[i].username = u
+	}
+	if _, err := t.runWithheld(ctx, []stmt{fl.discardSQL(batch)}); err != nil {
+		return fmt.Errorf("discard the old password: %w", err)
+	}
+	return nil
 }

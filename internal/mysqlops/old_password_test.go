@@ -1,6 +1,7 @@
 package mysqlops
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -141,6 +142,68 @@ func TestParsePrivAuth(t *testing.T) {
 	}
 	if _, err := parsePrivAuth([]byte(`{"authentication_string":"` + newHash)); err == nil || strings.Contains(err.Error(), newHash) {
 		t.Fatalf("broken JSON: %v", err)
+	}
+}
+
+// TestOldPasswordSQL pins the statements of both flavours: MariaDB's are
+// run against the server by TestKeepOld… (old_password_db_test.go), MySQL
+// 8's are only written down here (no server on this machine).
+func TestOldPasswordSQL(t *testing.T) {
+	pw := secret.New("new-password")
+	native := Credential{Plugin: "mysql_native_password", Hash: secret.New(oldHash)}
+	sha2 := Credential{Plugin: "caching_sha2_password", Hash: secret.New("$A$005$\x01\x7f'x")}
+	accounts := []keepOld{{"a", pw, native}, {"b", pw, sha2}}
+
+	type want struct {
+		query string
+		args  []any
+	}
+	check := func(t *testing.T, got []stmt, wants []want) {
+		t.Helper()
+		if len(got) != len(wants) {
+			t.Fatalf("%d statements, want %d", len(got), len(wants))
+		}
+		for i, w := range wants {
+			if got[i].query != w.query || !slices.Equal(got[i].args, w.args) {
+				t.Errorf("statement %d:\n got %s %v\nwant %s %v", i, got[i].query, got[i].args, w.query, w.args)
+			}
+		}
+	}
+	t.Run("MariaDB keep old", func(t *testing.T) {
+		check(t, flavorMariaDB.keepOldSQL(accounts), []want{{
+			"ALTER USER ?@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD(?) OR mysql_native_password USING ?, " +
+				"?@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD(?) OR caching_sha2_password USING ?",
+			[]any{"a", "new-password", oldHash, "b", "new-password", sha2.Hash.Reveal()}}})
+	})
+	t.Run("MySQL 8 keep old", func(t *testing.T) {
+		check(t, flavorMySQL.keepOldSQL(accounts), []want{
+			{"ALTER USER ?@'%' IDENTIFIED WITH mysql_native_password AS 0x2A32323734464442333946413933333542364137373643334144464434323835334144384238334135, " +
+				"?@'%' IDENTIFIED WITH caching_sha2_password AS 0x24412430303524017F2778", []any{"a", "b"}},
+			{"ALTER USER ?@'%' IDENTIFIED BY ? RETAIN CURRENT PASSWORD, ?@'%' IDENTIFIED BY ? RETAIN CURRENT PASSWORD",
+				[]any{"a", "new-password", "b", "new-password"}},
+		})
+	})
+	discard := []discardOf{{"a", Credential{Plugin: "mysql_native_password", Hash: secret.New(newHash)}}, {"b", Credential{Plugin: "unix_socket"}}}
+	t.Run("MariaDB discard", func(t *testing.T) {
+		check(t, []stmt{flavorMariaDB.discardSQL(discard)}, []want{{
+			"ALTER USER ?@'%' IDENTIFIED VIA mysql_native_password USING ?, ?@'%' IDENTIFIED VIA unix_socket USING ?",
+			[]any{"a", newHash, "b", ""}}})
+	})
+	t.Run("MySQL 8 discard", func(t *testing.T) {
+		check(t, []stmt{flavorMySQL.discardSQL(discard)}, []want{{
+			"ALTER USER ?@'%' DISCARD OLD PASSWORD, ?@'%' DISCARD OLD PASSWORD", []any{"a", "b"}}})
+	})
+	t.Run("old password queries", func(t *testing.T) {
+		if got := flavorMariaDB.oldPasswordQuery(2); got != "SELECT User FROM mysql.global_priv WHERE Host = '%' AND User IN (?, ?) AND JSON_EXISTS(Priv, '$.auth_or[1]')" {
+			t.Errorf("MariaDB: %s", got)
+		}
+		if got := flavorMySQL.oldPasswordQuery(1); got != "SELECT User FROM mysql.user WHERE Host = '%' AND User IN (?) AND "+
+			"COALESCE(JSON_UNQUOTE(JSON_EXTRACT(User_attributes, '$.additional_password')), '') <> ''" {
+			t.Errorf("MySQL 8: %s", got)
+		}
+	})
+	if got := hexLiteral(secret.New("")); got != "''" {
+		t.Errorf("empty hash: %s", got)
 	}
 }
 

@@ -385,7 +385,7 @@ func (t *Target) ResetPassword(ctx context.Context, username string, password se
 		}
 		return acct, fmt.Errorf("alter user: %w", err)
 	}
-	return acct, nil
+	return acct, t.dropOldAfterReset(ctx, []string{username})
 }
 
 // Delete drops an account that belongs to the target, then ends its open
