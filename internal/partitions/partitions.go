@@ -129,6 +129,16 @@ func (b *Balancer) round(ctx context.Context) {
 				b.log.Info("partition released", zap.Int("partition", n))
 				continue
 			}
+			// The runner stopped on its own: its deadline passed before a
+			// renewal came through (a slow round), though the renewal may
+			// yet succeed. Renewed, the lease would keep the partition
+			// from every process, this one included, with no runner:
+			// give it up, so that it is taken again, here or elsewhere.
+			l.deadline.Stop()
+			_ = b.cfg.KV.Delete(rctx, partitionKey(n), jetstream.LastRevision(l.rev))
+			delete(b.leases, n)
+			b.log.Warn("partition given up: its runner stopped", zap.Int("partition", n))
+			continue
 		default:
 		}
 		rev, err := b.cfg.KV.Update(rctx, partitionKey(n), []byte(b.cfg.ID), l.rev)

@@ -122,3 +122,34 @@ func TestDeadBalancersPartitionsMoveAfterTTL(t *testing.T) {
 	}
 	eventually(t, "the live process takes both after the TTL", func() bool { return r.count("live") == 2 })
 }
+
+// TestStoppedRunnersPartitionIsTakenAgain: a runner that stops while its
+// lease is still held (as one does when its deadline passes before a slow
+// renewal comes through) does not leave the partition leased with no one
+// working it: it is given up and taken again.
+func TestStoppedRunnersPartitionIsTakenAgain(t *testing.T) {
+	const ttl = 1500 * time.Millisecond
+	kv := leasesBucket(t, ttl)
+	r := &runners{working: map[int]string{}}
+	var mu sync.Mutex
+	runs := 0
+	work := r.run("a")
+	b := New(Config{KV: kv, ID: "a", Partitions: 1, TTL: ttl, Run: func(ctx context.Context, n int) {
+		mu.Lock()
+		runs++
+		first := runs == 1
+		mu.Unlock()
+		if first {
+			return // stops at once, its lease held
+		}
+		work(ctx, n)
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); b.Run(ctx, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, "the partition is worked again after its runner stopped", func() bool { return r.count("a") == 1 })
+	if held := b.Held(); len(held) != 1 {
+		t.Fatalf("held %v, want partition 0", held)
+	}
+}
