@@ -41,8 +41,14 @@ func StartServer(t testing.TB, args ...string) *Server {
 	}
 	dir := t.TempDir()
 	s := &Server{t: t, dir: dir, socket: filepath.Join(dir, "mysqld.sock"), logFile: filepath.Join(dir, "error.log"), args: args}
+	// A tmpdir of its own: a starting mariadbd deletes every #sql* file in
+	// its tmpdir, which in /tmp are the temporary tables of the other
+	// servers running (the shared one's, and other tests' own ones).
+	if err := os.Mkdir(s.tmpdir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	install := exec.Command("mariadb-install-db", "--no-defaults", "--datadir="+filepath.Join(dir, "data"),
-		"--user=root", "--auth-root-authentication-method=normal", "--skip-test-db")
+		"--user=root", "--auth-root-authentication-method=normal", "--skip-test-db", "--tmpdir="+s.tmpdir())
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
 	}
@@ -66,7 +72,7 @@ func (s *Server) Start() {
 		"--datadir="+filepath.Join(s.dir, "data"), "--socket="+s.socket,
 		fmt.Sprintf("--port=%d", s.port), "--bind-address=127.0.0.1",
 		"--pid-file="+filepath.Join(s.dir, "mysqld.pid"), "--log-error="+s.logFile,
-		"--skip-name-resolve", "--innodb-buffer-pool-size=32M", "--max-connections=200")
+		"--skip-name-resolve", "--innodb-buffer-pool-size=32M", "--max-connections=200", "--tmpdir="+s.tmpdir())
 	s.cmd.Args = append(s.cmd.Args, s.args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start mariadbd: %v", err)
@@ -112,6 +118,9 @@ func (s *Server) Stop() {
 		<-s.exited
 	}
 }
+
+// tmpdir is the server's own directory for temporary files.
+func (s *Server) tmpdir() string { return filepath.Join(s.dir, "tmp") }
 
 // RootDSN logs in as root over the server's socket.
 func (s *Server) RootDSN() string {
