@@ -25,15 +25,17 @@ import (
 	"github.com/dbusers/dbusers/internal/mysqltest"
 )
 
-// buildCLI builds the dbusers binary for the test.
+// buildCLI returns the dbusers binary, built once per test run.
 func buildCLI(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "dbusers")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/dbusers").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/dbusers: %v\n%s", err, out)
+	bin, err := cliBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
+
+var cliBinary = sync.OnceValues(func() (string, error) { return buildBinary("dbusers", "../cmd/dbusers") })
 
 // cli runs the dbusers binary against one NATS server and target, given
 // through the environment as a user would.

@@ -16,18 +16,32 @@ import (
 )
 
 // workerBinary builds cmd/worker once per test run.
-var workerBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "dbusers-worker-bin-")
+var workerBinary = sync.OnceValues(func() (string, error) { return buildBinary("worker", "../cmd/worker") })
+
+// binDir holds the binaries the tests build; TestMain removes it.
+var binDir = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "dbusers-test-bin-") })
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dir, err := binDir(); err == nil {
+		_ = os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+// buildBinary builds the package pkg as name in binDir.
+func buildBinary(name, pkg string) (string, error) {
+	dir, err := binDir()
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "worker")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/worker").CombinedOutput()
+	bin := filepath.Join(dir, name)
+	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("build worker: %v\n%s", err, out)
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin, nil
-})
+}
 
 // workerYAML writes a worker config for natsURL and targets into dir;
 // extra is YAML appended under the top level (e.g. retry settings).
