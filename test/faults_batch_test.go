@@ -73,6 +73,7 @@ func publishPlanAsync(t *testing.T, nc *nats.Conn, plan []planned) map[string]bo
 // exactly the accounts the jobs imply, none half-made, and every delivered
 // password is in force.
 func TestWorkerKilledDuringManyAccountStatements(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs worker processes")
 	}
@@ -252,6 +253,7 @@ func (p *cutProxy) cuts() map[string]int {
 // gets one result, ok; MySQL holds exactly the accounts the jobs imply,
 // none half-made; every delivered password is in force.
 func TestConnectionCutAfterManyAccountStatement(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	cfg, err := mysql.ParseDSN(f.AdminDSN)
 	if err != nil {

@@ -138,6 +138,7 @@ func natsOnTCP(t *testing.T, storeDir string, port int) *server.Server {
 // restarted: every job gets one result, and MySQL ends exactly as the jobs
 // say.
 func TestWorkerKilled(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs worker processes")
 	}
@@ -202,6 +203,7 @@ func TestWorkerKilled(t *testing.T) {
 // streams; for several users per target, create → reset → reset → delete →
 // create is applied in that order, and both processes did part of it.
 func TestTwoWorkersShareTheLoadInOrder(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs worker processes")
 	}
@@ -271,6 +273,7 @@ func TestTwoWorkersShareTheLoadInOrder(t *testing.T) {
 // TestNATSRestarted restarts nats-server with the same store while jobs
 // run: nothing accepted is lost.
 func TestNATSRestarted(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a worker process")
 	}

@@ -23,6 +23,7 @@ import (
 // `make run` starts; Ctrl-C (SIGINT to the terminal's process group) must
 // stop it cleanly, without make reporting an error.
 func TestMakeRunStopsItsWorker(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binaries and runs make run")
 	}

@@ -69,6 +69,7 @@ func tryStart(t *testing.T, cfg config.Config, logs *logBuffer) error {
 // another CA, or another server name, the target's jobs fail with an error
 // that says what to check and shows no password.
 func TestMySQLOverTLSWithOwnCA(t *testing.T) {
+	t.Parallel()
 	ca := natstest.NewCA(t, "dbusers test MySQL CA")
 	serverCert, serverKey := ca.Issue(t, "server", true) // 127.0.0.1 and localhost
 	srv := mysqltest.StartServer(t, "--ssl-ca="+ca.CertFile, "--ssl-cert="+serverCert, "--ssl-key="+serverKey)
@@ -139,6 +140,7 @@ func TestMySQLOverTLSWithOwnCA(t *testing.T) {
 // TestAdminPasswordFromFile runs a worker whose target DSN has no password:
 // it comes from password_file, and appears in no log line.
 func TestAdminPasswordFromFile(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	tg := target("app", f)
 	tg.DSN = dsnWithoutPassword(t, f)
@@ -244,6 +246,7 @@ func killSessions(t *testing.T, f *mysqltest.Fixture, user string) {
 // account, the excess and the REVOKE; with allow_excess_privileges it
 // starts, warns with the excess, and runs jobs.
 func TestStartRefusesExcessPrivileges(t *testing.T) {
+	t.Parallel()
 	least := func(db string, extra ...string) []string {
 		return append([]string{
 			"GRANT CREATE USER, PROCESS, CONNECTION ADMIN ON *.* TO %s",
@@ -311,6 +314,7 @@ func TestStartRefusesExcessPrivileges(t *testing.T) {
 // on the server. Once the excess is revoked, /readyz is ready and jobs run
 // again.
 func TestExcessFoundWhenTargetComesUp(t *testing.T) {
+	t.Parallel()
 	srv := mysqltest.StartServer(t)
 	db := "dbu_" + mysqltest.Token(10)
 	f := mysqltest.NewFixture(t, mysqltest.Options{Server: srv, Database: db, AdminGrants: []string{
@@ -373,6 +377,7 @@ func readyz(t *testing.T, e *env) (int, map[string]string) {
 // turns not ready naming it, an error is logged, and jobs fail naming it
 // and change nothing, until it is revoked.
 func TestExcessGrantedLaterIsFound(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	cfg := workerConfig(t, []config.Target{target("app", f)})
 	cfg.HTTP.Listen = "127.0.0.1:0"

@@ -14,6 +14,7 @@ import (
 // worker is told to stop is handed back within the shutdown grace, without
 // a result; the next worker completes it.
 func TestShutdownHandsBackAStuckJob(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts its own MariaDB")
 	}
