@@ -14,6 +14,7 @@ import (
 // TestReadWriteAccountCanWrite: a generated-password read-write account logs
 // in with the password from the vault and can change data and schema.
 func TestReadWriteAccountCanWrite(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	user := mysqltest.Username("rw_")
@@ -43,6 +44,7 @@ func TestReadWriteAccountCanWrite(t *testing.T) {
 // TestReadOnlyAccountOnlyReads: a read-only account reads, and can neither
 // write nor create tables.
 func TestReadOnlyAccountOnlyReads(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	f.Exec("CREATE TABLE `" + f.Database + "`.items (id int)")
 	f.Exec("INSERT INTO `" + f.Database + "`.items VALUES (1), (2)")
@@ -76,6 +78,7 @@ func TestReadOnlyAccountOnlyReads(t *testing.T) {
 // TestGrantNeverReachesPatternSibling: the database name's "_" is escaped
 // in the grant, so an account of dbu_x cannot read dbuXx.
 func TestGrantNeverReachesPatternSibling(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	if !strings.Contains(f.Database, "_") {
 		t.Fatalf("fixture database %q has no _", f.Database)
@@ -106,6 +109,7 @@ func TestGrantNeverReachesPatternSibling(t *testing.T) {
 // TestResetPasswordAndDelete: reset changes the password in force and keeps
 // the grant; delete drops the account and ends its open sessions.
 func TestResetPasswordAndDelete(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	user := mysqltest.Username("cycle_")
@@ -149,6 +153,7 @@ func TestResetPasswordAndDelete(t *testing.T) {
 // TestBackslashPassword: a chosen password with backslashes works under the
 // default sql_mode and under NO_BACKSLASH_ESCAPES.
 func TestBackslashPassword(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	noBackslash := target("nbe", f)
 	noBackslash.DSN = secret.New(strings.TrimSuffix(f.AdminDSN, "/") + "/?sql_mode=%27NO_BACKSLASH_ESCAPES%27")

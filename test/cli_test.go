@@ -93,6 +93,7 @@ func generatedLine(user, verb string) *regexp.Regexp {
 // TestCLICommands: every command and error of the CLI against a real
 // worker, with its exact output (golden strings), stdin not a terminal.
 func TestCLICommands(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	waitForInfo(t, e)
@@ -284,6 +285,7 @@ func TestCLICommands(t *testing.T) {
 
 // TestCLIWithoutWorker: what a user sees when nothing answers.
 func TestCLIWithoutWorker(t *testing.T) {
+	t.Parallel()
 	bin := buildCLI(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -515,6 +517,7 @@ func (p *ptyRun) wait() (int, string) {
 // TestCLIPrompts: the password prompts on a terminal, hidden, with a
 // confirmation and 3 tries.
 func TestCLIPrompts(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	waitForInfo(t, e)
@@ -620,6 +623,7 @@ func TestCLIPrompts(t *testing.T) {
 // checked by logging in; skipped and failed accounts; the --out file's
 // rules; the progress bar on a terminal.
 func TestCLIRotate(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	waitForInfo(t, e)

@@ -149,6 +149,7 @@ func checkLogins(t *testing.T, f *mysqltest.Fixture, creds map[string]string) {
 // generated passwords; each password logs in, each generated one was
 // purged from the vault.
 func TestClientUserLifecycle(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	c := newClient(t, e)
@@ -222,6 +223,7 @@ func TestClientUserLifecycle(t *testing.T) {
 // TestClientListFollowsCursor: ListUsers returns every page, whatever the
 // page size.
 func TestClientListFollowsCursor(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	names := makeAccounts(t, f, "pg_", 7)
@@ -245,6 +247,7 @@ func TestClientListFollowsCursor(t *testing.T) {
 // TestClientTypedErrors: each contract code comes back as an *Error that
 // errors.Is matches with its sentinel.
 func TestClientTypedErrors(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	other := mysqltest.NewFixture(t, mysqltest.Options{})
 	dead := deadTarget(t, "dead")
@@ -358,6 +361,7 @@ func TestClientTypedErrors(t *testing.T) {
 // job id is dropped by the stream as a duplicate; the client answers from
 // the stored result, and nothing is applied twice.
 func TestClientRepeatedJobIDReadsStoredResult(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	c := newClient(t, e)
@@ -405,6 +409,7 @@ func TestClientRepeatedJobIDReadsStoredResult(t *testing.T) {
 // TestClientWaitsWithinContext: with streams but no worker taking jobs, a
 // call ends at its context's deadline with ErrNoResult.
 func TestClientWaitsWithinContext(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	c := newClient(t, e, client.WithWorkerKey(e.svc.PublicKey()))
@@ -445,6 +450,7 @@ func TestClientWaitsWithinContext(t *testing.T) {
 // missing accounts fail alone, progress counts up, every new password
 // logs in.
 func TestClientRotatePasswords(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	c := newClient(t, e)

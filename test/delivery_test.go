@@ -20,6 +20,7 @@ import (
 // TestVaultEntryIsReadOnce: a generated password is in the vault sealed to
 // the requester, gone after purge, and gone after the TTL when nobody reads it.
 func TestVaultEntryIsReadOnce(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, func(c *config.Config) { c.Vault.TTL = 2 * time.Second })
 	kv, err := e.js.KeyValue(t.Context(), "DBUSERS_VAULT")
@@ -80,6 +81,7 @@ func TestVaultEntryIsReadOnce(t *testing.T) {
 // TestListPagesSortedAndFiltered: list shows the target's accounts with
 // their flags, sorted, page by page, and leaves out foreign accounts.
 func TestListPagesSortedAndFiltered(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	other := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
@@ -157,6 +159,7 @@ func TestListPagesSortedAndFiltered(t *testing.T) {
 // would otherwise drop) is answered with the stored result and not applied
 // again.
 func TestRepublishedJobChangesNothing(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	user := mysqltest.Username("again_")
@@ -185,6 +188,7 @@ func TestRepublishedJobChangesNothing(t *testing.T) {
 // TestJobsOfOneTargetRunInOrder: create, reset, reset, delete, create of one
 // username, published back to back, are applied in that order.
 func TestJobsOfOneTargetRunInOrder(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	g := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f), target("two", g)}, nil)
@@ -250,6 +254,7 @@ func TestJobsOfOneTargetRunInOrder(t *testing.T) {
 
 // TestInfoEndpoint answers with the worker's xkey and version.
 func TestInfoEndpoint(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	msg, err := e.nc.Request(prefix+".info", nil, 5*time.Second)
@@ -268,6 +273,7 @@ func TestInfoEndpoint(t *testing.T) {
 // TestEmbeddedServer: with nats.url empty the worker serves NATS itself on
 // the configured address, and a taken address fails at once, naming the key.
 func TestEmbeddedServer(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 // TestEveryErrorCode drives each contract error code through a real worker
 // and checks that nothing changed on the server.
 func TestEveryErrorCode(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	other := mysqltest.NewFixture(t, mysqltest.Options{})
 	// An admin without GRANT OPTION: CREATE USER works, GRANT fails for good.
@@ -98,6 +99,7 @@ func first(r jobs.Result, _ string) jobs.Result { return r }
 // TestChosenPasswordErrors: the seal is checked against the job id and the
 // opened password against the rule; the message never shows the password.
 func TestChosenPasswordErrors(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	tests := []struct {
@@ -142,6 +144,7 @@ func TestChosenPasswordErrors(t *testing.T) {
 // TestUnreadableJobsGetResults: a job whose body or subject is unusable still
 // gets one result, under the id rules of contract §3.
 func TestUnreadableJobsGetResults(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	tests := []struct {

@@ -334,6 +334,7 @@ func TestSecretHygiene(t *testing.T) {
 // clear. (With an encrypted store the worker only deletes such jobs;
 // TestSecretHygiene covers that.)
 func TestPasswordJobsErasedFromStoreInClear(t *testing.T) {
+	t.Parallel()
 	storeDir := t.TempDir()
 	ns := natstest.Run(t, natstest.Options{StoreDir: storeDir})
 	f := mysqltest.NewFixture(t, mysqltest.Options{})

@@ -27,6 +27,7 @@ func get(t *testing.T, url string) (int, string) {
 // TestMetricsHealthAndReadiness: /metrics counts jobs by op and outcome,
 // /healthz answers, and /readyz names the target that does not answer.
 func TestMetricsHealthAndReadiness(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	dead := deadTarget(t, "dead")
 	e := startWorker(t, []config.Target{target("app", f), dead}, func(c *config.Config) {
@@ -104,6 +105,7 @@ func TestMetricsHealthAndReadiness(t *testing.T) {
 // TestMicroServiceDiscovery: the worker shows up to `nats micro ls` as the
 // dbusers service with its info endpoint.
 func TestMicroServiceDiscovery(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	msg, err := e.nc.Request("$SRV.INFO.dbusers", nil, 5*time.Second)

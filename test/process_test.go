@@ -23,6 +23,7 @@ import (
 // generated passwords, the log has one line per job with its fields, and
 // no password or DSN password anywhere.
 func TestLogsCarryNoSecrets(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 	var secrets []string
@@ -84,6 +85,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 // YAML config with a ${VAR} secret, serves the embedded NATS, runs a job,
 // and exits 0 on SIGTERM.
 func TestWorkerBinaryStopsOnSIGTERM(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the worker binary")
 	}

@@ -45,6 +45,7 @@ var plainSecretsAllowed = map[string]string{
 // redact it (secret.Secret). A new plain one fails here until it is a
 // Secret or is listed above with its reason.
 func TestSecretsAreTyped(t *testing.T) {
+	t.Parallel()
 	root := ".."
 	fset := token.NewFileSet()
 	var found []string

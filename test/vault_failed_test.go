@@ -24,6 +24,7 @@ import (
 // entry reads as gone, as the client reads it: its key's last message is
 // the purge marker, without the sealed bytes.
 func TestFailedJobsLeaveNoVaultEntry(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	other := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f), target("other", other)}, nil)
