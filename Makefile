@@ -19,11 +19,15 @@ run:
 ## MariaDB and in-process nats-servers) with the race detector; then the
 ## flood test again without it, alone on the machine, since its bound is a
 ## time ratio that the race detector's slowdown and the other packages'
-## load would decide
+## load would decide. -parallel 8: most integration tests spend their time
+## waiting (lease expiries, ack waits, retry budgets, server start-ups), so
+## more of them run at once than the default of one per core. ./test/,
+## the longest package by far, is named first so that go test builds and
+## starts it first, and the other packages run beside it
 test:
 	scripts/mariadb-up.sh
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -parallel 8 -timeout 15m $(if $(filter ./...,$(PKGS)),./test/) $(PKGS)
 	$(GO) test -count=1 -timeout 5m -run '^TestFloodOfInvalidJobs$$' ./test/
 
 ## unit: the tests that need no MariaDB
