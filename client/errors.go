@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/dbusers/dbusers/internal/jobs"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // Code is one of the worker's error codes, the closed set of the wire
@@ -121,7 +121,7 @@ func (e *Error) Unwrap() error {
 }
 
 // fromJobs converts the worker's error into the client's.
-func fromJobs(e *jobs.Error, jobID string) *Error {
+func fromJobs(e *wire.Error, jobID string) *Error {
 	return &Error{Code: Code(e.Code), Message: e.Message, JobID: jobID}
 }
 
@@ -129,7 +129,7 @@ func fromJobs(e *jobs.Error, jobID string) *Error {
 // and not a reserved account. It returns nil or an *Error with code
 // invalid_username whose message says which rule failed.
 func CheckUsername(name string) error {
-	if e := jobs.CheckUsername(name); e != nil {
+	if e := wire.CheckUsername(name); e != nil {
 		return fromJobs(e, "")
 	}
 	return nil
@@ -140,7 +140,7 @@ func CheckUsername(name string) error {
 // returns nil or an *Error with code invalid_password whose message says
 // which rule failed, without quoting the password.
 func CheckPassword(password string) error {
-	if e := jobs.CheckPassword(password); e != nil {
+	if e := wire.CheckPassword(password); e != nil {
 		return fromJobs(e, "")
 	}
 	return nil

@@ -7,9 +7,8 @@ import (
 
 	"github.com/nats-io/nkeys"
 
-	"github.com/dbusers/dbusers/internal/jobs"
-	"github.com/dbusers/dbusers/internal/vault"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // CreateUserRequest describes an account to create.
@@ -72,7 +71,7 @@ type Credentials struct {
 // ErrNoWorker, ErrNoResult, ErrSecretGone, ErrSecretUnread for the client's own failures.
 func (c *Client) CreateUser(ctx context.Context, target string, req CreateUserRequest) (Credentials, error) {
 	readOnly := req.ReadOnly
-	return c.withPassword(ctx, target, jobs.OpCreate, req.JobID, req.Username, req.Password, &readOnly)
+	return c.withPassword(ctx, target, wire.OpCreate, req.JobID, req.Username, req.Password, &readOnly)
 }
 
 // ResetPassword sets a new password for an account of target, the chosen
@@ -82,7 +81,7 @@ func (c *Client) CreateUser(ctx context.Context, target string, req CreateUserRe
 // Errors as CreateUser's, with ErrUserNotFound, ErrProtectedUser and
 // ErrForeignUser for accounts the worker does not touch.
 func (c *Client) ResetPassword(ctx context.Context, target string, req ResetPasswordRequest) (Credentials, error) {
-	return c.withPassword(ctx, target, jobs.OpResetPassword, req.JobID, req.Username, req.Password, nil)
+	return c.withPassword(ctx, target, wire.OpResetPassword, req.JobID, req.Username, req.Password, nil)
 }
 
 // DeleteUser drops an account of target and ends its open sessions. It
@@ -97,7 +96,7 @@ func (c *Client) DeleteUser(ctx context.Context, target string, req DeleteUserRe
 	if err != nil {
 		return Account{}, err
 	}
-	res, _, err := c.run(ctx, target, jobs.OpDelete, jobBody{ID: id, Username: req.Username})
+	res, _, err := c.run(ctx, target, wire.OpDelete, jobBody{ID: id, Username: req.Username})
 	if err != nil {
 		return Account{}, err
 	}
@@ -117,7 +116,7 @@ func (c *Client) ListUsers(ctx context.Context, target string) ([]Account, error
 	accounts := []Account{}
 	after := ""
 	for {
-		res, _, err := c.run(ctx, target, jobs.OpList, jobBody{ID: newJobID(), After: after, Limit: c.pageSize})
+		res, _, err := c.run(ctx, target, wire.OpList, jobBody{ID: newJobID(), After: after, Limit: c.pageSize})
 		if err != nil {
 			return nil, err
 		}
@@ -159,7 +158,7 @@ func (c *Client) prepare(target, jobID, username string, password secret.Secret)
 // withPassword runs a create or reset_password job: a fresh curve key, the
 // chosen password sealed to the worker or a generated one taken from the
 // vault.
-func (c *Client) withPassword(ctx context.Context, target string, op jobs.Op, jobID, username string, password secret.Secret, readOnly *bool) (Credentials, error) {
+func (c *Client) withPassword(ctx context.Context, target string, op wire.Op, jobID, username string, password secret.Secret, readOnly *bool) (Credentials, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	id, err := c.prepare(target, jobID, username, password)
@@ -180,7 +179,7 @@ func (c *Client) withPassword(ctx context.Context, target string, op jobs.Op, jo
 	}
 	body := jobBody{ID: id, Username: username, ReadOnly: readOnly, ReplyKey: replyKey}
 	if !password.IsZero() {
-		if body.Password, err = vault.SealChosenPassword(requester, workerKey, id, password); err != nil {
+		if body.Password, err = wire.SealChosenPassword(requester, workerKey, id, password); err != nil {
 			return Credentials{}, fmt.Errorf("client: seal the password: %w", err)
 		}
 	}
@@ -213,7 +212,7 @@ func (c *Client) withPassword(ctx context.Context, target string, op jobs.Op, jo
 
 // account converts the result's account; a result without one (which the
 // contract does not allow) still names the username.
-func account(a *jobs.Account, username string) Account {
+func account(a *wire.Account, username string) Account {
 	if a == nil {
 		return Account{Username: username}
 	}
@@ -222,7 +221,7 @@ func account(a *jobs.Account, username string) Account {
 
 // openGenerated opens a generated password sealed by workerKey.
 func openGenerated(requester nkeys.KeyPair, workerKey string, sealed []byte, jobID string) (secret.Secret, error) {
-	pw, err := vault.OpenGeneratedPassword(requester, workerKey, sealed, jobID)
+	pw, err := wire.OpenGeneratedPassword(requester, workerKey, sealed, jobID)
 	if err != nil {
 		return secret.Secret{}, fmt.Errorf("the sealed password does not open with the worker's key: %w", err)
 	}

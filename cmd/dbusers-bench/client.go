@@ -16,9 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"github.com/dbusers/dbusers/internal/streams"
-	"github.com/dbusers/dbusers/internal/vault"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // natsSide is the benchmark's orchestrator: it publishes jobs the way the
@@ -384,7 +383,7 @@ func (n *natsSide) listAll(ctx context.Context, target, idPrefix string, limit i
 // have made so far (each consumer's delivered sequence, which counts
 // redeliveries too); ok is false when it could not be read.
 func (n *natsSide) deliveries(ctx context.Context) (total uint64, ok bool) {
-	jobsName, _, _, _ := streams.Names(n.prefix)
+	jobsName, _, _, _ := wire.Names(n.prefix)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := n.js.Stream(ctx, jobsName)
@@ -401,16 +400,16 @@ func (n *natsSide) deliveries(ctx context.Context) (total uint64, ok bool) {
 // openSecret reads a generated password from the vault and opens it with
 // the requester's key, as a client does (without purging it).
 func (n *natsSide) openSecret(ctx context.Context, target, id string, requester nkeys.KeyPair, workerPub string) (secret.Secret, error) {
-	_, _, bucket, _ := streams.Names(n.prefix)
+	_, _, bucket, _ := wire.Names(n.prefix)
 	kv, err := n.js.KeyValue(ctx, bucket)
 	if err != nil {
 		return secret.Secret{}, fmt.Errorf("vault bucket: %w", err)
 	}
-	e, err := kv.Get(ctx, vault.Key(target, id))
+	e, err := kv.Get(ctx, wire.VaultKey(target, id))
 	if err != nil {
 		return secret.Secret{}, fmt.Errorf("vault entry of job %s: %w", id, err)
 	}
-	pw, err := vault.OpenGeneratedPassword(requester, workerPub, e.Value(), id)
+	pw, err := wire.OpenGeneratedPassword(requester, workerPub, e.Value(), id)
 	if err != nil {
 		return secret.Secret{}, fmt.Errorf("open the sealed password of job %s: %w", id, err)
 	}

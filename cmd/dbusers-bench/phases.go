@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // sample returns up to k indexes spread evenly over [0, n).
@@ -550,7 +551,7 @@ func (b *bench) waitBalanced(ctx context.Context, timeout time.Duration) (string
 		if len(holders) == partitions && len(perHolder) == len(b.workers) {
 			targetsPer := map[string]int{}
 			for _, t := range b.extra {
-				targetsPer[holders[streams.Partition(t.name, partitions)]]++
+				targetsPer[holders[wire.Partition(t.name, partitions)]]++
 			}
 			var split []int
 			for _, n := range targetsPer {

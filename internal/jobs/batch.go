@@ -10,6 +10,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // A many-account batch: consecutive jobs of a lane with the same op on
@@ -28,7 +29,7 @@ type member struct {
 	generated bool
 	intent    *jobIntent
 	// jerr is the outcome the batch decided (nil: ok).
-	jerr *Error
+	jerr *wire.Error
 	// alone: the batch did not decide it; err is why (logged).
 	alone bool
 	err   error
@@ -43,7 +44,7 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 	for i, j := range jobs {
 		members[i] = &member{j: j, password: j.password, intent: w.newIntent(j.d, j.job)}
 	}
-	if op := jobs[0].job.Op; op == OpCreate || op == OpResetPassword {
+	if op := jobs[0].job.Op; op == wire.OpCreate || op == wire.OpResetPassword {
 		w.storeSecrets(ctx, members)
 	}
 	var send []*member
@@ -74,11 +75,11 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 	var errs []error
 	if len(send) > 0 {
 		switch jobs[0].job.Op {
-		case OpResetPassword:
+		case wire.OpResetPassword:
 			accts, errs = ops.ResetPasswords(ctx, changes)
-		case OpCreate:
+		case wire.OpCreate:
 			errs = ops.CreateMany(ctx, changes, record)
-		case OpDelete:
+		case wire.OpDelete:
 			accts, errs = ops.DeleteMany(ctx, changes, record)
 		}
 	}
@@ -115,13 +116,13 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 }
 
 // setUser fills the result's account of a job that succeeded in a batch.
-func setUser(res *Result, job Job, accts []mysqlops.Account, i int) {
-	if job.Op == OpCreate {
-		res.User = &Account{Username: job.Username, ReadOnly: job.ReadOnly}
+func setUser(res *wire.Result, job Job, accts []mysqlops.Account, i int) {
+	if job.Op == wire.OpCreate {
+		res.User = &wire.Account{Username: job.Username, ReadOnly: job.ReadOnly}
 		return
 	}
 	a := accts[i]
-	res.User = &Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
+	res.User = &wire.Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
 }
 
 // storeSecrets generates the batch's missing passwords, seals them to
@@ -145,7 +146,7 @@ func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	secrets := make([]*Secret, len(put))
+	secrets := make([]*wire.Secret, len(put))
 	errs := concurrently(len(put), func(k int) error {
 		m := put[k]
 		// Sealed beside the other writes: a fresh reply_key costs an
@@ -158,7 +159,7 @@ func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 		if err != nil {
 			return natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
 		}
-		secrets[k] = &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
+		secrets[k] = &wire.Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
 		return nil
 	})
 	for k, err := range errs {

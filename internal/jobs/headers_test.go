@@ -3,6 +3,7 @@ package jobs
 import (
 	"testing"
 
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nats.go"
 )
 
@@ -29,7 +30,7 @@ func TestCheckHeaders(t *testing.T) {
 		if (err != nil) != tc.refused {
 			t.Errorf("%s: CheckHeaders = %v, want refused %v", tc.name, err, tc.refused)
 		}
-		if err != nil && err.Code != CodeInvalidJob {
+		if err != nil && err.Code != wire.CodeInvalidJob {
 			t.Errorf("%s: code %s, want invalid_job", tc.name, err.Code)
 		}
 	}

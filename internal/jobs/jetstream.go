@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // StreamResults is the ResultStore on the results stream.
@@ -202,7 +203,7 @@ var _ StrayStore = (*StreamJobs)(nil)
 // (streams.ReadByConsumer). The stream's subject list is short (a few
 // subjects a target), so listing it is cheap next to a sweep's period.
 func (p *StreamJobs) Strays(ctx context.Context, max int) ([]StoredJob, error) {
-	info, err := p.stream.Info(ctx, jetstream.WithSubjectFilter(streams.JobsSubject(p.prefix)))
+	info, err := p.stream.Info(ctx, jetstream.WithSubjectFilter(wire.JobsSubject(p.prefix)))
 	if err != nil {
 		return nil, fmt.Errorf("list the jobs stream's subjects: %w", err)
 	}
@@ -251,7 +252,7 @@ func (p *StreamJobs) scan(ctx context.Context, subject string, from uint64, max 
 			msg, err := sub.NextMsgWithContext(ctx)
 			if err != nil {
 				_ = sub.Unsubscribe()
-				return out, fmt.Errorf("direct get on %s: %w", quote(subject), err)
+				return out, fmt.Errorf("direct get on %s: %w", wire.Quote(subject), err)
 			}
 			seqText, found := ServerHeader(msg.Header, jetstream.SequenceHeader)
 			if !found {
@@ -263,7 +264,7 @@ func (p *StreamJobs) scan(ctx context.Context, subject string, from uint64, max 
 			seq, err := strconv.ParseUint(seqText, 10, 64)
 			if err != nil {
 				_ = sub.Unsubscribe()
-				return out, fmt.Errorf("direct get on %s: the server's sequence %q does not parse", quote(subject), seqText)
+				return out, fmt.Errorf("direct get on %s: the server's sequence %q does not parse", wire.Quote(subject), seqText)
 			}
 			last = seq + 1
 			if stored, _ := ServerHeader(msg.Header, jetstream.SubjectHeader); stored == subject && len(out) < max {

@@ -11,6 +11,7 @@ import (
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // Ops is what the worker needs from one target's MySQL side.
@@ -106,9 +107,9 @@ type Observer interface {
 	// JobDone is called once per job answered: outcome is "ok", "error"
 	// or "already_done" (answered from its stored result); code is the
 	// error code of an "error".
-	JobDone(op Op, outcome string, code Code, d time.Duration)
+	JobDone(op wire.Op, outcome string, code wire.Code, d time.Duration)
 	// Retry is called before each retry of a job, with the error's class.
-	Retry(op Op, class string)
+	Retry(op wire.Op, class string)
 	// MySQLError is called for every failed attempt that MySQL failed,
 	// with the error's class.
 	MySQLError(class string)
@@ -118,10 +119,10 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) JobDone(Op, string, Code, time.Duration) {}
-func (nopObserver) Retry(Op, string)                        {}
-func (nopObserver) HandedBack(string)                       {}
-func (nopObserver) MySQLError(string)                       {}
+func (nopObserver) JobDone(wire.Op, string, wire.Code, time.Duration) {}
+func (nopObserver) Retry(wire.Op, string)                             {}
+func (nopObserver) HandedBack(string)                                 {}
+func (nopObserver) MySQLError(string)                                 {}
 
 // Config is what a Worker is built from.
 type Config struct {

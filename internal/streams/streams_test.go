@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dbusers/dbusers/internal/natstest"
+	"github.com/dbusers/dbusers/wire"
 )
 
 func startJS(t *testing.T) jetstream.JetStream {
@@ -40,17 +41,17 @@ func TestNamesAndSubjects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.prefix, func(t *testing.T) {
-			j, r, v, i := Names(tt.prefix)
+			j, r, v, i := wire.Names(tt.prefix)
 			if j != tt.jobs || r != tt.results || v != tt.vault || i != tt.intents {
 				t.Errorf("Names = %s %s %s %s", j, r, v, i)
 			}
-			if got := JobsSubject(tt.prefix); got != tt.jobsSubj {
+			if got := wire.JobsSubject(tt.prefix); got != tt.jobsSubj {
 				t.Errorf("JobsSubject = %s", got)
 			}
-			if got := ResultsSubject(tt.prefix); got != tt.resultsSubj {
+			if got := wire.ResultsSubject(tt.prefix); got != tt.resultsSubj {
 				t.Errorf("ResultsSubject = %s", got)
 			}
-			if got := ResultSubject(tt.prefix, "my-app", "job-1"); got != tt.oneSubj {
+			if got := wire.ResultSubject(tt.prefix, "my-app", "job-1"); got != tt.oneSubj {
 				t.Errorf("ResultSubject = %s", got)
 			}
 		})
@@ -257,7 +258,7 @@ func TestPartitioning(t *testing.T) {
 			}
 			continue
 		}
-		if want := fmt.Sprint(Partition(target, settings.Partitions)); part != want {
+		if want := fmt.Sprint(wire.Partition(target, settings.Partitions)); part != want {
 			t.Errorf("target %s stored in partition %s, Partition says %s", target, part, want)
 		}
 		if prev, ok := seen[target]; ok && prev != part {

@@ -1,4 +1,4 @@
-package jobs
+package wire
 
 import (
 	"bytes"
@@ -70,7 +70,7 @@ func TestResultJSON(t *testing.T) {
 			name: "error with unusable subject",
 			r: Result{
 				ID: "seq-9", Status: StatusError,
-				Error:    Errorf(CodeInvalidJob, "target token %s is outside the grammar", quote("A\n")),
+				Error:    Errorf(CodeInvalidJob, "target token %s is outside the grammar", Quote("A\n")),
 				Attempts: 1, CompletedAt: done,
 			},
 			want: `{"id":"seq-9","target":"","op":"","status":"error",

@@ -1,4 +1,4 @@
-package jobs
+package wire
 
 import (
 	"encoding/json"
