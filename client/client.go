@@ -52,11 +52,7 @@ const (
 const resultCheckInterval = 2 * time.Second
 
 // Account is a database account as the worker reports it.
-type Account struct {
-	Username  string `json:"username"`
-	ReadOnly  bool   `json:"read_only"`
-	Protected bool   `json:"protected"`
-}
+type Account = wire.Account
 
 // Info is what the worker's info endpoint (P.info) answers.
 type Info struct {

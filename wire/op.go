@@ -1,7 +1,8 @@
 package wire
 
 // Op is a job operation as it appears in results: "user.create",
-// "user.reset_password", "user.delete", "user.list".
+// "user.reset_password", "user.delete", "user.list",
+// "user.discard_old_password".
 type Op string
 
 // The operations a job subject can name.
@@ -10,6 +11,9 @@ const (
 	OpResetPassword Op = "user.reset_password"
 	OpDelete        Op = "user.delete"
 	OpList          Op = "user.list"
+	// OpDiscardOldPassword ends the old password a reset with
+	// keep_old_for retained.
+	OpDiscardOldPassword Op = "user.discard_old_password"
 )
 
 // Page sizes of a list job.
@@ -21,4 +25,6 @@ const (
 )
 
 // AllOps returns every operation a job can name.
-func AllOps() []Op { return []Op{OpCreate, OpResetPassword, OpDelete, OpList} }
+func AllOps() []Op {
+	return []Op{OpCreate, OpResetPassword, OpDelete, OpList, OpDiscardOldPassword}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -23,6 +24,9 @@ type Job struct {
 	SealedPassword secret.Secret // base64 sealed chosen password, empty when the worker must generate one
 	After          string        // list cursor, "" for the first page
 	Limit          int           // list page size; DefaultLimit when absent, 0 for other ops
+	// KeepOldFor is a reset's keep_old_for: how long the password in
+	// force before it keeps working; 0 when the old one stops at once.
+	KeepOldFor time.Duration
 }
 
 // field is one known body field, as a bit so that a set of them (seen, allowed)
@@ -37,6 +41,7 @@ const (
 	fieldPassword
 	fieldAfter
 	fieldLimit
+	fieldKeepOldFor
 )
 
 // lookupField maps a body key to its field; 0 means unknown. A switch on
@@ -57,6 +62,8 @@ func lookupField(key []byte) field {
 		return fieldAfter
 	case "limit":
 		return fieldLimit
+	case "keep_old_for":
+		return fieldKeepOldFor
 	}
 	return 0
 }
@@ -68,8 +75,8 @@ func opFields(op wire.Op) field {
 	case wire.OpCreate:
 		return fieldID | fieldUsername | fieldReadOnly | fieldReplyKey | fieldPassword
 	case wire.OpResetPassword:
-		return fieldID | fieldUsername | fieldReplyKey | fieldPassword
-	case wire.OpDelete:
+		return fieldID | fieldUsername | fieldReplyKey | fieldPassword | fieldKeepOldFor
+	case wire.OpDelete, wire.OpDiscardOldPassword:
 		return fieldID | fieldUsername
 	case wire.OpList:
 		return fieldID | fieldAfter | fieldLimit
@@ -133,10 +140,10 @@ func parseSubject(prefix, subject string) (string, wire.Op, *wire.Error) {
 		return target, "", wire.Errorf(wire.CodeInvalidJob, "subject %s names no op", wire.Quote(subject))
 	}
 	switch op := wire.Op(opToken); op {
-	case wire.OpCreate, wire.OpResetPassword, wire.OpDelete, wire.OpList:
+	case wire.OpCreate, wire.OpResetPassword, wire.OpDelete, wire.OpList, wire.OpDiscardOldPassword:
 		return target, op, nil
 	}
-	return target, "", wire.Errorf(wire.CodeInvalidJob, "unknown op %s (want user.create, user.reset_password, user.delete or user.list)", wire.Quote(opToken))
+	return target, "", wire.Errorf(wire.CodeInvalidJob, "unknown op %s (want user.create, user.reset_password, user.delete, user.list or user.discard_old_password)", wire.Quote(opToken))
 }
 
 // decodeBody reads the body's members into j in one pass, rejecting what is
@@ -239,6 +246,12 @@ func (j *Job) setField(f field, key, val []byte) *wire.Error {
 		j.SealedPassword = secret.New(s)
 	case fieldAfter:
 		j.After = s
+	case fieldKeepOldFor:
+		d, err := wire.ParseKeepOld(s)
+		if err != nil {
+			return err
+		}
+		j.KeepOldFor = d
 	}
 	return nil
 }
