@@ -57,18 +57,25 @@ type Settings struct {
 
 // Objects are handles on the JetStream objects Ensure created or updated.
 type Objects struct {
-	Jobs       jetstream.Stream
-	Results    jetstream.Stream
-	Vault      jetstream.KeyValue
-	Intents    jetstream.KeyValue
-	Leases     jetstream.KeyValue
-	Partitions []jetstream.Consumer // index = partition number
-	Misc       jetstream.Consumer
+	Jobs    jetstream.Stream
+	Results jetstream.Stream
+	Vault   jetstream.KeyValue
+	Intents jetstream.KeyValue
+	Leases  jetstream.KeyValue
+	// OldPasswords holds when each retained old password ends
+	// (internal/oldpasswords).
+	OldPasswords jetstream.KeyValue
+	Partitions   []jetstream.Consumer // index = partition number
+	Misc         jetstream.Consumer
 }
 
 // LeasesName returns the name of the bucket of partition leases and worker
 // heartbeats: the upper-cased prefix plus "_LEASES".
 func LeasesName(prefix string) string { return strings.ToUpper(prefix) + "_LEASES" }
+
+// OldPasswordsName returns the name of the bucket of old-password end
+// times (contract §9): the upper-cased prefix plus "_OLD_PASSWORDS".
+func OldPasswordsName(prefix string) string { return strings.ToUpper(prefix) + "_OLD_PASSWORDS" }
 
 // PartitionSubject returns the stored-subject filter of one partition:
 // "P.jobs.<n>.>". The stream rewrites "P.jobs.<target>.<rest>" to
@@ -224,6 +231,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 		return nil, err
 	}
 	if o.Leases, err = bucket("leases", LeasesName(s.Prefix), s.LeaseTTL); err != nil {
+		return nil, err
+	}
+	// An old password's end time must outlive every process, however long
+	// none runs: no TTL.
+	if o.OldPasswords, err = bucket("old passwords", OldPasswordsName(s.Prefix), 0); err != nil {
 		return nil, err
 	}
 	if err := removeStale(ctx, js, o.Jobs, s.Partitions); err != nil {

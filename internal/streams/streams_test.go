@@ -106,6 +106,10 @@ func TestEnsureIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ops, err := o.OldPasswords.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	jc, rc, cc := ji.Config, ri.Config, ci.Config
 	checks := []struct {
 		name      string
@@ -123,6 +127,10 @@ func TestEnsureIdempotent(t *testing.T) {
 		{"jobs transform destination", jc.SubjectTransform.Destination, "dbusers.jobs.{{partition(4,1)}}.{{wildcard(1)}}.>"},
 		{"leases bucket", ls.Bucket(), "DBUSERS_LEASES"},
 		{"leases ttl", ls.TTL(), 15 * time.Second},
+		{"old passwords bucket", ops.Bucket(), "DBUSERS_OLD_PASSWORDS"},
+		{"old passwords ttl", ops.TTL(), time.Duration(0)},
+		{"old passwords history", ops.History(), int64(1)},
+		{"old passwords storage", ops.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Storage, jetstream.FileStorage},
 		{"misc consumer filter", mi.Config.FilterSubject, "dbusers.jobs.*"},
 		{"results name", rc.Name, "DBUSERS_RESULTS"},
 		{"results subjects", rc.Subjects[0], "dbusers.results.>"},
