@@ -244,8 +244,11 @@ type jobBody struct {
 	ReadOnly *bool  `json:"read_only,omitempty"`
 	ReplyKey string `json:"reply_key,omitempty"`
 	Password string `json:"password,omitempty"` // the sealed password, base64: only its requester and the worker can open it
-	After    string `json:"after,omitempty"`
-	Limit    int    `json:"limit,omitempty"`
+	// KeepOldFor is reset_password's keep_old_for, as wire.FormatKeepOld
+	// writes it ("15m0s").
+	KeepOldFor string `json:"keep_old_for,omitempty"`
+	After      string `json:"after,omitempty"`
+	Limit      int    `json:"limit,omitempty"`
 }
 
 // run publishes one job and returns its result; a result with status error

@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dbusers/dbusers/wire"
 )
@@ -141,6 +142,18 @@ func CheckUsername(name string) error {
 // which rule failed, without quoting the password.
 func CheckPassword(password string) error {
 	if e := wire.CheckPassword(password); e != nil {
+		return fromJobs(e, "")
+	}
+	return nil
+}
+
+// CheckKeepOld applies the worker's range for a reset's keep_old_for
+// (ResetPasswordRequest.KeepOldFor, RotateOptions.KeepOldFor): 1 minute to
+// 24 hours (wire.MinKeepOld, wire.MaxKeepOld). It returns nil or an *Error
+// with code invalid_job, as the worker would answer. The calls treat 0 as
+// "keep no old password" and do not check it; CheckKeepOld(0) fails.
+func CheckKeepOld(d time.Duration) error {
+	if _, e := wire.ParseKeepOld(wire.FormatKeepOld(d)); e != nil {
 		return fromJobs(e, "")
 	}
 	return nil
