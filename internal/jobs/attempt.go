@@ -263,6 +263,12 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 		}
 		res.User = &wire.Account{Username: job.Username, ReadOnly: job.ReadOnly}
 	case wire.OpResetPassword:
+		if job.KeepOldFor > 0 {
+			if err := w.keepOld(ctx, ops, job, password, intent, ready, res); err != nil {
+				return err
+			}
+			return mustHaveWaited(ctx, generated, ready, res)
+		}
 		acct, err := ops.ResetPassword(ctx, job.Username, password, ready)
 		if err != nil {
 			return err
@@ -277,14 +283,21 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 			return err
 		}
 		res.User = &wire.Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
+	case wire.OpDiscardOldPassword:
+		return w.discardOld(ctx, ops, job, res)
 	case wire.OpList:
 		accts, next, err := ops.List(ctx, job.After, job.Limit)
 		if err != nil {
 			return err
 		}
 		res.Users = make([]wire.Account, len(accts))
+		old := make([]bool, len(accts))
 		for i, a := range accts {
 			res.Users[i] = wire.Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
+			old[i] = a.OldPassword
+		}
+		if err := w.oldPasswordEnds(ctx, job.Target, res.Users, old); err != nil {
+			return err
 		}
 		res.Next = next
 	}

@@ -33,6 +33,8 @@ type member struct {
 	// alone: the batch did not decide it; err is why (logged).
 	alone bool
 	err   error
+	// until is when the old password a keep-old reset kept ends.
+	until *time.Time
 }
 
 // runMany runs jobs as one many-account batch and gives the completer an
@@ -74,12 +76,14 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 	var accts []mysqlops.Account
 	var errs []error
 	if len(send) > 0 {
-		switch jobs[0].job.Op {
-		case wire.OpResetPassword:
+		switch {
+		case jobs[0].job.Op == wire.OpResetPassword && jobs[0].job.KeepOldFor > 0:
+			accts, errs = w.keepOldMany(ctx, jobs[0].ops, send, changes)
+		case jobs[0].job.Op == wire.OpResetPassword:
 			accts, errs = ops.ResetPasswords(ctx, changes)
-		case wire.OpCreate:
+		case jobs[0].job.Op == wire.OpCreate:
 			errs = ops.CreateMany(ctx, changes, record)
-		case wire.OpDelete:
+		case jobs[0].job.Op == wire.OpDelete:
 			accts, errs = ops.DeleteMany(ctx, changes, record)
 		}
 	}
@@ -91,6 +95,7 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 		switch {
 		case err == nil:
 			setUser(&m.j.res, m.j.job, accts, i)
+			m.j.res.User.OldPasswordUntil = m.until
 			w.noteReach(m.j.d, nil)
 		case isOutcome(err):
 			m.jerr = toJobError(err, failure{target: m.j.job.Target})

@@ -27,6 +27,9 @@ type Job struct {
 	// KeepOldFor is a reset's keep_old_for: how long the password in
 	// force before it keeps working; 0 when the old one stops at once.
 	KeepOldFor time.Duration
+	// ScheduledUntil is, on a discard the expiry watcher sent, the end
+	// time of the schedule entry it was sent for (ScheduledDiscardHeader).
+	ScheduledUntil time.Time
 }
 
 // field is one known body field, as a bit so that a set of them (seen, allowed)

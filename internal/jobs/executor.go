@@ -55,6 +55,13 @@ func (w *Worker) decode(d *delivery, start time.Time) *work {
 	if herr := CheckHeaders(msg.Headers()); herr != nil {
 		j.jerr = herr
 	}
+	if v := msg.Headers().Get(ScheduledDiscardHeader); v != "" && j.jerr == nil {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil || j.job.Op != wire.OpDiscardOldPassword {
+			j.jerr = wire.Errorf(wire.CodeInvalidJob, "header %s is only for a discard_old_password job, with an RFC 3339 time", ScheduledDiscardHeader)
+		}
+		j.job.ScheduledUntil = t
+	}
 	j.res.Op = j.job.Op
 	if j.res.Op == "" {
 		j.res.Op = wire.Op(opToken(published))
@@ -172,7 +179,7 @@ func (w *Worker) group(jobs []*work, stored map[string][]byte) int {
 	names := map[string]struct{}{first.job.Username: {}}
 	n := 1
 	for _, j := range jobs[1:] {
-		if j.jerr != nil || !batchable(j) || j.job.Op != first.job.Op {
+		if j.jerr != nil || !batchable(j) || j.job.Op != first.job.Op || (j.job.KeepOldFor > 0) != (first.job.KeepOldFor > 0) {
 			break
 		}
 		if _, found := stored[j.subject]; found && j.keyed {

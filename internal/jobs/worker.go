@@ -46,6 +46,9 @@ var (
 type Sealer interface {
 	OpenPassword(sealed secret.Secret, senderPub, jobID string) (secret.Secret, error)
 	SealPassword(jobID string, password secret.Secret, recipientPub string) ([]byte, error)
+	// PublicKey is the worker's own key, which seals what only the
+	// worker reads back (a kept credential).
+	PublicKey() string
 }
 
 // SecretStore keeps sealed generated passwords for their requester.
@@ -132,6 +135,9 @@ type Config struct {
 	Secrets SecretStore
 	Results ResultStore
 	Intents Intents
+	// OldPasswords keeps when retained old passwords end; nil refuses
+	// keep_old_for and discard_old_password jobs.
+	OldPasswords OldPasswordSchedule
 	// Jobs, when set, erases jobs that carried a sealed password once
 	// they are answered.
 	Jobs JobsStream

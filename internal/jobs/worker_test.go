@@ -208,6 +208,7 @@ func (fakeKeys) OpenPassword(sealed secret.Secret, _, _ string) (secret.Secret, 
 	}
 	return sealed, nil // tests pass the clear password as the "seal"
 }
+func (fakeKeys) PublicKey() string { return "XWORKER" }
 func (fakeKeys) SealPassword(string, secret.Secret, string) ([]byte, error) {
 	return []byte("sealed"), nil
 }

@@ -1,0 +1,287 @@
+package jobs
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
+)
+
+// A reset with keep_old_for keeps the credential in force before the job:
+// exactly once means a redelivered reset, whose first delivery may have
+// run its statement, keeps that same credential, never its own new
+// password. So the credential is read from MySQL and recorded, sealed to
+// the worker's own key, in the intents bucket before the statement, and a
+// redelivery takes the recorded one.
+
+// keptKey is the intents-bucket key of the credential a keep-old reset of
+// username keeps; usernames hold no '.', so it never meets an intent key.
+func keptKey(target, username string) string { return target + "." + username + ".kept" }
+
+// errCannotKeepOld refuses keep_old_for and discards on a target or a
+// worker set up without them.
+var errCannotKeepOld = errors.New("this worker keeps no old passwords for the target")
+
+// oldPasswordOps returns the target's keep-old operations, or an error
+// for the job.
+func (w *Worker) oldPasswordOps(ops Ops) (OldPasswordOps, error) {
+	k, ok := ops.(OldPasswordOps)
+	if !ok || w.cfg.OldPasswords == nil {
+		return nil, errCannotKeepOld
+	}
+	return k, nil
+}
+
+// keptCredentials returns the credential each job keeps, recording those
+// read now, all in one MySQL round trip and one round of writes. An error
+// for a job is its account's outcome (not found, protected, foreign) or
+// why its credential could not be had or recorded.
+func (w *Worker) keptCredentials(ctx context.Context, ops OldPasswordOps, js []*work, intents []*jobIntent) ([]mysqlops.Credential, []error) {
+	creds := make([]mysqlops.Credential, len(js))
+	errs := make([]error, len(js))
+	var read []int
+	for i, j := range js {
+		in := intents[i]
+		switch {
+		case in.keptKnown:
+			creds[i] = in.kept
+		case in.redelivered:
+			c, ok, err := w.recordedCredential(ctx, j.job)
+			switch {
+			case err != nil:
+				errs[i] = err
+			case ok:
+				creds[i], in.kept, in.keptKnown = c, c, true
+			default:
+				read = append(read, i)
+			}
+		default:
+			read = append(read, i)
+		}
+	}
+	if len(read) == 0 {
+		return creds, errs
+	}
+	names := make([]string, len(read))
+	for k, i := range read {
+		names[k] = js[i].job.Username
+	}
+	current, cerrs := ops.Credentials(ctx, names)
+	var record []int
+	for k, i := range read {
+		if cerrs[k] != nil {
+			errs[i] = cerrs[k]
+			continue
+		}
+		creds[i] = current[k]
+		record = append(record, i)
+	}
+	werrs := concurrently(len(record), func(k int) error {
+		i := record[k]
+		return w.recordCredential(ctx, js[i].job, creds[i])
+	})
+	for k, i := range record {
+		if werrs[k] != nil {
+			errs[i] = werrs[k]
+			continue
+		}
+		intents[i].kept, intents[i].keptKnown = creds[i], true
+	}
+	return creds, errs
+}
+
+// recordCredential writes "<job id> <plugin> <sealed hash>" under the
+// job's kept key, the hash sealed to the worker's own key and the job id.
+func (w *Worker) recordCredential(ctx context.Context, job Job, c mysqlops.Credential) error {
+	sealed, err := w.cfg.Keys.SealPassword(job.ID, c.Hash, w.cfg.Keys.PublicKey())
+	if err != nil {
+		return fmt.Errorf("seal the credential to keep: %w", err)
+	}
+	v := job.ID + " " + c.Plugin + " " + base64.StdEncoding.EncodeToString(sealed)
+	if err := w.cfg.Intents.Put(ctx, keptKey(job.Target, job.Username), v); err != nil {
+		return natsError{fmt.Errorf("record the credential to keep: %w", err)}
+	}
+	return nil
+}
+
+// recordedCredential reads the credential an earlier delivery of job
+// recorded; ok is false when the record is another job's or absent.
+func (w *Worker) recordedCredential(ctx context.Context, job Job) (mysqlops.Credential, bool, error) {
+	v, err := w.cfg.Intents.Get(ctx, keptKey(job.Target, job.Username))
+	if err != nil {
+		return mysqlops.Credential{}, false, natsError{fmt.Errorf("read the recorded credential: %w", err)}
+	}
+	id, rest, _ := strings.Cut(v, " ")
+	plugin, sealed, ok := strings.Cut(rest, " ")
+	if id != job.ID || !ok {
+		return mysqlops.Credential{}, false, nil
+	}
+	hash, err := w.cfg.Keys.OpenPassword(secret.New(sealed), w.cfg.Keys.PublicKey(), job.ID)
+	if err != nil {
+		return mysqlops.Credential{}, false, fmt.Errorf("open the recorded credential: %w", err)
+	}
+	return mysqlops.Credential{Plugin: plugin, Hash: hash}, true, nil
+}
+
+// keepOld runs a keep-old reset alone: the credential it keeps, the
+// statement, then the old password's end in the schedule, before the
+// result says it.
+func (w *Worker) keepOld(ctx context.Context, ops Ops, job Job, password secret.Secret, intent *jobIntent, ready mysqlops.Ready, res *wire.Result) error {
+	kops, err := w.oldPasswordOps(ops)
+	if err != nil {
+		return err
+	}
+	creds, errs := w.keptCredentials(ctx, kops, []*work{{job: job}}, []*jobIntent{intent})
+	if errs[0] != nil {
+		return errs[0]
+	}
+	acct, err := kops.ResetPasswordKeepOld(ctx, job.Username, password, creds[0], ready)
+	if err != nil {
+		return err
+	}
+	until, err := w.scheduleEnd(ctx, job)
+	if err != nil {
+		return err
+	}
+	res.User = &wire.Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected, OldPasswordUntil: &until}
+	return nil
+}
+
+// scheduleEnd records when the old password job kept ends: keep_old_for
+// from now, the job's completion.
+func (w *Worker) scheduleEnd(ctx context.Context, job Job) (time.Time, error) {
+	// Results give times to the second: rounded up, so the old password
+	// works at least keep_old_for, and the schedule says what results say.
+	until := time.Now().Add(job.KeepOldFor).UTC()
+	if t := until.Truncate(time.Second); !t.Equal(until) {
+		until = t.Add(time.Second)
+	}
+	if err := w.cfg.OldPasswords.Set(ctx, job.Target, job.Username, until, job.ID); err != nil {
+		return time.Time{}, natsError{fmt.Errorf("schedule the end of the old password: %w", err)}
+	}
+	return until, nil
+}
+
+// discardOld runs a discard_old_password job. One the expiry watcher sent
+// discards only while the schedule still says its time (or nothing): a
+// reset since then may have kept another old password until later.
+func (w *Worker) discardOld(ctx context.Context, ops Ops, job Job, res *wire.Result) error {
+	kops, err := w.oldPasswordOps(ops)
+	if err != nil {
+		return err
+	}
+	if !job.ScheduledUntil.IsZero() {
+		ends, err := w.cfg.OldPasswords.Until(ctx, job.Target, []string{job.Username})
+		if err != nil {
+			return natsError{fmt.Errorf("read the old password's end: %w", err)}
+		}
+		if until, ok := ends[job.Username]; ok && until.After(job.ScheduledUntil) {
+			res.User = &wire.Account{Username: job.Username, OldPasswordUntil: &until}
+			return nil
+		}
+	}
+	acct, err := kops.DiscardOldPassword(ctx, job.Username)
+	if err != nil {
+		return err
+	}
+	if err := w.cfg.OldPasswords.Clear(ctx, job.Target, job.Username); err != nil {
+		return natsError{fmt.Errorf("clear the old password's end: %w", err)}
+	}
+	res.User = &wire.Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
+	return nil
+}
+
+// oldPasswordEnds fills the end of each listed account's old password.
+func (w *Worker) oldPasswordEnds(ctx context.Context, target string, accts []wire.Account, old []bool) error {
+	var names []string
+	for i, a := range accts {
+		if old[i] {
+			names = append(names, a.Username)
+		}
+	}
+	if len(names) == 0 || w.cfg.OldPasswords == nil {
+		return nil
+	}
+	ends, err := w.cfg.OldPasswords.Until(ctx, target, names)
+	if err != nil {
+		return natsError{fmt.Errorf("read the old passwords' ends: %w", err)}
+	}
+	for i := range accts {
+		if until, ok := ends[accts[i].Username]; ok && old[i] {
+			accts[i].OldPasswordUntil = &until
+		}
+	}
+	return nil
+}
+
+// keepOldMany runs the keep-old resets of a batch as one statement: the
+// credentials they keep (read and recorded in one round each), the
+// statement, then their old passwords' ends in the schedule. A member
+// whose credential or end could not be had gets that error, and runs
+// alone after the batch, where the same rules apply to it.
+func (w *Worker) keepOldMany(ctx context.Context, ops Ops, send []*member, changes []mysqlops.Change) ([]mysqlops.Account, []error) {
+	accts := make([]mysqlops.Account, len(send))
+	errs := make([]error, len(send))
+	kops, err := w.oldPasswordOps(ops)
+	if err != nil {
+		return accts, fill(errs, err)
+	}
+	js := make([]*work, len(send))
+	intents := make([]*jobIntent, len(send))
+	for i, m := range send {
+		js[i], intents[i] = m.j, m.intent
+	}
+	creds, cerrs := w.keptCredentials(ctx, kops, js, intents)
+	var run []int
+	for i := range send {
+		if errs[i] = cerrs[i]; errs[i] == nil {
+			run = append(run, i)
+		}
+	}
+	if len(run) == 0 {
+		return accts, errs
+	}
+	runChanges := make([]mysqlops.Change, len(run))
+	runCreds := make([]mysqlops.Credential, len(run))
+	for k, i := range run {
+		runChanges[k], runCreds[k] = changes[i], creds[i]
+	}
+	ran, rerrs := kops.ResetPasswordsKeepOld(ctx, runChanges, runCreds)
+	var done []int
+	for k, i := range run {
+		accts[i], errs[i] = ran[k], rerrs[k]
+		if errs[i] == nil {
+			done = append(done, i)
+		}
+	}
+	ends := make([]time.Time, len(done))
+	serrs := concurrently(len(done), func(k int) error {
+		var err error
+		ends[k], err = w.scheduleEnd(ctx, send[done[k]].j.job)
+		return err
+	})
+	for k, i := range done {
+		if serrs[k] != nil {
+			// Its password is set; alone, it sets it again with the
+			// same credential kept, and schedules the end.
+			errs[i] = &mysqlops.MaybeSetError{Err: serrs[k]}
+			continue
+		}
+		send[i].until = &ends[k]
+	}
+	return accts, errs
+}
+
+// fill sets every entry of errs to err.
+func fill(errs []error, err error) []error {
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
