@@ -1,0 +1,180 @@
+package oldpasswords
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/dbusers/dbusers/internal/jobs"
+)
+
+// Schedule is the worker's jobs.OldPasswordSchedule, kept in a key-value
+// bucket (streams.Objects.OldPasswords): one entry per account that holds
+// an old password, removed once it ends.
+type Schedule struct {
+	kv jetstream.KeyValue
+	nc *nats.Conn
+	// direct is the bucket stream's direct-get subject,
+	// "$JS.API.DIRECT.GET.KV_<bucket>"; subject heads its keys' subjects,
+	// "$KV.<bucket>.".
+	direct, subject string
+}
+
+var _ jobs.OldPasswordSchedule = (*Schedule)(nil)
+
+// NewSchedule returns the schedule kept in kv, read over js's connection.
+func NewSchedule(js jetstream.JetStream, kv jetstream.KeyValue) *Schedule {
+	return &Schedule{kv: kv, nc: js.Conn(),
+		direct: "$JS.API.DIRECT.GET.KV_" + kv.Bucket(), subject: "$KV." + kv.Bucket() + "."}
+}
+
+// Set records that username's old password on target ends at until; jobID
+// is the reset that kept it. It replaces any earlier entry: an account
+// keeps one old password.
+func (s *Schedule) Set(ctx context.Context, target, username string, until time.Time, jobID string) error {
+	if !validToken(target) || !validToken(username) {
+		return fmt.Errorf("old passwords: set: %q.%q is no key", target, username)
+	}
+	data, err := encodeValue(until, jobID)
+	if err != nil {
+		return err
+	}
+	if _, err := s.kv.Put(ctx, Key(target, username), data); err != nil {
+		return fmt.Errorf("old passwords: set %s: %w", Key(target, username), err)
+	}
+	return nil
+}
+
+// Clear removes username's entry on target. Clearing an absent entry is no
+// error.
+func (s *Schedule) Clear(ctx context.Context, target, username string) error {
+	if !validToken(target) || !validToken(username) {
+		return fmt.Errorf("old passwords: clear: %q.%q is no key", target, username)
+	}
+	if err := s.kv.Purge(ctx, Key(target, username)); err != nil {
+		return fmt.Errorf("old passwords: clear %s: %w", Key(target, username), err)
+	}
+	return nil
+}
+
+// maxPerGet bounds the keys of one batched direct get: the server answers
+// at most 1024 subjects per request.
+const maxPerGet = 1000
+
+// Until returns the end of the old password of each of usernames that has
+// an entry on target. One username is a plain get; more are read in
+// batched direct gets ("multi_last") of up to maxPerGet keys each.
+func (s *Schedule) Until(ctx context.Context, target string, usernames []string) (map[string]time.Time, error) {
+	out := make(map[string]time.Time)
+	if !validToken(target) {
+		return nil, fmt.Errorf("old passwords: until: %q is no target", target)
+	}
+	keys := make([]string, 0, len(usernames))
+	seen := make(map[string]struct{}, len(usernames))
+	for _, u := range usernames {
+		if _, dup := seen[u]; dup {
+			continue
+		}
+		seen[u] = struct{}{}
+		if validToken(u) { // any other name can have no entry
+			keys = append(keys, Key(target, u))
+		}
+	}
+	if len(keys) == 1 {
+		e, err := s.kv.Get(ctx, keys[0])
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("old passwords: get %s: %w", keys[0], err)
+		}
+		return out, s.add(out, keys[0], e.Value())
+	}
+	for start := 0; start < len(keys); start += maxPerGet {
+		if err := s.getMany(ctx, keys[start:min(start+maxPerGet, len(keys))], out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// add puts key's entry into out, by username.
+func (s *Schedule) add(out map[string]time.Time, key string, data []byte) error {
+	until, _, err := decodeValue(data)
+	if err != nil {
+		return fmt.Errorf("old passwords: %s: %w", key, err)
+	}
+	_, username, _ := splitKey(key)
+	out[username] = until
+	return nil
+}
+
+// getMany reads the entries of keys in one batched direct get on the
+// bucket's stream and adds those present to out. A key's last message is
+// its value, or a delete or purge marker (a header, no value): absent.
+func (s *Schedule) getMany(ctx context.Context, keys []string, out map[string]time.Time) error {
+	subjects := make([]string, len(keys))
+	want := make(map[string]string, len(keys)) // subject → key
+	for i, k := range keys {
+		subjects[i] = s.subject + k
+		want[subjects[i]] = k
+	}
+	req, err := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		Batch     int      `json:"batch"`
+	}{subjects, len(subjects)})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	inbox := s.nc.NewRespInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := s.nc.PublishRequest(s.direct, inbox, req); err != nil {
+		return err
+	}
+	for {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return fmt.Errorf("old passwords: batched get of %d keys: %w", len(keys), err)
+		}
+		// The server appends its headers after those stored with the
+		// message: the last value of each is the server's.
+		subject, found := jobs.ServerHeader(msg.Header, jetstream.SubjectHeader)
+		if !found {
+			// 204 EOB: the end; 404: none of them is stored.
+			switch status, _ := jobs.ServerHeader(msg.Header, "Status"); status {
+			case "204", "404":
+				return nil
+			default:
+				desc, _ := jobs.ServerHeader(msg.Header, "Description")
+				return fmt.Errorf("old passwords: batched get of %d keys: the server answered %s %q", len(keys), status, desc)
+			}
+		}
+		key, ok := want[subject]
+		if !ok || removed(msg.Header) {
+			continue
+		}
+		if err := s.add(out, key, msg.Data); err != nil {
+			return err
+		}
+	}
+}
+
+// kvOperationHeader marks a key-value delete ("DEL") or purge ("PURGE").
+const kvOperationHeader = "KV-Operation"
+
+// removed reports whether a key's message is a delete or purge marker (or
+// a marker the server left for a removed key).
+func removed(h nats.Header) bool {
+	return h.Get(kvOperationHeader) != "" || h.Get(jetstream.MarkerReasonHeader) != ""
+}
