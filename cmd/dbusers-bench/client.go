@@ -93,6 +93,13 @@ func (n *natsSide) resetJob(target, id, username, replyKey string) job {
 		body: fmt.Appendf(nil, `{"id":%q,"username":%q,"reply_key":%q}`, id, username, replyKey)}
 }
 
+// resetKeepOldJob is a reset_password job with a generated password that
+// keeps the old one working for keep.
+func (n *natsSide) resetKeepOldJob(target, id, username, replyKey, keep string) job {
+	return job{subject: n.jobSubject(target, "reset_password"), id: id,
+		body: fmt.Appendf(nil, `{"id":%q,"username":%q,"reply_key":%q,"keep_old_for":%q}`, id, username, replyKey, keep)}
+}
+
 // createJob is a read-write create job with a generated password.
 func (n *natsSide) createJob(target, id, username, replyKey string) job {
 	return job{subject: n.jobSubject(target, "create"), id: id,
