@@ -143,6 +143,18 @@ func startWorker(t *testing.T, targets []config.Target, edit func(*config.Config
 // startWorkerOn is startWorker on a nats-server of the test's own.
 func startWorkerOn(t *testing.T, ns *server.Server, targets []config.Target, edit func(*config.Config)) *env {
 	t.Helper()
+	return startWorkerOnWith(t, ns, targets, edit, service.Options{})
+}
+
+// startWorkerWith is startWorker with service options.
+func startWorkerWith(t *testing.T, targets []config.Target, edit func(*config.Config), opts service.Options) *env {
+	t.Helper()
+	return startWorkerOnWith(t, startNATS(t), targets, edit, opts)
+}
+
+// startWorkerOnWith is startWorkerOn with service options.
+func startWorkerOnWith(t *testing.T, ns *server.Server, targets []config.Target, edit func(*config.Config), opts service.Options) *env {
+	t.Helper()
 	cfg := config.Default()
 	cfg.NATS.URL = ns.ClientURL()
 	cfg.Vault.XKeySeedFile = filepath.Join(t.TempDir(), "worker.xk")
@@ -152,7 +164,7 @@ func startWorkerOn(t *testing.T, ns *server.Server, targets []config.Target, edi
 	if edit != nil {
 		edit(&cfg)
 	}
-	return runWorker(t, cfg)
+	return runWorkerWith(t, cfg, opts)
 }
 
 // runWorker starts a worker with cfg, stopped when the test ends, and an
