@@ -60,9 +60,11 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 		changes[i] = mysqlops.Change{Username: m.j.job.Username, Password: m.password, ReadOnly: m.j.job.ReadOnly, Intent: m.intent}
 	}
 	record := func(ctx context.Context, idx []int) error {
-		errs := concurrently(len(idx), func(k int) error {
-			return w.cfg.Intents.Put(ctx, send[idx[k]].intent.key, send[idx[k]].intent.id)
-		})
+		keys, ids := make([]string, len(idx)), make([]string, len(idx))
+		for k, i := range idx {
+			keys[k], ids[k] = send[i].intent.key, send[i].intent.id
+		}
+		errs := w.putIntents(ctx, keys, ids)
 		for _, err := range errs {
 			if err != nil {
 				return natsError{fmt.Errorf("write the intent records: %w", err)}
@@ -174,6 +176,15 @@ func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 		}
 		put[k].j.res.Secret = secrets[k]
 	}
+}
+
+// putIntents writes intent records, with one wait when the store can
+// (BatchIntents), else one Put per key, concurrently.
+func (w *Worker) putIntents(ctx context.Context, keys, values []string) []error {
+	if b, ok := w.cfg.Intents.(BatchIntents); ok {
+		return b.PutMany(ctx, keys, values)
+	}
+	return concurrently(len(keys), func(k int) error { return w.cfg.Intents.Put(ctx, keys[k], values[k]) })
 }
 
 // concurrently runs f(0..n-1), up to maxInFlight at a time, and returns

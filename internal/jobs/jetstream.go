@@ -156,10 +156,26 @@ func (r *StreamResults) LookupMany(ctx context.Context, subjects []string) (map[
 }
 
 // KVIntents is the Intents record on a key-value bucket.
-type KVIntents struct{ kv jetstream.KeyValue }
+type KVIntents struct {
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+}
 
 // NewKVIntents returns Intents kept in kv.
-func NewKVIntents(kv jetstream.KeyValue) *KVIntents { return &KVIntents{kv: kv} }
+func NewKVIntents(js jetstream.JetStream, kv jetstream.KeyValue) *KVIntents {
+	return &KVIntents{js: js, kv: kv}
+}
+
+var _ BatchIntents = (*KVIntents)(nil)
+
+// PutMany records values under keys in one round of writes.
+func (i *KVIntents) PutMany(ctx context.Context, keys, values []string) []error {
+	data := make([][]byte, len(values))
+	for k, v := range values {
+		data[k] = []byte(v)
+	}
+	return streams.PutAll(ctx, i.js, i.kv.Bucket(), keys, data)
+}
 
 // Get returns the job id recorded under key, or "".
 func (i *KVIntents) Get(ctx context.Context, key string) (string, error) {

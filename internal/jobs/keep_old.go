@@ -74,40 +74,51 @@ func (w *Worker) keptCredentials(ctx context.Context, ops OldPasswordOps, js []*
 	}
 	current, cerrs := ops.Credentials(ctx, names)
 	var record []int
+	var got []mysqlops.Credential
 	for k, i := range read {
 		if cerrs[k] != nil {
 			errs[i] = cerrs[k]
 			continue
 		}
 		creds[i] = current[k]
-		record = append(record, i)
+		record, got = append(record, i), append(got, current[k])
 	}
-	werrs := concurrently(len(record), func(k int) error {
-		i := record[k]
-		return w.recordCredential(ctx, js[i].job, creds[i])
-	})
-	for k, i := range record {
-		if werrs[k] != nil {
-			errs[i] = werrs[k]
-			continue
-		}
-		intents[i].kept, intents[i].keptKnown = creds[i], true
+	for k, err := range w.recordKept(ctx, js, intents, record, got) {
+		errs[record[k]] = err
 	}
 	return creds, errs
 }
 
-// recordCredential writes "<job id> <plugin> <sealed hash>" under the
-// job's kept key, the hash sealed to the worker's own key and the job id.
-func (w *Worker) recordCredential(ctx context.Context, job Job, c mysqlops.Credential) error {
+// recordKept records the credential creds[k] that job js[idx[k]] keeps,
+// all in one round of writes, and notes it in the job's intent.
+func (w *Worker) recordKept(ctx context.Context, js []*work, intents []*jobIntent, idx []int, creds []mysqlops.Credential) []error {
+	keys, values := make([]string, len(idx)), make([]string, len(idx))
+	errs := make([]error, len(idx))
+	for k, i := range idx {
+		keys[k] = keptKey(js[i].job.Target, js[i].job.Username)
+		values[k], errs[k] = w.credentialRecord(js[i].job, creds[k])
+	}
+	for k, err := range w.putIntents(ctx, keys, values) {
+		switch {
+		case errs[k] != nil:
+		case err != nil:
+			errs[k] = natsError{fmt.Errorf("record the credential to keep: %w", err)}
+		default:
+			intents[idx[k]].kept, intents[idx[k]].keptKnown = creds[k], true
+		}
+	}
+	return errs
+}
+
+// credentialRecord is what the job's kept key records: "<job id>
+// <plugin> <sealed hash>", the hash sealed to the worker's own key and the
+// job id.
+func (w *Worker) credentialRecord(job Job, c mysqlops.Credential) (string, error) {
 	sealed, err := w.cfg.Keys.SealPassword(job.ID, c.Hash, w.cfg.Keys.PublicKey())
 	if err != nil {
-		return fmt.Errorf("seal the credential to keep: %w", err)
+		return "", fmt.Errorf("seal the credential to keep: %w", err)
 	}
-	v := job.ID + " " + c.Plugin + " " + base64.StdEncoding.EncodeToString(sealed)
-	if err := w.cfg.Intents.Put(ctx, keptKey(job.Target, job.Username), v); err != nil {
-		return natsError{fmt.Errorf("record the credential to keep: %w", err)}
-	}
-	return nil
+	return job.ID + " " + c.Plugin + " " + base64.StdEncoding.EncodeToString(sealed), nil
 }
 
 // recordedCredential reads the credential an earlier delivery of job
@@ -156,16 +167,22 @@ func (w *Worker) keepOld(ctx context.Context, ops Ops, job Job, password secret.
 // scheduleEnd records when the old password job kept ends: keep_old_for
 // from now, the job's completion.
 func (w *Worker) scheduleEnd(ctx context.Context, job Job) (time.Time, error) {
-	// Results give times to the second: rounded up, so the old password
-	// works at least keep_old_for, and the schedule says what results say.
-	until := time.Now().Add(job.KeepOldFor).UTC()
-	if t := until.Truncate(time.Second); !t.Equal(until) {
-		until = t.Add(time.Second)
-	}
+	until := endOf(job)
 	if err := w.cfg.OldPasswords.Set(ctx, job.Target, job.Username, until, job.ID); err != nil {
 		return time.Time{}, natsError{fmt.Errorf("schedule the end of the old password: %w", err)}
 	}
 	return until, nil
+}
+
+// endOf is when the old password job keeps ends if it completes now.
+// Results give times to the second: rounded up, so the old password works
+// at least keep_old_for, and the schedule says what results say.
+func endOf(job Job) time.Time {
+	until := time.Now().Add(job.KeepOldFor).UTC()
+	if t := until.Truncate(time.Second); !t.Equal(until) {
+		until = t.Add(time.Second)
+	}
+	return until
 }
 
 // discardOld runs a discard_old_password job. One the expiry watcher sent
@@ -237,35 +254,25 @@ func (w *Worker) keepOldMany(ctx context.Context, ops Ops, send []*member, chang
 	for i, m := range send {
 		js[i], intents[i] = m.j, m.intent
 	}
-	creds, cerrs := w.keptCredentials(ctx, kops, js, intents)
-	var run []int
-	for i := range send {
-		if errs[i] = cerrs[i]; errs[i] == nil {
-			run = append(run, i)
-		}
-	}
-	if len(run) == 0 {
-		return accts, errs
-	}
-	runChanges := make([]mysqlops.Change, len(run))
-	runCreds := make([]mysqlops.Credential, len(run))
-	for k, i := range run {
-		runChanges[k], runCreds[k] = changes[i], creds[i]
-	}
-	ran, rerrs := kops.ResetPasswordsKeepOld(ctx, runChanges, runCreds)
+	// A batch holds first deliveries only: each keeps the credential in
+	// force, read beside the ownership check and recorded before the
+	// statement.
+	accts, errs = kops.ResetPasswordsKeepingCurrent(ctx, changes, func(ctx context.Context, idx []int, creds []mysqlops.Credential) []error {
+		return w.recordKept(ctx, js, intents, idx, creds)
+	})
 	var done []int
-	for k, i := range run {
-		accts[i], errs[i] = ran[k], rerrs[k]
+	for i := range send {
 		if errs[i] == nil {
 			done = append(done, i)
 		}
 	}
 	ends := make([]time.Time, len(done))
-	serrs := concurrently(len(done), func(k int) error {
-		var err error
-		ends[k], err = w.scheduleEnd(ctx, send[done[k]].j.job)
-		return err
-	})
+	names, ids := make([]string, len(done)), make([]string, len(done))
+	for k, i := range done {
+		job := send[i].j.job
+		ends[k], names[k], ids[k] = endOf(job), job.Username, job.ID
+	}
+	serrs := w.cfg.OldPasswords.SetMany(ctx, send[0].j.job.Target, names, ends, ids)
 	for k, i := range done {
 		if serrs[k] != nil {
 			// Its password is set; alone, it sets it again with the

@@ -76,6 +76,33 @@ func (k *keepOps) ResetPasswordsKeepOld(_ context.Context, changes []mysqlops.Ch
 	return accts, make([]error, len(changes))
 }
 
+func (k *keepOps) ResetPasswordsKeepingCurrent(ctx context.Context, changes []mysqlops.Change, record mysqlops.KeepRecord) ([]mysqlops.Account, []error) {
+	names := make([]string, len(changes))
+	idx := make([]int, len(changes))
+	for i, c := range changes {
+		names[i], idx[i] = c.Username, i
+	}
+	creds, _ := k.Credentials(ctx, names)
+	errs := record(ctx, idx, creds)
+	var send []mysqlops.Change
+	var old []mysqlops.Credential
+	for i, err := range errs {
+		if err == nil {
+			send, old = append(send, changes[i]), append(old, creds[i])
+		}
+	}
+	accts, _ := k.ResetPasswordsKeepOld(ctx, send, old)
+	out := make([]mysqlops.Account, len(changes))
+	n := 0
+	for i, err := range errs {
+		if err == nil {
+			out[i] = accts[n]
+			n++
+		}
+	}
+	return out, errs
+}
+
 func (k *keepOps) DiscardOldPassword(_ context.Context, u string) (mysqlops.Account, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -113,6 +140,13 @@ func (s *fakeSchedule) Set(_ context.Context, target, u string, until time.Time,
 	defer s.mu.Unlock()
 	s.until[target+"."+u] = until
 	return nil
+}
+func (s *fakeSchedule) SetMany(ctx context.Context, target string, names []string, until []time.Time, ids []string) []error {
+	errs := make([]error, len(names))
+	for i := range names {
+		errs[i] = s.Set(ctx, target, names[i], until[i], ids[i])
+	}
+	return errs
 }
 func (s *fakeSchedule) Until(_ context.Context, target string, names []string) (map[string]time.Time, error) {
 	s.mu.Lock()
@@ -219,6 +253,9 @@ func TestKeepOldResetsShareOneStatement(t *testing.T) {
 	for _, u := range []string{"user_one", "user_two", "user_three"} {
 		if k.kept[u] != "*CUR-"+u {
 			t.Errorf("%s kept %q", u, k.kept[u])
+		}
+		if rec := h.w.cfg.Intents.(*fakeIntents).m[keptKey("app", u)]; !strings.HasPrefix(rec, "b-"+u+" mysql_native_password ") {
+			t.Errorf("%s: kept record %q, want its job's", u, rec)
 		}
 		var res wire.Result
 		_ = json.Unmarshal(h.results.stored[wire.ResultSubject("dbusers", "app", "b-"+u)], &res)

@@ -23,6 +23,10 @@ type OldPasswordOps interface {
 	Credentials(ctx context.Context, usernames []string) ([]mysqlops.Credential, []error)
 	ResetPasswordKeepOld(ctx context.Context, username string, password secret.Secret, old mysqlops.Credential, ready mysqlops.Ready) (mysqlops.Account, error)
 	ResetPasswordsKeepOld(ctx context.Context, changes []mysqlops.Change, old []mysqlops.Credential) ([]mysqlops.Account, []error)
+	// ResetPasswordsKeepingCurrent keeps each account's credential in
+	// force, read in the ownership check's pass; record hears them
+	// right before the statement.
+	ResetPasswordsKeepingCurrent(ctx context.Context, changes []mysqlops.Change, record mysqlops.KeepRecord) ([]mysqlops.Account, []error)
 	DiscardOldPassword(ctx context.Context, username string) (mysqlops.Account, error)
 	DiscardOldPasswords(ctx context.Context, changes []mysqlops.Change) ([]mysqlops.Account, []error)
 }
@@ -36,6 +40,8 @@ type OldPasswordSchedule interface {
 	// Set records that username's old password on target ends at until;
 	// jobID is the reset that kept it.
 	Set(ctx context.Context, target, username string, until time.Time, jobID string) error
+	// SetMany is Set for many usernames of target, with one wait.
+	SetMany(ctx context.Context, target string, usernames []string, until []time.Time, jobIDs []string) []error
 	// Until returns the end of the old password of each of usernames that
 	// has an entry.
 	Until(ctx context.Context, target string, usernames []string) (map[string]time.Time, error)

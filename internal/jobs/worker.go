@@ -104,6 +104,12 @@ type Intents interface {
 	Put(ctx context.Context, key, jobID string) error
 }
 
+// BatchIntents writes many records with one wait (KVIntents); Intents
+// without it are written one Put per key, concurrently.
+type BatchIntents interface {
+	PutMany(ctx context.Context, keys, values []string) []error
+}
+
 // Observer is told what the worker does, for metrics. Its methods must not
 // block.
 type Observer interface {

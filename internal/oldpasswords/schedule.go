@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dbusers/dbusers/internal/jobs"
+	"github.com/dbusers/dbusers/internal/streams"
 )
 
 // Schedule is the worker's jobs.OldPasswordSchedule, kept in a key-value
@@ -18,6 +19,7 @@ import (
 // an old password, removed once it ends.
 type Schedule struct {
 	kv jetstream.KeyValue
+	js jetstream.JetStream
 	nc *nats.Conn
 	// direct is the bucket stream's direct-get subject,
 	// "$JS.API.DIRECT.GET.KV_<bucket>"; subject heads its keys' subjects,
@@ -29,7 +31,7 @@ var _ jobs.OldPasswordSchedule = (*Schedule)(nil)
 
 // NewSchedule returns the schedule kept in kv, read over js's connection.
 func NewSchedule(js jetstream.JetStream, kv jetstream.KeyValue) *Schedule {
-	return &Schedule{kv: kv, nc: js.Conn(),
+	return &Schedule{kv: kv, js: js, nc: js.Conn(),
 		direct: "$JS.API.DIRECT.GET.KV_" + kv.Bucket(), subject: "$KV." + kv.Bucket() + "."}
 }
 
@@ -48,6 +50,33 @@ func (s *Schedule) Set(ctx context.Context, target, username string, until time.
 		return fmt.Errorf("old passwords: set %s: %w", Key(target, username), err)
 	}
 	return nil
+}
+
+// SetMany is Set for many usernames of target: every write at once, the
+// stream's acks awaited together.
+func (s *Schedule) SetMany(ctx context.Context, target string, usernames []string, until []time.Time, jobIDs []string) []error {
+	errs := make([]error, len(usernames))
+	keys := make([]string, 0, len(usernames))
+	values := make([][]byte, 0, len(usernames))
+	var idx []int
+	for i, u := range usernames {
+		if !validToken(target) || !validToken(u) {
+			errs[i] = fmt.Errorf("old passwords: set: %q.%q is no key", target, u)
+			continue
+		}
+		data, err := encodeValue(until[i], jobIDs[i])
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		keys, values, idx = append(keys, Key(target, u)), append(values, data), append(idx, i)
+	}
+	for k, err := range streams.PutAll(ctx, s.js, s.kv.Bucket(), keys, values) {
+		if err != nil {
+			errs[idx[k]] = fmt.Errorf("old passwords: set %s: %w", keys[k], err)
+		}
+	}
+	return errs
 }
 
 // Clear removes username's entry on target. Clearing an absent entry is no

@@ -180,3 +180,30 @@ func TestScheduleRefusesKeysOfOtherShapes(t *testing.T) {
 		t.Error("Until of a wildcard target succeeded")
 	}
 }
+
+// TestScheduleSetMany: many entries set in one round read back as set,
+// and a bad key fails alone.
+func TestScheduleSetMany(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Minute)
+	s := e.schedule()
+	base := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	names := []string{"user_a", "user_b", "bad.name", "user_c"}
+	until := []time.Time{base, base.Add(time.Minute), base, base.Add(2 * time.Minute)}
+	errs := s.SetMany(t.Context(), "app", names, until, []string{"j1", "j2", "j3", "j4"})
+	for i, err := range errs {
+		if (err != nil) != (names[i] == "bad.name") {
+			t.Fatalf("SetMany %s: %v", names[i], err)
+		}
+	}
+	got, err := s.Until(t.Context(), "app", []string{"user_a", "user_b", "user_c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range []string{"user_a", "user_b", "user_c"} {
+		want := until[[]int{0, 1, 3}[i]]
+		if !got[n].Equal(want) {
+			t.Errorf("%s ends %v, want %v", n, got[n], want)
+		}
+	}
+}

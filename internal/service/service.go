@@ -132,7 +132,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		Keys:             s.keys,
 		Secrets:          vault.NewStore(objs.Vault, cfg.Vault.TTL),
 		Results:          jobs.NewStreamResults(js, objs.Results),
-		Intents:          jobs.NewKVIntents(objs.Intents),
+		Intents:          jobs.NewKVIntents(js, objs.Intents),
 		OldPasswords:     oldpasswords.NewSchedule(js, objs.OldPasswords),
 		Jobs:             jobsStream,
 		StoreEncrypted:   s.server != nil || cfg.NATS.StoreEncrypted,

@@ -342,3 +342,27 @@ func maxBytes(bound int64) int64 {
 	}
 	return bound
 }
+
+// PutAll writes values under keys of the key-value bucket in one round:
+// every write is published at once and the stream's acks are awaited
+// together, where a Put per key would wait for each. errs[i] is key i's.
+func PutAll(ctx context.Context, js jetstream.JetStream, bucket string, keys []string, values [][]byte) []error {
+	errs := make([]error, len(keys))
+	futures := make([]jetstream.PubAckFuture, len(keys))
+	for i, k := range keys {
+		futures[i], errs[i] = js.PublishAsync("$KV."+bucket+"."+k, values[i])
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = err
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+	return errs
+}
