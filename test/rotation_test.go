@@ -221,7 +221,7 @@ func keepOldPlan(t *testing.T, nc *nats.Conn, r requester, users []string, keep 
 	return ids
 }
 
-// TestWorkerKilledDuringKeepOldRotation: a keep-old bulk rotation while
+// TestWorkerKilledDuringKeepOldRotation: a 600-account keep-old bulk rotation while
 // the worker process is killed (-9) and restarted: afterwards each account
 // accepts its original password and its delivered new one, and holds
 // exactly those two.
@@ -233,7 +233,9 @@ func TestWorkerKilledDuringKeepOldRotation(t *testing.T) {
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	cfgPath := workerYAML(t, t.TempDir(), ns.ClientURL(), []config.Target{target("app", f)}, "retry:\n  budget: 2m\n")
 	p := startProc(t, cfgPath)
-	old := accountsWithPasswords(t, f, "zkill_", 200)
+	// Enough accounts for several batches, so that kills land between
+	// and inside their statements.
+	old := accountsWithPasswords(t, f, "zkill_", 600)
 	users := make([]string, 0, len(old))
 	for u := range old {
 		users = append(users, u)
@@ -247,11 +249,11 @@ func TestWorkerKilledDuringKeepOldRotation(t *testing.T) {
 	r := newRequester(t)
 	ids := keepOldPlan(t, connect(t, ns.ClientURL()), r, users, "10m")
 	midRun := 0 // processes killed after answering some jobs, before all
-	for kills := 0; kills < 3; kills++ {
+	for kills := 0; kills < 4; kills++ {
 		for deadline := time.Now().Add(20 * time.Second); p.jobLines() == 0 && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(time.Duration(20+rand.IntN(150)) * time.Millisecond)
+		time.Sleep(time.Duration(rand.IntN(60)) * time.Millisecond)
 		p.kill()
 		if n := p.jobLines(); n > 0 && n < len(users) {
 			midRun++

@@ -154,21 +154,26 @@ func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	secrets := make([]*wire.Secret, len(put))
-	errs := concurrently(len(put), func(k int) error {
-		m := put[k]
-		// Sealed beside the other writes: a fresh reply_key costs an
-		// X25519 key agreement.
-		sealed, err := w.cfg.Keys.SealPassword(m.j.job.ID, m.password, m.j.job.ReplyKey)
-		if err != nil {
-			return fmt.Errorf("seal the generated password: %w", err)
-		}
-		key, expires, err := w.cfg.Secrets.Put(ctx, m.j.job.Target, m.j.job.ID, sealed)
-		if err != nil {
-			return natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
-		}
-		secrets[k] = &wire.Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
-		return nil
-	})
+	var errs []error
+	if b, ok := w.cfg.Secrets.(BatchSecrets); ok && len(put) > 1 {
+		errs = w.putSecrets(ctx, b, put, secrets)
+	} else {
+		errs = concurrently(len(put), func(k int) error {
+			m := put[k]
+			// Sealed beside the other writes: a fresh reply_key costs an
+			// X25519 key agreement.
+			sealed, err := w.cfg.Keys.SealPassword(m.j.job.ID, m.password, m.j.job.ReplyKey)
+			if err != nil {
+				return fmt.Errorf("seal the generated password: %w", err)
+			}
+			key, expires, err := w.cfg.Secrets.Put(ctx, m.j.job.Target, m.j.job.ID, sealed)
+			if err != nil {
+				return natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
+			}
+			secrets[k] = &wire.Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
+			return nil
+		})
+	}
 	for k, err := range errs {
 		if err != nil {
 			put[k].alone, put[k].err = true, err
@@ -176,6 +181,39 @@ func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 		}
 		put[k].j.res.Secret = secrets[k]
 	}
+}
+
+// putSecrets seals put's passwords (on every core: a fresh reply_key costs
+// an X25519 key agreement) and writes them in one round, with one wait.
+func (w *Worker) putSecrets(ctx context.Context, b BatchSecrets, put []*member, secrets []*wire.Secret) []error {
+	sealed := make([][]byte, len(put))
+	errs := concurrently(len(put), func(k int) error {
+		var err error
+		if sealed[k], err = w.cfg.Keys.SealPassword(put[k].j.job.ID, put[k].password, put[k].j.job.ReplyKey); err != nil {
+			return fmt.Errorf("seal the generated password: %w", err)
+		}
+		return nil
+	})
+	var ids []string
+	var data [][]byte
+	var idx []int
+	for k, m := range put {
+		if errs[k] == nil {
+			ids, data, idx = append(ids, m.j.job.ID), append(data, sealed[k]), append(idx, k)
+		}
+	}
+	if len(idx) == 0 {
+		return errs
+	}
+	keys, expires, perrs := b.PutMany(ctx, put[0].j.job.Target, ids, data)
+	for n, k := range idx {
+		if perrs[n] != nil {
+			errs[k] = natsError{fmt.Errorf("store the sealed password in the vault: %w", perrs[n])}
+			continue
+		}
+		secrets[k] = &wire.Secret{Bucket: w.cfg.Secrets.Bucket(), Key: keys[n], ExpiresAt: expires}
+	}
+	return errs
 }
 
 // putIntents writes intent records, with one wait when the store can

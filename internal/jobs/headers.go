@@ -37,14 +37,3 @@ func CheckHeaders(h nats.Header) *wire.Error {
 	}
 	return nil
 }
-
-// ServerHeader returns the value the NATS server wrote for a metadata header
-// of a message it handed out: the last one, since the server appends its own
-// after any the publisher stored. ok is false when the header is absent.
-func ServerHeader(h nats.Header, name string) (value string, ok bool) {
-	vs := h[name]
-	if len(vs) == 0 {
-		return "", false
-	}
-	return vs[len(vs)-1], true
-}

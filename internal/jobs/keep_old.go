@@ -14,15 +14,21 @@ import (
 )
 
 // A reset with keep_old_for keeps the credential in force before the job:
-// exactly once means a redelivered reset, whose first delivery may have
-// run its statement, keeps that same credential, never its own new
+// exactly once means a job delivered again, whose earlier delivery may
+// have run its statement, keeps that same credential, never its own new
 // password. So the credential is read from MySQL and recorded, sealed to
-// the worker's own key, in the intents bucket before the statement, and a
-// redelivery takes the recorded one.
+// the worker's own key, in the intents bucket before the statement, and
+// every delivery looks for its job's record first: after a partition
+// changed hands, the re-created consumer delivers an earlier delivery's
+// jobs as first deliveries.
 
 // keptKey is the intents-bucket key of the credential a keep-old reset of
 // username keeps; usernames hold no '.', so it never meets an intent key.
 func keptKey(target, username string) string { return target + "." + username + ".kept" }
+
+// errKeptEarlier sends a batch member alone: an earlier delivery of its
+// job recorded the credential it keeps.
+var errKeptEarlier = errors.New("an earlier delivery recorded the credential the job keeps")
 
 // errCannotKeepOld refuses keep_old_for and discards on a target or a
 // worker set up without them.
@@ -45,22 +51,22 @@ func (w *Worker) oldPasswordOps(ops Ops) (OldPasswordOps, error) {
 func (w *Worker) keptCredentials(ctx context.Context, ops OldPasswordOps, js []*work, intents []*jobIntent) ([]mysqlops.Credential, []error) {
 	creds := make([]mysqlops.Credential, len(js))
 	errs := make([]error, len(js))
+	var unknown []int
+	for i := range js {
+		if intents[i].keptKnown {
+			creds[i] = intents[i].kept
+		} else {
+			unknown = append(unknown, i)
+		}
+	}
 	var read []int
-	for i, j := range js {
-		in := intents[i]
+	for k, err := range w.recordedCredentials(ctx, js, intents, unknown) {
+		i := unknown[k]
 		switch {
-		case in.keptKnown:
-			creds[i] = in.kept
-		case in.redelivered:
-			c, ok, err := w.recordedCredential(ctx, j.job)
-			switch {
-			case err != nil:
-				errs[i] = err
-			case ok:
-				creds[i], in.kept, in.keptKnown = c, c, true
-			default:
-				read = append(read, i)
-			}
+		case err != nil:
+			errs[i] = err
+		case intents[i].keptKnown:
+			creds[i] = intents[i].kept
 		default:
 			read = append(read, i)
 		}
@@ -121,13 +127,44 @@ func (w *Worker) credentialRecord(job Job, c mysqlops.Credential) (string, error
 	return job.ID + " " + c.Plugin + " " + base64.StdEncoding.EncodeToString(sealed), nil
 }
 
-// recordedCredential reads the credential an earlier delivery of job
-// recorded; ok is false when the record is another job's or absent.
-func (w *Worker) recordedCredential(ctx context.Context, job Job) (mysqlops.Credential, bool, error) {
-	v, err := w.cfg.Intents.Get(ctx, keptKey(job.Target, job.Username))
-	if err != nil {
-		return mysqlops.Credential{}, false, natsError{fmt.Errorf("read the recorded credential: %w", err)}
+// recordedCredentials looks for the credential an earlier delivery of
+// each job js[idx[k]] recorded, in one round of reads, and notes each
+// found in the job's intent; errs[k] is job k's read error.
+func (w *Worker) recordedCredentials(ctx context.Context, js []*work, intents []*jobIntent, idx []int) []error {
+	errs := make([]error, len(idx))
+	values := make([]string, len(idx))
+	keys := make([]string, len(idx))
+	for k, i := range idx {
+		keys[k] = keptKey(js[i].job.Target, js[i].job.Username)
 	}
+	if b, ok := w.cfg.Intents.(BatchIntents); ok && len(idx) > 1 {
+		got, err := b.GetMany(ctx, keys)
+		for k := range idx {
+			values[k], errs[k] = got[keys[k]], err
+		}
+	} else {
+		errs = concurrently(len(idx), func(k int) error {
+			var err error
+			values[k], err = w.cfg.Intents.Get(ctx, keys[k])
+			return err
+		})
+	}
+	for k, i := range idx {
+		if errs[k] != nil {
+			errs[k] = natsError{fmt.Errorf("read the recorded credential: %w", errs[k])}
+			continue
+		}
+		c, ok, err := w.parseRecord(js[i].job, values[k])
+		if errs[k] = err; ok {
+			intents[i].kept, intents[i].keptKnown = c, true
+		}
+	}
+	return errs
+}
+
+// parseRecord reads a kept record; ok is false when it is another job's
+// or absent.
+func (w *Worker) parseRecord(job Job, v string) (mysqlops.Credential, bool, error) {
 	id, rest, _ := strings.Cut(v, " ")
 	plugin, sealed, ok := strings.Cut(rest, " ")
 	if id != job.ID || !ok {
@@ -254,12 +291,39 @@ func (w *Worker) keepOldMany(ctx context.Context, ops Ops, send []*member, chang
 	for i, m := range send {
 		js[i], intents[i] = m.j, m.intent
 	}
-	// A batch holds first deliveries only: each keeps the credential in
-	// force, read beside the ownership check and recorded before the
-	// statement.
-	accts, errs = kops.ResetPasswordsKeepingCurrent(ctx, changes, func(ctx context.Context, idx []int, creds []mysqlops.Credential) []error {
-		return w.recordKept(ctx, js, intents, idx, creds)
+	// A job whose record says an earlier delivery kept a credential runs
+	// alone with it; every other keeps the credential in force, read
+	// beside the ownership check and recorded before the statement.
+	all := make([]int, len(send))
+	for i := range all {
+		all[i] = i
+	}
+	var fresh []int
+	for i, err := range w.recordedCredentials(ctx, js, intents, all) {
+		switch {
+		case err != nil:
+			errs[i] = err
+		case intents[i].keptKnown:
+			errs[i] = errKeptEarlier
+		default:
+			fresh = append(fresh, i)
+		}
+	}
+	if len(fresh) == 0 {
+		return accts, errs
+	}
+	freshChanges := make([]mysqlops.Change, len(fresh))
+	freshWork := make([]*work, len(fresh))
+	freshIntents := make([]*jobIntent, len(fresh))
+	for k, i := range fresh {
+		freshChanges[k], freshWork[k], freshIntents[k] = changes[i], js[i], intents[i]
+	}
+	ran, rerrs := kops.ResetPasswordsKeepingCurrent(ctx, freshChanges, func(ctx context.Context, idx []int, creds []mysqlops.Credential) []error {
+		return w.recordKept(ctx, freshWork, freshIntents, idx, creds)
 	})
+	for k, i := range fresh {
+		accts[i], errs[i] = ran[k], rerrs[k]
+	}
 	var done []int
 	for i := range send {
 		if errs[i] == nil {

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -316,5 +317,36 @@ func TestKeepOldNeedsItsSchedule(t *testing.T) {
 	}
 	if calls := h.ops.Calls(); len(calls) != 0 || len(k.read) != 0 {
 		t.Fatalf("MySQL calls %q, reads %q: want none", calls, k.read)
+	}
+}
+
+// TestTakenOverKeepOldResetKeepsItsRecord: after a partition changed
+// hands, the re-created consumer delivers a job whose statement may have
+// run as a first delivery; alone or in a batch, it keeps the credential
+// its earlier delivery recorded, not the one now in force (its own new
+// password).
+func TestTakenOverKeepOldResetKeepsItsRecord(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		t.Run(fmt.Sprintf("batch of %d", n), func(t *testing.T) {
+			h, k, _ := keepHarness(t)
+			h.w.cfg.Intents.(*fakeIntents).m[keptKey("app", "user_one")] = "t-user_one mysql_native_password *BEFORE"
+			k.creds["user_one"] = secret.New("*NEW-FROM-THE-EARLIER-DELIVERY")
+			var batch []*delivery
+			for i, u := range []string{"user_one", "user_two", "user_three"}[:n] {
+				m := &fakeMsg{subject: stored("dbusers.jobs.app.user.reset_password"), header: nats.Header{},
+					data: []byte(resetBody(t, "t-"+u, u, "5m")), seq: uint64(20 + i)}
+				m.header.Set("Nats-Msg-Id", "t-"+u)
+				batch = append(batch, newDelivery(m, time.Now()))
+			}
+			h.w.runBatch(batch)
+			if k.kept["user_one"] != "*BEFORE" {
+				t.Fatalf("user_one kept %q, want the recorded credential", k.kept["user_one"])
+			}
+			for _, u := range []string{"user_two", "user_three"}[:n-1] {
+				if k.kept[u] != "*CUR-"+u {
+					t.Errorf("%s kept %q, want its credential in force", u, k.kept[u])
+				}
+			}
+		})
 	}
 }

@@ -60,6 +60,13 @@ type SecretStore interface {
 	Bucket() string
 }
 
+// BatchSecrets writes many sealed passwords of one target with one wait
+// (vault.Store); a SecretStore without it is written one Put per job,
+// concurrently.
+type BatchSecrets interface {
+	PutMany(ctx context.Context, target string, jobIDs []string, sealed [][]byte) (keys []string, expiresAt time.Time, errs []error)
+}
+
 // ResultStore publishes results and finds one already published.
 type ResultStore interface {
 	Publish(ctx context.Context, subject string, data []byte) error
@@ -108,6 +115,9 @@ type Intents interface {
 // without it are written one Put per key, concurrently.
 type BatchIntents interface {
 	PutMany(ctx context.Context, keys, values []string) []error
+	// GetMany returns the records under keys, by key; absent keys are
+	// left out.
+	GetMany(ctx context.Context, keys []string) (map[string]string, error)
 }
 
 // Observer is told what the worker does, for metrics. Its methods must not

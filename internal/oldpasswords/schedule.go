@@ -2,7 +2,6 @@ package oldpasswords
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -21,10 +20,8 @@ type Schedule struct {
 	kv jetstream.KeyValue
 	js jetstream.JetStream
 	nc *nats.Conn
-	// direct is the bucket stream's direct-get subject,
-	// "$JS.API.DIRECT.GET.KV_<bucket>"; subject heads its keys' subjects,
-	// "$KV.<bucket>.".
-	direct, subject string
+	// subject heads its keys' subjects, "$KV.<bucket>.".
+	subject string
 }
 
 var _ jobs.OldPasswordSchedule = (*Schedule)(nil)
@@ -32,7 +29,7 @@ var _ jobs.OldPasswordSchedule = (*Schedule)(nil)
 // NewSchedule returns the schedule kept in kv, read over js's connection.
 func NewSchedule(js jetstream.JetStream, kv jetstream.KeyValue) *Schedule {
 	return &Schedule{kv: kv, js: js, nc: js.Conn(),
-		direct: "$JS.API.DIRECT.GET.KV_" + kv.Bucket(), subject: "$KV." + kv.Bucket() + "."}
+		subject: "$KV." + kv.Bucket() + "."}
 }
 
 // Set records that username's old password on target ends at until; jobID
@@ -91,13 +88,9 @@ func (s *Schedule) Clear(ctx context.Context, target, username string) error {
 	return nil
 }
 
-// maxPerGet bounds the keys of one batched direct get: the server answers
-// at most 1024 subjects per request.
-const maxPerGet = 1000
-
 // Until returns the end of the old password of each of usernames that has
 // an entry on target. One username is a plain get; more are read in
-// batched direct gets ("multi_last") of up to maxPerGet keys each.
+// batched direct gets (streams.LastBySubject).
 func (s *Schedule) Until(ctx context.Context, target string, usernames []string) (map[string]time.Time, error) {
 	out := make(map[string]time.Time)
 	if !validToken(target) {
@@ -124,9 +117,23 @@ func (s *Schedule) Until(ctx context.Context, target string, usernames []string)
 		}
 		return out, s.add(out, keys[0], e.Value())
 	}
-	for start := 0; start < len(keys); start += maxPerGet {
-		if err := s.getMany(ctx, keys[start:min(start+maxPerGet, len(keys))], out); err != nil {
-			return nil, err
+	subjects := make([]string, len(keys))
+	for i, k := range keys {
+		subjects[i] = s.subject + k
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msgs, err := streams.LastBySubject(ctx, s.nc, "KV_"+s.kv.Bucket(), subjects)
+	if err != nil {
+		return nil, fmt.Errorf("old passwords: %w", err)
+	}
+	for i, k := range keys {
+		// A key's last message is its value, or a delete or purge marker
+		// (a header, no value): absent.
+		if m, ok := msgs[subjects[i]]; ok && !streams.KVRemoved(m.Header) {
+			if err := s.add(out, k, m.Data); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, nil
@@ -141,69 +148,4 @@ func (s *Schedule) add(out map[string]time.Time, key string, data []byte) error 
 	_, username, _ := splitKey(key)
 	out[username] = until
 	return nil
-}
-
-// getMany reads the entries of keys in one batched direct get on the
-// bucket's stream and adds those present to out. A key's last message is
-// its value, or a delete or purge marker (a header, no value): absent.
-func (s *Schedule) getMany(ctx context.Context, keys []string, out map[string]time.Time) error {
-	subjects := make([]string, len(keys))
-	want := make(map[string]string, len(keys)) // subject → key
-	for i, k := range keys {
-		subjects[i] = s.subject + k
-		want[subjects[i]] = k
-	}
-	req, err := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-		Batch     int      `json:"batch"`
-	}{subjects, len(subjects)})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	inbox := s.nc.NewRespInbox()
-	sub, err := s.nc.SubscribeSync(inbox)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.nc.PublishRequest(s.direct, inbox, req); err != nil {
-		return err
-	}
-	for {
-		msg, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return fmt.Errorf("old passwords: batched get of %d keys: %w", len(keys), err)
-		}
-		// The server appends its headers after those stored with the
-		// message: the last value of each is the server's.
-		subject, found := jobs.ServerHeader(msg.Header, jetstream.SubjectHeader)
-		if !found {
-			// 204 EOB: the end; 404: none of them is stored.
-			switch status, _ := jobs.ServerHeader(msg.Header, "Status"); status {
-			case "204", "404":
-				return nil
-			default:
-				desc, _ := jobs.ServerHeader(msg.Header, "Description")
-				return fmt.Errorf("old passwords: batched get of %d keys: the server answered %s %q", len(keys), status, desc)
-			}
-		}
-		key, ok := want[subject]
-		if !ok || removed(msg.Header) {
-			continue
-		}
-		if err := s.add(out, key, msg.Data); err != nil {
-			return err
-		}
-	}
-}
-
-// kvOperationHeader marks a key-value delete ("DEL") or purge ("PURGE").
-const kvOperationHeader = "KV-Operation"
-
-// removed reports whether a key's message is a delete or purge marker (or
-// a marker the server left for a removed key).
-func removed(h nats.Header) bool {
-	return h.Get(kvOperationHeader) != "" || h.Get(jetstream.MarkerReasonHeader) != ""
 }

@@ -50,7 +50,7 @@ func TestScheduleRoundTrip(t *testing.T) {
 		{"one", 1},
 		{"few", 7},
 		// More than one batched get holds.
-		{"many", 2*maxPerGet + 30},
+		{"many", 2030},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -130,7 +130,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		Prefix:           cfg.NATS.Prefix,
 		Targets:          targets,
 		Keys:             s.keys,
-		Secrets:          vault.NewStore(objs.Vault, cfg.Vault.TTL),
+		Secrets:          vault.NewStore(js, objs.Vault, cfg.Vault.TTL),
 		Results:          jobs.NewStreamResults(js, objs.Results),
 		Intents:          jobs.NewKVIntents(js, objs.Intents),
 		OldPasswords:     oldpasswords.NewSchedule(js, objs.OldPasswords),

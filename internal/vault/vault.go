@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/secret"
 	"github.com/dbusers/dbusers/wire"
 	"golang.org/x/crypto/nacl/box"
@@ -213,14 +214,16 @@ func (k *Keys) SealPassword(jobID string, password secret.Secret, recipientPub s
 
 // Store writes sealed generated passwords into the vault KV bucket.
 type Store struct {
+	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 	ttl time.Duration
 }
 
 // NewStore returns a Store over kv, whose bucket TTL is ttl (the TTL is used
-// only to tell the requester when the entry expires).
-func NewStore(kv jetstream.KeyValue, ttl time.Duration) *Store {
-	return &Store{kv: kv, ttl: ttl}
+// only to tell the requester when the entry expires); js publishes a
+// batch's entries at once (PutMany).
+func NewStore(js jetstream.JetStream, kv jetstream.KeyValue, ttl time.Duration) *Store {
+	return &Store{js: js, kv: kv, ttl: ttl}
 }
 
 // Put stores sealed under Key(target, jobID), replacing any earlier value (a
@@ -231,11 +234,32 @@ func (s *Store) Put(ctx context.Context, target, jobID string, sealed []byte) (k
 	if _, err := s.kv.Put(ctx, key, sealed); err != nil {
 		return "", time.Time{}, fmt.Errorf("vault: put %s/%s: %w", s.kv.Bucket(), key, err)
 	}
+	return key, s.expiry(), nil
+}
+
+// PutMany is Put for many jobs of target: every entry published at once,
+// the stream's acks awaited together.
+func (s *Store) PutMany(ctx context.Context, target string, jobIDs []string, sealed [][]byte) ([]string, time.Time, []error) {
+	keys := make([]string, len(jobIDs))
+	for i, id := range jobIDs {
+		keys[i] = wire.VaultKey(target, id)
+	}
+	errs := streams.PutAll(ctx, s.js, s.kv.Bucket(), keys, sealed)
+	for i, err := range errs {
+		if err != nil {
+			errs[i] = fmt.Errorf("vault: put %s/%s: %w", s.kv.Bucket(), keys[i], err)
+		}
+	}
+	return keys, s.expiry(), errs
+}
+
+// expiry is when an entry written now expires, to the second, rounded up.
+func (s *Store) expiry() time.Time {
 	exp := time.Now().UTC().Add(s.ttl)
 	if t := exp.Truncate(time.Second); t.Before(exp) {
 		exp = t.Add(time.Second)
 	}
-	return key, exp, nil
+	return exp
 }
 
 // Purge removes the entry under Key(target, jobID) and every earlier value

@@ -291,7 +291,7 @@ func TestStore(t *testing.T) {
 			// deleting an account's last stream races the next one's
 			// creation inside nats-server ("could not create storage
 			// directory ... $G/streams: no such file or directory").
-			st := NewStore(kv, tt.ttl)
+			st := NewStore(js, kv, tt.ttl)
 			if st.Bucket() != bucket {
 				t.Errorf("Bucket() = %q", st.Bucket())
 			}
@@ -340,8 +340,36 @@ func TestStorePutError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := NewStore(kv, time.Minute)
+	st := NewStore(js, kv, time.Minute)
 	if _, _, err := st.Put(t.Context(), "bad target", "j", []byte("x")); err == nil {
+		t.Fatal("want an error for an invalid key")
+	}
+}
+
+// TestStorePutMany: a batch's entries are written in one round, each under
+// its job's key, readable as written.
+func TestStorePutMany(t *testing.T) {
+	js := startJS(t)
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "V", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewStore(js, kv, time.Minute)
+	before := time.Now()
+	keys, expires, errs := st.PutMany(t.Context(), "app", []string{"j1", "j2", "j3"}, [][]byte{[]byte("a"), []byte("b"), []byte("c")})
+	if d := expires.Sub(before); d < time.Minute || d > time.Minute+2*time.Second {
+		t.Fatalf("entries expire %v after the write, want the bucket's minute", d)
+	}
+	for i, want := range []string{"a", "b", "c"} {
+		if errs[i] != nil || keys[i] != wire.VaultKey("app", []string{"j1", "j2", "j3"}[i]) {
+			t.Fatalf("entry %d: key %q, %v", i, keys[i], errs[i])
+		}
+		e, err := kv.Get(t.Context(), keys[i])
+		if err != nil || string(e.Value()) != want {
+			t.Fatalf("entry %s: %v %q, want %q", keys[i], err, e.Value(), want)
+		}
+	}
+	if _, _, errs := st.PutMany(t.Context(), "bad target", []string{"j"}, [][]byte{[]byte("x")}); errs[0] == nil {
 		t.Fatal("want an error for an invalid key")
 	}
 }
