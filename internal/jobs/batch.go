@@ -46,8 +46,13 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 	for i, j := range jobs {
 		members[i] = &member{j: j, password: j.password, intent: w.newIntent(j.d, j.job)}
 	}
+	keepOld := jobs[0].job.Op == wire.OpResetPassword && jobs[0].job.KeepOldFor > 0
 	if op := jobs[0].job.Op; op == wire.OpCreate || op == wire.OpResetPassword {
-		w.storeSecrets(ctx, members)
+		put := w.generatePasswords(members)
+		if !keepOld {
+			// (A keep-old batch writes them beside its kept credentials.)
+			w.writeSecrets(ctx, put)
+		}
 	}
 	var send []*member
 	for _, m := range members {
@@ -79,7 +84,7 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 	var errs []error
 	if len(send) > 0 {
 		switch {
-		case jobs[0].job.Op == wire.OpResetPassword && jobs[0].job.KeepOldFor > 0:
+		case keepOld:
 			accts, errs = w.keepOldMany(ctx, jobs[0].ops, send, changes)
 		case jobs[0].job.Op == wire.OpResetPassword:
 			accts, errs = ops.ResetPasswords(ctx, changes)
@@ -132,11 +137,10 @@ func setUser(res *wire.Result, job Job, accts []mysqlops.Account, i int) {
 	res.User = &wire.Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
 }
 
-// storeSecrets generates the batch's missing passwords, seals them to
-// their requesters and writes them to the vault, all writes at once with
-// one wait. A member whose entry could not be written runs alone (and
-// writes it there).
-func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
+// generatePasswords generates the batch's missing passwords and returns
+// the members that have one to write to the vault. A member whose password
+// could not be generated runs alone.
+func (w *Worker) generatePasswords(members []*member) []*member {
 	var put []*member
 	for _, m := range members {
 		if !m.password.IsZero() {
@@ -148,8 +152,17 @@ func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 			continue
 		}
 		m.password, m.generated = pw, true
-		m.j.vault.written = true // even a write that fails may have been stored
 		put = append(put, m)
+	}
+	return put
+}
+
+// writeSecrets seals put's generated passwords to their requesters and
+// writes them to the vault, all writes at once with one wait. A member
+// whose entry could not be written runs alone (and writes it there).
+func (w *Worker) writeSecrets(ctx context.Context, put []*member) {
+	for _, m := range put {
+		m.j.vault.written = true // even a write that fails may have been stored
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

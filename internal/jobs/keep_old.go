@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
@@ -319,7 +320,25 @@ func (w *Worker) keepOldMany(ctx context.Context, ops Ops, send []*member, chang
 		freshChanges[k], freshWork[k], freshIntents[k] = changes[i], js[i], intents[i]
 	}
 	ran, rerrs := kops.ResetPasswordsKeepingCurrent(ctx, freshChanges, func(ctx context.Context, idx []int, creds []mysqlops.Credential) []error {
-		return w.recordKept(ctx, freshWork, freshIntents, idx, creds)
+		// The vault entries of the accounts the statement sets go out
+		// beside their kept credentials: one round of writes for both.
+		var put []*member
+		for _, k := range idx {
+			if m := send[fresh[k]]; m.generated {
+				put = append(put, m)
+			}
+		}
+		var errs []error
+		var wg sync.WaitGroup
+		wg.Go(func() { w.writeSecrets(ctx, put) })
+		errs = w.recordKept(ctx, freshWork, freshIntents, idx, creds)
+		wg.Wait()
+		for k, i := range idx {
+			if m := send[fresh[i]]; errs[k] == nil && m.alone {
+				errs[k] = m.err // its vault entry could not be written
+			}
+		}
+		return errs
 	})
 	for k, i := range fresh {
 		accts[i], errs[i] = ran[k], rerrs[k]
