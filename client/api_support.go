@@ -3,7 +3,7 @@ package client
 import (
 	"context"
 
-	"github.com/dbusers/dbusers/internal/jobs"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // ListPageRequest asks for one page of a target's accounts.
@@ -44,7 +44,7 @@ func (c *Client) ListUsersPage(ctx context.Context, target string, req ListPageR
 	if limit == 0 {
 		limit = c.pageSize
 	}
-	res, _, err := c.run(ctx, target, jobs.OpList, jobBody{ID: id, After: req.After, Limit: limit})
+	res, _, err := c.run(ctx, target, wire.OpList, jobBody{ID: id, After: req.After, Limit: limit})
 	if err != nil {
 		return ListPage{}, err
 	}

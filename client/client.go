@@ -33,9 +33,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"github.com/dbusers/dbusers/internal/jobs"
-	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // Defaults of a Client.
@@ -45,7 +44,7 @@ const (
 	// DefaultTimeout bounds a call whose context has no deadline.
 	DefaultTimeout = 30 * time.Second
 	// DefaultListPageSize is the page size ListUsers asks for.
-	DefaultListPageSize = jobs.DefaultLimit
+	DefaultListPageSize = wire.DefaultLimit
 )
 
 // resultCheckInterval is how often a call waiting for its result also
@@ -53,11 +52,7 @@ const (
 const resultCheckInterval = 2 * time.Second
 
 // Account is a database account as the worker reports it.
-type Account struct {
-	Username  string `json:"username"`
-	ReadOnly  bool   `json:"read_only"`
-	Protected bool   `json:"protected"`
-}
+type Account = wire.Account
 
 // Info is what the worker's info endpoint (P.info) answers.
 type Info struct {
@@ -140,8 +135,8 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if s.timeout <= 0 {
 		return nil, fmt.Errorf("client: timeout %v must be positive", s.timeout)
 	}
-	if s.pageSize < 1 || s.pageSize > jobs.MaxLimit {
-		return nil, fmt.Errorf("client: list page size %d is outside 1..%d", s.pageSize, jobs.MaxLimit)
+	if s.pageSize < 1 || s.pageSize > wire.MaxLimit {
+		return nil, fmt.Errorf("client: list page size %d is outside 1..%d", s.pageSize, wire.MaxLimit)
 	}
 	s.apiPrefix = strings.TrimSuffix(s.apiPrefix, ".")
 	if s.apiPrefix == "" || strings.ContainsAny(s.apiPrefix, " *>") {
@@ -151,7 +146,7 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: jetstream: %w", err)
 	}
-	_, results, _, _ := streams.Names(s.prefix)
+	_, results, _, _ := wire.Names(s.prefix)
 	return &Client{
 		nc: nc, js: js, prefix: s.prefix, pinned: s.workerKey, timeout: s.timeout,
 		pageSize: s.pageSize, results: results, apiPrefix: s.apiPrefix,
@@ -249,15 +244,18 @@ type jobBody struct {
 	ReadOnly *bool  `json:"read_only,omitempty"`
 	ReplyKey string `json:"reply_key,omitempty"`
 	Password string `json:"password,omitempty"` // the sealed password, base64: only its requester and the worker can open it
-	After    string `json:"after,omitempty"`
-	Limit    int    `json:"limit,omitempty"`
+	// KeepOldFor is reset_password's keep_old_for, as wire.FormatKeepOld
+	// writes it ("15m0s").
+	KeepOldFor string `json:"keep_old_for,omitempty"`
+	After      string `json:"after,omitempty"`
+	Limit      int    `json:"limit,omitempty"`
 }
 
 // run publishes one job and returns its result; a result with status error
 // is returned as an *Error. repeated reports that the jobs stream already
 // held the job id (a repeated call), so the result is an earlier call's.
-func (c *Client) run(ctx context.Context, target string, op jobs.Op, body jobBody) (res *jobs.Result, repeated bool, err error) {
-	resultSubject := streams.ResultSubject(c.prefix, target, body.ID)
+func (c *Client) run(ctx context.Context, target string, op wire.Op, body jobBody) (res *wire.Result, repeated bool, err error) {
+	resultSubject := wire.ResultSubject(c.prefix, target, body.ID)
 	// Subscribe first: a result published between the publish and the
 	// subscription would otherwise be missed.
 	ch := make(chan *nats.Msg, 4)
@@ -341,15 +339,15 @@ func (c *Client) directGet(ctx context.Context, stream, subject string) (data []
 	}
 }
 
-func decodeResult(raw []byte, id string) (*jobs.Result, error) {
-	var res jobs.Result
+func decodeResult(raw []byte, id string) (*wire.Result, error) {
+	var res wire.Result
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return nil, fmt.Errorf("client: the result of job %s does not decode: %w", id, err)
 	}
 	switch res.Status {
-	case jobs.StatusOK:
+	case wire.StatusOK:
 		return &res, nil
-	case jobs.StatusError:
+	case wire.StatusError:
 		if res.Error == nil {
 			return nil, &Error{Code: CodeInternal, Message: "the worker answered status error without an error", JobID: id}
 		}
@@ -360,7 +358,7 @@ func decodeResult(raw []byte, id string) (*jobs.Result, error) {
 
 // takeSecret reads a generated password from the vault: Get, open with the
 // worker's key as sender, check the job id, Purge.
-func (c *Client) takeSecret(ctx context.Context, requester nkeys.KeyPair, workerKey, jobID string, s *jobs.Secret) (secret.Secret, error) {
+func (c *Client) takeSecret(ctx context.Context, requester nkeys.KeyPair, workerKey, jobID string, s *wire.Secret) (secret.Secret, error) {
 	keySubject := "$KV." + s.Bucket + "." + s.Key
 	sealed, found, err := c.directGet(ctx, "KV_"+s.Bucket, keySubject)
 	if err == nil && !found {

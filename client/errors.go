@@ -3,8 +3,9 @@ package client
 import (
 	"errors"
 	"fmt"
+	"time"
 
-	"github.com/dbusers/dbusers/internal/jobs"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // Code is one of the worker's error codes, the closed set of the wire
@@ -121,7 +122,7 @@ func (e *Error) Unwrap() error {
 }
 
 // fromJobs converts the worker's error into the client's.
-func fromJobs(e *jobs.Error, jobID string) *Error {
+func fromJobs(e *wire.Error, jobID string) *Error {
 	return &Error{Code: Code(e.Code), Message: e.Message, JobID: jobID}
 }
 
@@ -129,7 +130,7 @@ func fromJobs(e *jobs.Error, jobID string) *Error {
 // and not a reserved account. It returns nil or an *Error with code
 // invalid_username whose message says which rule failed.
 func CheckUsername(name string) error {
-	if e := jobs.CheckUsername(name); e != nil {
+	if e := wire.CheckUsername(name); e != nil {
 		return fromJobs(e, "")
 	}
 	return nil
@@ -140,7 +141,19 @@ func CheckUsername(name string) error {
 // returns nil or an *Error with code invalid_password whose message says
 // which rule failed, without quoting the password.
 func CheckPassword(password string) error {
-	if e := jobs.CheckPassword(password); e != nil {
+	if e := wire.CheckPassword(password); e != nil {
+		return fromJobs(e, "")
+	}
+	return nil
+}
+
+// CheckKeepOld applies the worker's range for a reset's keep_old_for
+// (ResetPasswordRequest.KeepOldFor, RotateOptions.KeepOldFor): 1 minute to
+// 24 hours (wire.MinKeepOld, wire.MaxKeepOld). It returns nil or an *Error
+// with code invalid_job, as the worker would answer. The calls treat 0 as
+// "keep no old password" and do not check it; CheckKeepOld(0) fails.
+func CheckKeepOld(d time.Duration) error {
+	if _, e := wire.ParseKeepOld(wire.FormatKeepOld(d)); e != nil {
 		return fromJobs(e, "")
 	}
 	return nil

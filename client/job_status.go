@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/dbusers/dbusers/internal/streams"
 )
 
 // JobState is where a job is, as the jobs and results streams show it.
@@ -104,7 +103,7 @@ func (c *Client) JobStatus(ctx context.Context, target, id string) (JobStatus, e
 		return JobStatus{}, err
 	}
 	st := JobStatus{ID: id, Target: target, State: JobUnknown}
-	resultSubject := streams.ResultSubject(c.prefix, target, id)
+	resultSubject := wire.ResultSubject(c.prefix, target, id)
 	if raw, ok := c.storedResult(ctx, resultSubject); ok {
 		return st.done(raw)
 	}
@@ -146,7 +145,7 @@ func (st JobStatus) done(raw []byte) (JobStatus, error) {
 // otherwise, or when the partition has no consumer. A job answered is no longer there: the stream keeps jobs
 // until a worker acknowledges them.
 func (c *Client) pendingState(ctx context.Context, target, id string) (JobState, string, error) {
-	jobsName, _, _, _ := streams.Names(c.prefix)
+	jobsName, _, _, _ := wire.Names(c.prefix)
 	s, err := c.js.Stream(ctx, jobsName)
 	if err != nil {
 		return JobUnknown, "", fmt.Errorf("jobs stream %s: %w", jobsName, err)
@@ -167,7 +166,7 @@ func (c *Client) pendingState(ctx context.Context, target, id string) (JobState,
 			continue
 		}
 		partition, op := partitionAndOp(c.prefix, target, m.Subject)
-		info, err := c.js.Consumer(ctx, jobsName, streams.PartitionConsumer(partition))
+		info, err := c.js.Consumer(ctx, jobsName, wire.PartitionConsumer(partition))
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			// No consumer delivers the partition now (no worker runs, or
 			// one is taking the partition over and re-creates it, which

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/natstest"
 	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestJobStatus follows one job through the states JobStatus reports, on
@@ -56,7 +57,7 @@ func TestJobStatus(t *testing.T) {
 	}
 	// While a partition has no consumer (a worker taking it over deletes
 	// and re-creates it), its jobs are queued.
-	if err := js.DeleteConsumer(ctx, objs.Jobs.CachedInfo().Config.Name, streams.PartitionConsumer(partitionOf(t, objs, 3))); err != nil {
+	if err := js.DeleteConsumer(ctx, objs.Jobs.CachedInfo().Config.Name, wire.PartitionConsumer(partitionOf(t, objs, 3))); err != nil {
 		t.Fatal(err)
 	}
 	if st := status("job-of-interest"); st.State != JobQueued {
@@ -94,7 +95,7 @@ func TestJobStatus(t *testing.T) {
 	// The worker answers: the result is stored, the job acknowledged.
 	result := `{"id":"job-of-interest","target":"my-app","op":"user.create","status":"error",` +
 		`"error":{"code":"user_not_found","message":"no such user"},"attempts":2,"completed_at":"2026-01-02T03:04:05Z"}`
-	if _, err := js.Publish(ctx, streams.ResultSubject(DefaultPrefix, "my-app", "job-of-interest"), []byte(result)); err != nil {
+	if _, err := js.Publish(ctx, wire.ResultSubject(DefaultPrefix, "my-app", "job-of-interest"), []byte(result)); err != nil {
 		t.Fatal(err)
 	}
 	if err := taken[1].DoubleAck(ctx); err != nil {
@@ -109,7 +110,7 @@ func TestJobStatus(t *testing.T) {
 	okResult := `{"id":"job-generated","target":"my-app","op":"user.create","status":"ok",` +
 		`"user":{"username":"some_user","read_only":false,"protected":false},` +
 		`"secret":{"bucket":"DBUSERS_VAULT","key":"my-app.job-generated","expires_at":"2026-01-02T03:09:05Z"},"attempts":1,"completed_at":"2026-01-02T03:04:05Z"}`
-	if _, err := js.Publish(ctx, streams.ResultSubject(DefaultPrefix, "my-app", "job-generated"), []byte(okResult)); err != nil {
+	if _, err := js.Publish(ctx, wire.ResultSubject(DefaultPrefix, "my-app", "job-generated"), []byte(okResult)); err != nil {
 		t.Fatal(err)
 	}
 	st = status("job-generated")

@@ -22,6 +22,12 @@ type RotateOptions struct {
 	// Timeout bounds each account's job; 0 leaves only ctx (and, when it
 	// has no deadline, the client's default timeout, per account).
 	Timeout time.Duration
+	// KeepOldFor, when not 0, keeps each account's old password working
+	// beside the new one for that long, as ResetPasswordRequest.KeepOldFor
+	// (1 minute to 24 hours): the applications that use the accounts have
+	// that long to move to the new passwords. Each result's
+	// Account.OldPasswordUntil says until when.
+	KeepOldFor time.Duration
 	// OnResult, when set, is called with each account's result as soon as
 	// it is known, before Progress. Callers that must not lose a new
 	// password if they crash later (it was read from the vault once) store
@@ -38,6 +44,8 @@ type RotateResult struct {
 	// Username is the account, as given.
 	Username string
 	// Account is the account as the worker reports it; zero on failure.
+	// Account.OldPasswordUntil is set when the old password was kept
+	// (RotateOptions.KeepOldFor).
 	Account Account
 	// Password is the new, generated password; empty on failure.
 	Password secret.Secret
@@ -58,11 +66,17 @@ type RotateResult struct {
 // protected account fails with ErrProtectedUser and is left unchanged.
 //
 // The error is non-nil only when nothing could start: an invalid target,
-// a username given twice, or no worker key. When ctx ends, the accounts not
-// done yet fail with ctx's error.
+// a KeepOldFor outside its range (an *Error with code invalid_job, see
+// CheckKeepOld), a username given twice, or no worker key. When ctx ends,
+// the accounts not done yet fail with ctx's error.
 func (c *Client) RotatePasswords(ctx context.Context, target string, usernames []string, opts RotateOptions) ([]RotateResult, error) {
 	if err := CheckTarget(target); err != nil {
 		return nil, err
+	}
+	if opts.KeepOldFor != 0 {
+		if err := CheckKeepOld(opts.KeepOldFor); err != nil {
+			return nil, err
+		}
 	}
 	seen := make(map[string]bool, len(usernames))
 	for _, u := range usernames {
@@ -95,7 +109,7 @@ func (c *Client) RotatePasswords(ctx context.Context, target string, usernames [
 	for range n {
 		wg.Go(func() {
 			for i := range indexes {
-				r := c.rotateOne(ctx, target, usernames[i], opts.Timeout)
+				r := c.rotateOne(ctx, target, usernames[i], opts)
 				results[i] = r
 				mu.Lock()
 				done++
@@ -118,19 +132,19 @@ func (c *Client) RotatePasswords(ctx context.Context, target string, usernames [
 }
 
 // rotateOne resets one account's password to a generated one.
-func (c *Client) rotateOne(ctx context.Context, target, username string, timeout time.Duration) RotateResult {
+func (c *Client) rotateOne(ctx context.Context, target, username string, opts RotateOptions) RotateResult {
 	r := RotateResult{Username: username, JobID: newJobID()}
 	if err := ctx.Err(); err != nil {
 		r.Err = fmt.Errorf("client: rotate %s: not sent: %w", username, err)
 		r.JobID = ""
 		return r
 	}
-	if timeout > 0 {
+	if opts.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 	}
-	creds, err := c.ResetPassword(ctx, target, ResetPasswordRequest{Username: username, JobID: r.JobID})
+	creds, err := c.ResetPassword(ctx, target, ResetPasswordRequest{Username: username, JobID: r.JobID, KeepOldFor: opts.KeepOldFor})
 	if err != nil {
 		r.Err = err
 		return r

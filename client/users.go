@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nkeys"
 
-	"github.com/dbusers/dbusers/internal/jobs"
-	"github.com/dbusers/dbusers/internal/vault"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // CreateUserRequest describes an account to create.
@@ -39,6 +39,23 @@ type ResetPasswordRequest struct {
 	// Password is a chosen password, as in CreateUserRequest. Empty: the
 	// worker generates one.
 	Password secret.Secret
+	// KeepOldFor, when not 0, keeps the password in force before the reset
+	// working beside the new one for that long (1 minute to 24 hours,
+	// measured from the job's completion), so that running applications
+	// can move to the new one without downtime; the result's
+	// Account.OldPasswordUntil says until when. DiscardOldPassword ends it
+	// sooner. 0: the old password stops at once, and any old password kept
+	// by an earlier reset is dropped too.
+	KeepOldFor time.Duration
+	// JobID is the job's idempotency key, as in CreateUserRequest.
+	JobID string
+}
+
+// DiscardOldPasswordRequest names an account whose old password, kept by
+// a reset with KeepOldFor, must stop working now.
+type DiscardOldPasswordRequest struct {
+	// Username is the account.
+	Username string
 	// JobID is the job's idempotency key, as in CreateUserRequest.
 	JobID string
 }
@@ -53,7 +70,9 @@ type DeleteUserRequest struct {
 
 // Credentials is the outcome of a create or a reset.
 type Credentials struct {
-	// Account is the account as the worker reports it after the job.
+	// Account is the account as the worker reports it after the job;
+	// Account.OldPasswordUntil is set while the old password still works
+	// (a reset with KeepOldFor).
 	Account Account
 	// Password is the password the worker generated, read from the vault
 	// once; empty when the caller chose the password. It is shown nowhere
@@ -72,17 +91,21 @@ type Credentials struct {
 // ErrNoWorker, ErrNoResult, ErrSecretGone, ErrSecretUnread for the client's own failures.
 func (c *Client) CreateUser(ctx context.Context, target string, req CreateUserRequest) (Credentials, error) {
 	readOnly := req.ReadOnly
-	return c.withPassword(ctx, target, jobs.OpCreate, req.JobID, req.Username, req.Password, &readOnly)
+	return c.withPassword(ctx, target, wire.OpCreate, req.JobID, req.Username, req.Password, &readOnly, 0)
 }
 
 // ResetPassword sets a new password for an account of target, the chosen
 // one of req or, without one, one the worker generates (returned in
-// Credentials.Password). Open sessions of the account go on.
+// Credentials.Password). Open sessions of the account go on. With
+// req.KeepOldFor the old password keeps working beside the new one until
+// Credentials.Account.OldPasswordUntil.
 //
 // Errors as CreateUser's, with ErrUserNotFound, ErrProtectedUser and
-// ErrForeignUser for accounts the worker does not touch.
+// ErrForeignUser for accounts the worker does not touch. A KeepOldFor
+// outside 1 minute to 24 hours is an *Error with code invalid_job (see
+// CheckKeepOld), and nothing is sent.
 func (c *Client) ResetPassword(ctx context.Context, target string, req ResetPasswordRequest) (Credentials, error) {
-	return c.withPassword(ctx, target, jobs.OpResetPassword, req.JobID, req.Username, req.Password, nil)
+	return c.withPassword(ctx, target, wire.OpResetPassword, req.JobID, req.Username, req.Password, nil, req.KeepOldFor)
 }
 
 // DeleteUser drops an account of target and ends its open sessions. It
@@ -93,11 +116,33 @@ func (c *Client) ResetPassword(ctx context.Context, target string, req ResetPass
 func (c *Client) DeleteUser(ctx context.Context, target string, req DeleteUserRequest) (Account, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	id, err := c.prepare(target, req.JobID, req.Username, secret.Secret{})
+	id, err := c.prepare(target, req.JobID, req.Username, secret.Secret{}, 0)
 	if err != nil {
 		return Account{}, err
 	}
-	res, _, err := c.run(ctx, target, jobs.OpDelete, jobBody{ID: id, Username: req.Username})
+	res, _, err := c.run(ctx, target, wire.OpDelete, jobBody{ID: id, Username: req.Username})
+	if err != nil {
+		return Account{}, err
+	}
+	return account(res.User, req.Username), nil
+}
+
+// DiscardOldPassword ends now the old password that a reset with
+// KeepOldFor kept working for an account of target, instead of at its
+// OldPasswordUntil. It succeeds also when the account has no old password.
+// It returns the account as the worker reports it after the job (without
+// OldPasswordUntil).
+//
+// Errors: *Error (ErrUserNotFound, ErrProtectedUser, ErrForeignUser, …),
+// ErrNoWorker, ErrNoResult.
+func (c *Client) DiscardOldPassword(ctx context.Context, target string, req DiscardOldPasswordRequest) (Account, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	id, err := c.prepare(target, req.JobID, req.Username, secret.Secret{}, 0)
+	if err != nil {
+		return Account{}, err
+	}
+	res, _, err := c.run(ctx, target, wire.OpDiscardOldPassword, jobBody{ID: id, Username: req.Username})
 	if err != nil {
 		return Account{}, err
 	}
@@ -117,7 +162,7 @@ func (c *Client) ListUsers(ctx context.Context, target string) ([]Account, error
 	accounts := []Account{}
 	after := ""
 	for {
-		res, _, err := c.run(ctx, target, jobs.OpList, jobBody{ID: newJobID(), After: after, Limit: c.pageSize})
+		res, _, err := c.run(ctx, target, wire.OpList, jobBody{ID: newJobID(), After: after, Limit: c.pageSize})
 		if err != nil {
 			return nil, err
 		}
@@ -134,9 +179,10 @@ func (c *Client) ListUsers(ctx context.Context, target string) ([]Account, error
 	}
 }
 
-// prepare checks what the client can check before sending and returns the
-// job id to use.
-func (c *Client) prepare(target, jobID, username string, password secret.Secret) (string, error) {
+// prepare checks what the client can check before sending, in the
+// worker's order (invalid_job, then the username, then the password), and
+// returns the job id to use. keepOld 0 is none.
+func (c *Client) prepare(target, jobID, username string, password secret.Secret, keepOld time.Duration) (string, error) {
 	if err := CheckTarget(target); err != nil {
 		return "", err
 	}
@@ -144,6 +190,11 @@ func (c *Client) prepare(target, jobID, username string, password secret.Secret)
 		jobID = newJobID()
 	} else if err := checkJobID(jobID); err != nil {
 		return "", err
+	}
+	if keepOld != 0 {
+		if err := CheckKeepOld(keepOld); err != nil {
+			return "", err
+		}
 	}
 	if err := CheckUsername(username); err != nil {
 		return "", err
@@ -158,11 +209,11 @@ func (c *Client) prepare(target, jobID, username string, password secret.Secret)
 
 // withPassword runs a create or reset_password job: a fresh curve key, the
 // chosen password sealed to the worker or a generated one taken from the
-// vault.
-func (c *Client) withPassword(ctx context.Context, target string, op jobs.Op, jobID, username string, password secret.Secret, readOnly *bool) (Credentials, error) {
+// vault. keepOld (reset_password only) is sent as keep_old_for when not 0.
+func (c *Client) withPassword(ctx context.Context, target string, op wire.Op, jobID, username string, password secret.Secret, readOnly *bool, keepOld time.Duration) (Credentials, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	id, err := c.prepare(target, jobID, username, password)
+	id, err := c.prepare(target, jobID, username, password, keepOld)
 	if err != nil {
 		return Credentials{}, err
 	}
@@ -179,8 +230,11 @@ func (c *Client) withPassword(ctx context.Context, target string, op jobs.Op, jo
 		return Credentials{}, fmt.Errorf("client: curve key: %w", err)
 	}
 	body := jobBody{ID: id, Username: username, ReadOnly: readOnly, ReplyKey: replyKey}
+	if keepOld != 0 {
+		body.KeepOldFor = wire.FormatKeepOld(keepOld)
+	}
 	if !password.IsZero() {
-		if body.Password, err = vault.SealChosenPassword(requester, workerKey, id, password); err != nil {
+		if body.Password, err = wire.SealChosenPassword(requester, workerKey, id, password); err != nil {
 			return Credentials{}, fmt.Errorf("client: seal the password: %w", err)
 		}
 	}
@@ -213,7 +267,7 @@ func (c *Client) withPassword(ctx context.Context, target string, op jobs.Op, jo
 
 // account converts the result's account; a result without one (which the
 // contract does not allow) still names the username.
-func account(a *jobs.Account, username string) Account {
+func account(a *wire.Account, username string) Account {
 	if a == nil {
 		return Account{Username: username}
 	}
@@ -222,7 +276,7 @@ func account(a *jobs.Account, username string) Account {
 
 // openGenerated opens a generated password sealed by workerKey.
 func openGenerated(requester nkeys.KeyPair, workerKey string, sealed []byte, jobID string) (secret.Secret, error) {
-	pw, err := vault.OpenGeneratedPassword(requester, workerKey, sealed, jobID)
+	pw, err := wire.OpenGeneratedPassword(requester, workerKey, sealed, jobID)
 	if err != nil {
 		return secret.Secret{}, fmt.Errorf("the sealed password does not open with the worker's key: %w", err)
 	}

@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestReadWriteAccountCanWrite: a generated-password read-write account logs
@@ -22,7 +22,7 @@ func TestReadWriteAccountCanWrite(t *testing.T) {
 
 	res, pw := e.create("app", user, false, "")
 	wantOK(t, res)
-	if *res.User != (jobs.Account{Username: user}) || res.Attempts != 1 || res.Op != jobs.OpCreate || res.Target != "app" {
+	if *res.User != (wire.Account{Username: user}) || res.Attempts != 1 || res.Op != wire.OpCreate || res.Target != "app" {
 		t.Fatalf("result %+v", res)
 	}
 	if len(pw) != 64 {
@@ -123,7 +123,7 @@ func TestResetPasswordAndDelete(t *testing.T) {
 
 	res, newPW := e.reset("app", user, "")
 	wantOK(t, res)
-	if *res.User != (jobs.Account{Username: user, ReadOnly: true}) {
+	if *res.User != (wire.Account{Username: user, ReadOnly: true}) {
 		t.Fatalf("reset result user %+v", res.User)
 	}
 	if newPW == oldPW {

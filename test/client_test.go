@@ -16,8 +16,8 @@ import (
 	"github.com/dbusers/dbusers/client"
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/mysqltest"
-	"github.com/dbusers/dbusers/internal/vault"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // newClient returns a client of the package under test on the env's
@@ -166,7 +166,7 @@ func TestClientUserLifecycle(t *testing.T) {
 			if creds.Password.Len() != 64 {
 				t.Fatalf("generated password of %d characters, want 64", creds.Password.Len())
 			}
-			if _, err := kv.Get(t.Context(), vault.Key("app", creds.JobID)); !isKeyGone(err) {
+			if _, err := kv.Get(t.Context(), wire.VaultKey("app", creds.JobID)); !isKeyGone(err) {
 				t.Fatalf("vault entry of job %s still readable: %v", creds.JobID, err)
 			}
 			inForce = creds.Password.Reveal()

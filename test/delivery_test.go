@@ -11,10 +11,9 @@ import (
 	"time"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/service"
-	"github.com/dbusers/dbusers/internal/vault"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestVaultEntryIsReadOnce: a generated password is in the vault sealed to
@@ -57,10 +56,10 @@ func TestVaultEntryIsReadOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vault.OpenGeneratedPassword(newRequester(t).kp, e.svc.PublicKey(), entry.Value(), id); err == nil {
+	if _, err := wire.OpenGeneratedPassword(newRequester(t).kp, e.svc.PublicKey(), entry.Value(), id); err == nil {
 		t.Fatal("another requester's key opened the sealed password")
 	}
-	if _, err := vault.OpenGeneratedPassword(r.kp, e.svc.PublicKey(), entry.Value(), "another-job"); err == nil {
+	if _, err := wire.OpenGeneratedPassword(r.kp, e.svc.PublicKey(), entry.Value(), "another-job"); err == nil {
 		t.Fatal("the sealed password opened for another job id")
 	}
 
@@ -86,13 +85,13 @@ func TestListPagesSortedAndFiltered(t *testing.T) {
 	other := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorker(t, []config.Target{target("app", f)}, nil)
 
-	want := []jobs.Account{{Username: f.Protected, Protected: true}}
+	want := []wire.Account{{Username: f.Protected, Protected: true}}
 	for i := range 5 {
 		u := mysqltest.Username(fmt.Sprintf("l%d_", i))
 		f.DropUserLater(u)
 		ro := i%2 == 0
 		wantOK(t, first(e.create("app", u, ro, "")))
-		want = append(want, jobs.Account{Username: u, ReadOnly: ro})
+		want = append(want, wire.Account{Username: u, ReadOnly: ro})
 	}
 	// Foreign: also holds a grant on another database.
 	foreign := mysqltest.Username("lf_")
@@ -107,12 +106,12 @@ func TestListPagesSortedAndFiltered(t *testing.T) {
 	f.DropUserLater(odd)
 	f.Exec("CREATE USER ?@'%' IDENTIFIED BY ?", odd, mysqltest.Password())
 	f.Exec("GRANT SELECT ON `"+f.Database+"`.* TO ?@'%'", odd)
-	want = append(want, jobs.Account{Username: odd, ReadOnly: true})
-	slices.SortFunc(want, func(a, b jobs.Account) int { return strings.Compare(a.Username, b.Username) })
+	want = append(want, wire.Account{Username: odd, ReadOnly: true})
+	slices.SortFunc(want, func(a, b wire.Account) int { return strings.Compare(a.Username, b.Username) })
 
 	// Every account is a page's last at one of the two page sizes.
 	for _, limit := range []int{2, 1} {
-		var got []jobs.Account
+		var got []wire.Account
 		after := ""
 		pages := 0
 		for {
@@ -223,13 +222,13 @@ func TestJobsOfOneTargetRunInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	completed := map[string]jobs.Result{}
+	completed := map[string]wire.Result{}
 	for len(completed) < len(steps) {
 		msg, err := sub.NextMsg(30 * time.Second)
 		if err != nil {
 			t.Fatalf("%d of %d results: %v", len(completed), len(steps), err)
 		}
-		var res jobs.Result
+		var res wire.Result
 		if err := json.Unmarshal(msg.Data, &res); err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +236,7 @@ func TestJobsOfOneTargetRunInOrder(t *testing.T) {
 	}
 	for i, s := range steps {
 		res := completed[ids[i]]
-		if res.Status != jobs.StatusOK {
+		if res.Status != wire.StatusOK {
 			t.Errorf("step %d %s %s on %s: %+v (out of order?)", i, s.op, s.user, s.target, res.Error)
 		}
 	}

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestEveryErrorCode drives each contract error code through a real worker
@@ -42,35 +42,35 @@ func TestEveryErrorCode(t *testing.T) {
 		target string
 		op     string
 		fields map[string]any
-		want   jobs.Code
+		want   wire.Code
 	}{
-		{"typo field readonly", "app", "create", map[string]any{"username": "typo_user1", "readonly": true, "reply_key": r.pub}, jobs.CodeInvalidJob},
-		{"missing reply_key", "app", "create", map[string]any{"username": "norep_user"}, jobs.CodeInvalidJob},
-		{"reply_key not a curve key", "app", "reset_password", map[string]any{"username": existing, "reply_key": "UABC"}, jobs.CodeInvalidJob},
-		{"mistyped read_only", "app", "create", map[string]any{"username": "typed_user", "read_only": "yes", "reply_key": r.pub}, jobs.CodeInvalidJob},
-		{"limit too large", "app", "list", map[string]any{"limit": 5001}, jobs.CodeInvalidJob},
-		{"bad username", "app", "create", map[string]any{"username": "Bad-Name", "reply_key": r.pub}, jobs.CodeInvalidUsername},
-		{"reserved username", "app", "delete", map[string]any{"username": "mysql_backup"}, jobs.CodeInvalidUsername},
-		{"seal does not open", "app", "create", map[string]any{"username": "seal_user1", "reply_key": r.pub, "password": "bm90IGEgc2VhbA=="}, jobs.CodeInvalidPassword},
-		{"unknown target", "nowhere", "delete", map[string]any{"username": "some_user"}, jobs.CodeUnknownTarget},
-		{"user exists", "app", "create", map[string]any{"username": existing, "reply_key": r.pub}, jobs.CodeUserExists},
-		{"user exists on another target", "app", "create", map[string]any{"username": otherUser, "reply_key": r.pub}, jobs.CodeUserExists},
-		{"protected user exists", "app", "create", map[string]any{"username": f.Protected, "reply_key": r.pub}, jobs.CodeUserExists},
-		{"user not found (reset)", "app", "reset_password", map[string]any{"username": "ghost_user", "reply_key": r.pub}, jobs.CodeUserNotFound},
-		{"user not found (delete)", "app", "delete", map[string]any{"username": "ghost_user"}, jobs.CodeUserNotFound},
-		{"protected reset", "app", "reset_password", map[string]any{"username": f.Protected, "reply_key": r.pub}, jobs.CodeProtectedUser},
-		{"protected delete", "app", "delete", map[string]any{"username": f.Protected}, jobs.CodeProtectedUser},
-		{"another target's account", "app", "delete", map[string]any{"username": otherUser}, jobs.CodeForeignUser},
-		{"another target's protected user", "app", "reset_password", map[string]any{"username": other.Protected, "reply_key": r.pub}, jobs.CodeForeignUser},
-		{"the worker's own admin", "app", "delete", map[string]any{"username": f.Admin}, jobs.CodeForeignUser},
-		{"unavailable", "dead", "delete", map[string]any{"username": "some_user"}, jobs.CodeUnavailable},
-		{"internal: grant refused", "weak", "create", map[string]any{"username": "weak_user1", "reply_key": r.pub}, jobs.CodeInternal},
+		{"typo field readonly", "app", "create", map[string]any{"username": "typo_user1", "readonly": true, "reply_key": r.pub}, wire.CodeInvalidJob},
+		{"missing reply_key", "app", "create", map[string]any{"username": "norep_user"}, wire.CodeInvalidJob},
+		{"reply_key not a curve key", "app", "reset_password", map[string]any{"username": existing, "reply_key": "UABC"}, wire.CodeInvalidJob},
+		{"mistyped read_only", "app", "create", map[string]any{"username": "typed_user", "read_only": "yes", "reply_key": r.pub}, wire.CodeInvalidJob},
+		{"limit too large", "app", "list", map[string]any{"limit": 5001}, wire.CodeInvalidJob},
+		{"bad username", "app", "create", map[string]any{"username": "Bad-Name", "reply_key": r.pub}, wire.CodeInvalidUsername},
+		{"reserved username", "app", "delete", map[string]any{"username": "mysql_backup"}, wire.CodeInvalidUsername},
+		{"seal does not open", "app", "create", map[string]any{"username": "seal_user1", "reply_key": r.pub, "password": "bm90IGEgc2VhbA=="}, wire.CodeInvalidPassword},
+		{"unknown target", "nowhere", "delete", map[string]any{"username": "some_user"}, wire.CodeUnknownTarget},
+		{"user exists", "app", "create", map[string]any{"username": existing, "reply_key": r.pub}, wire.CodeUserExists},
+		{"user exists on another target", "app", "create", map[string]any{"username": otherUser, "reply_key": r.pub}, wire.CodeUserExists},
+		{"protected user exists", "app", "create", map[string]any{"username": f.Protected, "reply_key": r.pub}, wire.CodeUserExists},
+		{"user not found (reset)", "app", "reset_password", map[string]any{"username": "ghost_user", "reply_key": r.pub}, wire.CodeUserNotFound},
+		{"user not found (delete)", "app", "delete", map[string]any{"username": "ghost_user"}, wire.CodeUserNotFound},
+		{"protected reset", "app", "reset_password", map[string]any{"username": f.Protected, "reply_key": r.pub}, wire.CodeProtectedUser},
+		{"protected delete", "app", "delete", map[string]any{"username": f.Protected}, wire.CodeProtectedUser},
+		{"another target's account", "app", "delete", map[string]any{"username": otherUser}, wire.CodeForeignUser},
+		{"another target's protected user", "app", "reset_password", map[string]any{"username": other.Protected, "reply_key": r.pub}, wire.CodeForeignUser},
+		{"the worker's own admin", "app", "delete", map[string]any{"username": f.Admin}, wire.CodeForeignUser},
+		{"unavailable", "dead", "delete", map[string]any{"username": "some_user"}, wire.CodeUnavailable},
+		{"internal: grant refused", "weak", "create", map[string]any{"username": "weak_user1", "reply_key": r.pub}, wire.CodeInternal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := e.job(tt.target, tt.op, tt.fields)
 			wantCode(t, res, tt.want)
-			if res.Target != tt.target || res.Op != jobs.Op("user."+tt.op) || res.User != nil || res.Secret != nil || res.Attempts < 1 {
+			if res.Target != tt.target || res.Op != wire.Op("user."+tt.op) || res.User != nil || res.Secret != nil || res.Attempts < 1 {
 				t.Errorf("error result fields: %+v", res)
 			}
 		})
@@ -94,7 +94,7 @@ func TestEveryErrorCode(t *testing.T) {
 	}
 }
 
-func first(r jobs.Result, _ string) jobs.Result { return r }
+func first(r wire.Result, _ string) wire.Result { return r }
 
 // TestChosenPasswordErrors: the seal is checked against the job id and the
 // opened password against the rule; the message never shows the password.
@@ -124,7 +124,7 @@ func TestChosenPasswordErrors(t *testing.T) {
 			f.DropUserLater(user)
 			res := e.job("app", "create", map[string]any{"id": id, "username": user, "reply_key": r.pub,
 				"password": e.sealFor(r, sealID, tt.password)})
-			wantCode(t, res, jobs.CodeInvalidPassword)
+			wantCode(t, res, wire.CodeInvalidPassword)
 			if strings.Contains(res.Error.Message, tt.password) {
 				t.Fatal("the error message shows the password")
 			}
@@ -138,7 +138,7 @@ func TestChosenPasswordErrors(t *testing.T) {
 	id := e.nextID()
 	res := e.job("app", "create", map[string]any{"id": id, "username": "imp_user1", "reply_key": r.pub,
 		"password": e.sealFor(impostor, id, "Right-shape-password-"+mysqltest.Token(8))})
-	wantCode(t, res, jobs.CodeInvalidPassword)
+	wantCode(t, res, wire.CodeInvalidPassword)
 }
 
 // TestUnreadableJobsGetResults: a job whose body or subject is unusable still
@@ -161,7 +161,7 @@ func TestUnreadableJobsGetResults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := e.publish(tt.subject, tt.msgID, tt.resultID, []byte(tt.body))
-			wantCode(t, res, jobs.CodeInvalidJob)
+			wantCode(t, res, wire.CodeInvalidJob)
 			if res.ID != tt.resultID {
 				t.Errorf("result id %q, want %q", res.ID, tt.resultID)
 			}
@@ -184,8 +184,8 @@ func TestUnreadableJobsGetResults(t *testing.T) {
 	if want := fmt.Sprintf("%s.results.app.seq-%d", prefix, ack.Sequence); msg.Subject != want {
 		t.Fatalf("result on %s, want %s", msg.Subject, want)
 	}
-	var res jobs.Result
-	if err := json.Unmarshal(msg.Data, &res); err != nil || res.Error == nil || res.Error.Code != jobs.CodeInvalidJob {
+	var res wire.Result
+	if err := json.Unmarshal(msg.Data, &res); err != nil || res.Error == nil || res.Error.Code != wire.CodeInvalidJob {
 		t.Fatalf("result %s: %v", msg.Data, err)
 	}
 }

@@ -12,18 +12,17 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/internal/mysqltest"
-	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // collect reads results from sub until every id in want has one, and
 // fails the test on a second, different result for an id.
-func collect(t *testing.T, sub *nats.Subscription, want map[string]bool, timeout time.Duration) map[string]jobs.Result {
+func collect(t *testing.T, sub *nats.Subscription, want map[string]bool, timeout time.Duration) map[string]wire.Result {
 	t.Helper()
-	got := map[string]jobs.Result{}
+	got := map[string]wire.Result{}
 	raw := map[string]string{}
 	deadline := time.Now().Add(timeout)
 	for len(got) < len(want) {
@@ -31,7 +30,7 @@ func collect(t *testing.T, sub *nats.Subscription, want map[string]bool, timeout
 		if err != nil {
 			t.Fatalf("%d of %d results after %v: %v", len(got), len(want), timeout, err)
 		}
-		var res jobs.Result
+		var res wire.Result
 		if err := json.Unmarshal(msg.Data, &res); err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +111,7 @@ func TestMySQLDownMidRun(t *testing.T) {
 
 	for _, j := range plan {
 		res := results[j.id]
-		if res.Status != jobs.StatusOK {
+		if res.Status != wire.StatusOK {
 			t.Errorf("%s %s: %+v", j.op, j.user, res.Error)
 		}
 	}
@@ -142,7 +141,7 @@ func TestBudgetSpentWhileMySQLDown(t *testing.T) {
 	user := mysqltest.Username("budget_")
 	start := time.Now()
 	res, _ := e.create("own", user, false, "")
-	wantCode(t, res, jobs.CodeUnavailable)
+	wantCode(t, res, wire.CodeUnavailable)
 	if took := time.Since(start); took < 2900*time.Millisecond || took > 30*time.Second {
 		t.Errorf("unavailable after %v with a 3s budget", took)
 	}
@@ -220,7 +219,7 @@ func TestStuckTargetHoldsUpOnlyItself(t *testing.T) {
 	// Two target names in one partition.
 	var stuckName string
 	for i := 0; ; i++ {
-		if name := fmt.Sprintf("stuck%d", i); streams.Partition(name, 8) == streams.Partition("live", 8) {
+		if name := fmt.Sprintf("stuck%d", i); wire.Partition(name, 8) == wire.Partition("live", 8) {
 			stuckName = name
 			break
 		}

@@ -13,10 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/natstest"
-	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // planned is one job of a fault test's plan.
@@ -82,7 +81,7 @@ func publishPlan(t *testing.T, nc *nats.Conn, plan []planned) map[string]bool {
 // verifyPlan checks that every job succeeded and MySQL holds exactly what
 // the plan implies: deleted users are gone, the others exist with their
 // grant, and the password of each user's last reset logs in.
-func verifyPlan(t *testing.T, e *env, fixtures map[string]*mysqltest.Fixture, plan []planned, results map[string]jobs.Result) {
+func verifyPlan(t *testing.T, e *env, fixtures map[string]*mysqltest.Fixture, plan []planned, results map[string]wire.Result) {
 	t.Helper()
 	last := map[string]planned{}
 	for _, j := range plan {
@@ -91,7 +90,7 @@ func verifyPlan(t *testing.T, e *env, fixtures map[string]*mysqltest.Fixture, pl
 			t.Errorf("no result for %s", j.id)
 			continue
 		}
-		if res.Status != jobs.StatusOK {
+		if res.Status != wire.StatusOK {
 			t.Errorf("%s %s on %s: %+v", j.op, j.user, j.target, res.Error)
 		}
 		last[j.user] = j
@@ -215,7 +214,7 @@ func TestTwoWorkersShareTheLoadInOrder(t *testing.T) {
 	covered := map[int]bool{}
 	for i := 0; len(covered) < 8; i++ {
 		name := fmt.Sprintf("tw%d", i)
-		if p := streams.Partition(name, 8); !covered[p] {
+		if p := wire.Partition(name, 8); !covered[p] {
 			covered[p] = true
 			fixtures[name] = mysqltest.NewFixture(t, mysqltest.Options{})
 			targets = append(targets, target(name, fixtures[name]))
@@ -255,7 +254,7 @@ func TestTwoWorkersShareTheLoadInOrder(t *testing.T) {
 	want := publishPlan(t, e.nc, plan)
 	results := collect(t, sub, want, 2*time.Minute)
 	for _, j := range plan {
-		if res := results[j.id]; res.Status != jobs.StatusOK {
+		if res := results[j.id]; res.Status != wire.StatusOK {
 			t.Errorf("%s %s on %s: %+v (applied out of order?)", j.op, j.user, j.target, res.Error)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/natstest"
 	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // floodJob is one job of the flood test: what is published and the error
@@ -26,7 +27,7 @@ import (
 type floodJob struct {
 	id, subject string
 	body        []byte
-	code        jobs.Code
+	code        wire.Code
 }
 
 // floodInvalid returns n invalid jobs for target, of kinds decided from
@@ -35,14 +36,14 @@ func floodInvalid(target, replyKey, tag string, n int) []floodJob {
 	kinds := []struct {
 		op   string
 		body string // %[1] is the id, %[2] a valid reply_key
-		code jobs.Code
+		code wire.Code
 	}{
-		{"user.list", `not json %[1]s`, jobs.CodeInvalidJob},
-		{"user.create", `{"id":%[1]q,"username":"flood_user","readonly":true,"reply_key":%[2]q}`, jobs.CodeInvalidJob},
-		{"user.list", `{"id":%[1]q,"limit":0}`, jobs.CodeInvalidJob},
-		{"user.drop", `{"id":%[1]q}`, jobs.CodeInvalidJob},
-		{"user.delete", `{"id":%[1]q,"username":"root"}`, jobs.CodeInvalidUsername},
-		{"user.create", `{"id":%[1]q,"username":"flood_user","reply_key":%[2]q,"password":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`, jobs.CodeInvalidPassword},
+		{"user.list", `not json %[1]s`, wire.CodeInvalidJob},
+		{"user.create", `{"id":%[1]q,"username":"flood_user","readonly":true,"reply_key":%[2]q}`, wire.CodeInvalidJob},
+		{"user.list", `{"id":%[1]q,"limit":0}`, wire.CodeInvalidJob},
+		{"user.drop", `{"id":%[1]q}`, wire.CodeInvalidJob},
+		{"user.delete", `{"id":%[1]q,"username":"root"}`, wire.CodeInvalidUsername},
+		{"user.create", `{"id":%[1]q,"username":"flood_user","reply_key":%[2]q,"password":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`, wire.CodeInvalidPassword},
 	}
 	out := make([]floodJob, n)
 	for i := range out {
@@ -96,7 +97,7 @@ func floodRun(ctx context.Context, nc *nats.Conn, target string, batch []floodJo
 	for len(got) < len(want) {
 		select {
 		case m := <-results:
-			var res jobs.Result
+			var res wire.Result
 			if err := json.Unmarshal(m.Data, &res); err != nil {
 				return 0, fmt.Errorf("result on %s: %w", m.Subject, err)
 			}
@@ -109,9 +110,9 @@ func floodRun(ctx context.Context, nc *nats.Conn, target string, batch []floodJo
 			}
 			got[res.ID] = true
 			switch {
-			case j.code == "" && res.Status != jobs.StatusOK:
+			case j.code == "" && res.Status != wire.StatusOK:
 				return 0, fmt.Errorf("job %s failed: %+v", j.id, res.Error)
-			case j.code != "" && (res.Status != jobs.StatusError || res.Error == nil || res.Error.Code != j.code):
+			case j.code != "" && (res.Status != wire.StatusError || res.Error == nil || res.Error.Code != j.code):
 				return 0, fmt.Errorf("job %s: result %+v (error %+v), want %s", j.id, res, res.Error, j.code)
 			}
 		case <-ctx.Done():
@@ -194,7 +195,7 @@ func floodInvalidBesideValid(t *testing.T, encrypted bool) {
 	// A and B in different partitions, as two tenants usually are.
 	a, b := "flood-a", "flood-b"
 	parts := config.Default().NATS.Partitions
-	for i := 0; streams.Partition(a, parts) == streams.Partition(b, parts); i++ {
+	for i := 0; wire.Partition(a, parts) == wire.Partition(b, parts); i++ {
 		b = fmt.Sprintf("flood-b%d", i)
 	}
 	fa := mysqltest.NewFixture(t, mysqltest.Options{})
@@ -297,7 +298,7 @@ func TestFloodBeyondTheWindow(t *testing.T) {
 	const excess = 4000 // flood jobs beyond the window
 	a, b, c := "wflood-a", "wflood-b", "wflood-c"
 	parts := config.Default().NATS.Partitions
-	for i := 0; streams.Partition(c, parts) != streams.Partition(a, parts); i++ {
+	for i := 0; wire.Partition(c, parts) != wire.Partition(a, parts); i++ {
 		c = fmt.Sprintf("wflood-c%d", i)
 	}
 	fc := mysqltest.NewFixture(t, mysqltest.Options{})

@@ -23,12 +23,11 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/natstest"
 	"github.com/dbusers/dbusers/internal/service"
-	"github.com/dbusers/dbusers/internal/vault"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 const prefix = "dbusers"
@@ -95,13 +94,13 @@ func workerKey(t *testing.T, nc *nats.Conn) string {
 
 // storedResults polls the results stream until every id in want has a
 // result there.
-func storedResults(t *testing.T, e *env, want map[string]bool, timeout time.Duration) map[string]jobs.Result {
+func storedResults(t *testing.T, e *env, want map[string]bool, timeout time.Duration) map[string]wire.Result {
 	t.Helper()
 	stream, err := e.js.Stream(t.Context(), "DBUSERS_RESULTS")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]jobs.Result{}
+	got := map[string]wire.Result{}
 	deadline := time.Now().Add(timeout)
 	for len(got) < len(want) {
 		for id := range want {
@@ -113,7 +112,7 @@ func storedResults(t *testing.T, e *env, want map[string]bool, timeout time.Dura
 			if err != nil {
 				continue
 			}
-			var res jobs.Result
+			var res wire.Result
 			if err := json.Unmarshal(msg.Data, &res); err != nil {
 				t.Fatal(err)
 			}
@@ -144,6 +143,18 @@ func startWorker(t *testing.T, targets []config.Target, edit func(*config.Config
 // startWorkerOn is startWorker on a nats-server of the test's own.
 func startWorkerOn(t *testing.T, ns *server.Server, targets []config.Target, edit func(*config.Config)) *env {
 	t.Helper()
+	return startWorkerOnWith(t, ns, targets, edit, service.Options{})
+}
+
+// startWorkerWith is startWorker with service options.
+func startWorkerWith(t *testing.T, targets []config.Target, edit func(*config.Config), opts service.Options) *env {
+	t.Helper()
+	return startWorkerOnWith(t, startNATS(t), targets, edit, opts)
+}
+
+// startWorkerOnWith is startWorkerOn with service options.
+func startWorkerOnWith(t *testing.T, ns *server.Server, targets []config.Target, edit func(*config.Config), opts service.Options) *env {
+	t.Helper()
 	cfg := config.Default()
 	cfg.NATS.URL = ns.ClientURL()
 	cfg.Vault.XKeySeedFile = filepath.Join(t.TempDir(), "worker.xk")
@@ -153,7 +164,7 @@ func startWorkerOn(t *testing.T, ns *server.Server, targets []config.Target, edi
 	if edit != nil {
 		edit(&cfg)
 	}
-	return runWorker(t, cfg)
+	return runWorkerWith(t, cfg, opts)
 }
 
 // runWorker starts a worker with cfg, stopped when the test ends, and an
@@ -223,10 +234,10 @@ func newRequester(t *testing.T) requester {
 
 // publish sends a raw job body on the target's op subject with msgID as
 // Nats-Msg-Id ("" for none) and returns the result published for resultID.
-func (e *env) publish(subject, msgID, resultID string, body []byte) jobs.Result {
+func (e *env) publish(subject, msgID, resultID string, body []byte) wire.Result {
 	e.t.Helper()
 	raw := e.publishRaw(subject, msgID, resultID, body)
-	var res jobs.Result
+	var res wire.Result
 	if err := json.Unmarshal(raw, &res); err != nil {
 		e.t.Fatalf("result does not decode: %v\n%s", err, raw)
 	}
@@ -269,7 +280,7 @@ func subjectTarget(subject string) string {
 }
 
 // job sends op with fields for target, with a matching Nats-Msg-Id.
-func (e *env) job(target, op string, fields map[string]any) jobs.Result {
+func (e *env) job(target, op string, fields map[string]any) wire.Result {
 	e.t.Helper()
 	id, _ := fields["id"].(string)
 	if id == "" {
@@ -286,7 +297,7 @@ func (e *env) job(target, op string, fields map[string]any) jobs.Result {
 // sealFor seals a chosen password for the worker.
 func (e *env) sealFor(r requester, jobID, password string) string {
 	e.t.Helper()
-	s, err := vault.SealChosenPassword(r.kp, e.workerPub(), jobID, secret.New(password))
+	s, err := wire.SealChosenPassword(r.kp, e.workerPub(), jobID, secret.New(password))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -296,18 +307,18 @@ func (e *env) sealFor(r requester, jobID, password string) string {
 // create runs a create job; password "" lets the worker generate one. It
 // returns the result and the password in force (read from the vault when
 // generated).
-func (e *env) create(target, username string, readOnly bool, password string) (jobs.Result, string) {
+func (e *env) create(target, username string, readOnly bool, password string) (wire.Result, string) {
 	e.t.Helper()
 	return e.withPassword(target, "create", map[string]any{"username": username, "read_only": readOnly}, password)
 }
 
 // reset runs a reset_password job, like create.
-func (e *env) reset(target, username, password string) (jobs.Result, string) {
+func (e *env) reset(target, username, password string) (wire.Result, string) {
 	e.t.Helper()
 	return e.withPassword(target, "reset_password", map[string]any{"username": username}, password)
 }
 
-func (e *env) withPassword(target, op string, fields map[string]any, password string) (jobs.Result, string) {
+func (e *env) withPassword(target, op string, fields map[string]any, password string) (wire.Result, string) {
 	e.t.Helper()
 	r := newRequester(e.t)
 	id := e.nextID()
@@ -317,7 +328,7 @@ func (e *env) withPassword(target, op string, fields map[string]any, password st
 		fields["password"] = e.sealFor(r, id, password)
 	}
 	res := e.job(target, op, fields)
-	if res.Status != jobs.StatusOK || password != "" {
+	if res.Status != wire.StatusOK || password != "" {
 		if res.Secret != nil {
 			e.t.Errorf("a result for a chosen password carries a secret: %+v", res.Secret)
 		}
@@ -331,7 +342,7 @@ func (e *env) withPassword(target, op string, fields map[string]any, password st
 
 // readSecret gets, opens, checks and purges a generated password, as a
 // requester does.
-func (e *env) readSecret(r requester, jobID string, s *jobs.Secret) string {
+func (e *env) readSecret(r requester, jobID string, s *wire.Secret) string {
 	e.t.Helper()
 	kv, err := e.js.KeyValue(e.t.Context(), s.Bucket)
 	if err != nil {
@@ -341,7 +352,7 @@ func (e *env) readSecret(r requester, jobID string, s *jobs.Secret) string {
 	if err != nil {
 		e.t.Fatalf("vault get %s: %v", s.Key, err)
 	}
-	pw, err := vault.OpenGeneratedPassword(r.kp, e.workerPub(), entry.Value(), jobID)
+	pw, err := wire.OpenGeneratedPassword(r.kp, e.workerPub(), entry.Value(), jobID)
 	if err != nil {
 		e.t.Fatalf("open the generated password: %v", err)
 	}
@@ -352,17 +363,17 @@ func (e *env) readSecret(r requester, jobID string, s *jobs.Secret) string {
 }
 
 // wantOK fails the test unless res succeeded.
-func wantOK(t *testing.T, res jobs.Result) {
+func wantOK(t *testing.T, res wire.Result) {
 	t.Helper()
-	if res.Status != jobs.StatusOK {
+	if res.Status != wire.StatusOK {
 		t.Fatalf("job failed: %+v", res.Error)
 	}
 }
 
 // wantCode fails the test unless res failed with code.
-func wantCode(t *testing.T, res jobs.Result, code jobs.Code) {
+func wantCode(t *testing.T, res wire.Result, code wire.Code) {
 	t.Helper()
-	if res.Status != jobs.StatusError || res.Error == nil || res.Error.Code != code {
+	if res.Status != wire.StatusError || res.Error == nil || res.Error.Code != code {
 		t.Fatalf("result %+v (error %+v), want %s", res, res.Error, code)
 	}
 	if res.Error.Message == "" {

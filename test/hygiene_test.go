@@ -17,11 +17,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/natstest"
-	"github.com/dbusers/dbusers/internal/vault"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // needle is something that must be found nowhere: its name for messages
@@ -93,7 +92,7 @@ func hygieneWorkload(t *testing.T, e *env, tgt string, f *mysqltest.Fixture, s *
 	t.Helper()
 	// withPassword runs op for username with a chosen password (pw != "")
 	// or a generated one, and returns the result and the password in force.
-	withPassword := func(op, username string, readOnly *bool, pw string) (jobs.Result, string) {
+	withPassword := func(op, username string, readOnly *bool, pw string) (wire.Result, string) {
 		t.Helper()
 		r := newRequester(t)
 		id := e.nextID()
@@ -111,7 +110,7 @@ func hygieneWorkload(t *testing.T, e *env, tgt string, f *mysqltest.Fixture, s *
 			fields["password"] = sealed
 		}
 		res := e.job(tgt, op, fields)
-		if res.Status != jobs.StatusOK || pw != "" {
+		if res.Status != wire.StatusOK || pw != "" {
 			return res, pw
 		}
 		kv, err := e.js.KeyValue(t.Context(), res.Secret.Bucket)
@@ -123,7 +122,7 @@ func hygieneWorkload(t *testing.T, e *env, tgt string, f *mysqltest.Fixture, s *
 			t.Fatalf("vault get %s: %v", res.Secret.Key, err)
 		}
 		s.sealed("generated password of "+id+" sealed", entry.Value())
-		gen, err := vault.OpenGeneratedPassword(r.kp, e.workerPub(), entry.Value(), id)
+		gen, err := wire.OpenGeneratedPassword(r.kp, e.workerPub(), entry.Value(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,15 +148,15 @@ func hygieneWorkload(t *testing.T, e *env, tgt string, f *mysqltest.Fixture, s *
 
 	steps := []struct {
 		name string
-		run  func() (jobs.Result, string)
-		code jobs.Code // "" for success
+		run  func() (wire.Result, string)
+		code wire.Code // "" for success
 	}{
-		{"create with a chosen password", func() (jobs.Result, string) { return withPassword("create", alice, &rw, chosen[0]) }, ""},
-		{"create with a generated password", func() (jobs.Result, string) { return withPassword("create", bob, &ro, "") }, ""},
-		{"reset to a chosen password", func() (jobs.Result, string) { return withPassword("reset_password", bob, nil, chosen[1]) }, ""},
-		{"reset to a generated password", func() (jobs.Result, string) { return withPassword("reset_password", alice, nil, "") }, ""},
-		{"reset to another chosen password", func() (jobs.Result, string) { return withPassword("reset_password", alice, nil, chosen[2]) }, ""},
-		{"list", func() (jobs.Result, string) { return e.job(tgt, "list", map[string]any{}), "" }, ""},
+		{"create with a chosen password", func() (wire.Result, string) { return withPassword("create", alice, &rw, chosen[0]) }, ""},
+		{"create with a generated password", func() (wire.Result, string) { return withPassword("create", bob, &ro, "") }, ""},
+		{"reset to a chosen password", func() (wire.Result, string) { return withPassword("reset_password", bob, nil, chosen[1]) }, ""},
+		{"reset to a generated password", func() (wire.Result, string) { return withPassword("reset_password", alice, nil, "") }, ""},
+		{"reset to another chosen password", func() (wire.Result, string) { return withPassword("reset_password", alice, nil, chosen[2]) }, ""},
+		{"list", func() (wire.Result, string) { return e.job(tgt, "list", map[string]any{}), "" }, ""},
 	}
 	for _, st := range steps {
 		res, pw := st.run()
@@ -194,7 +193,7 @@ func hygieneWorkload(t *testing.T, e *env, tgt string, f *mysqltest.Fixture, s *
 	s.password("refused password with a quote", quoted)
 	for _, pw := range []string{short, quoted} {
 		res, _ := withPassword("reset_password", alice, nil, pw)
-		wantCode(t, res, jobs.CodeInvalidPassword)
+		wantCode(t, res, wire.CodeInvalidPassword)
 	}
 	// A seal replayed from another job: its password must not leak either.
 	replayed := "Replayed-" + mysqltest.Token(24)
@@ -204,7 +203,7 @@ func hygieneWorkload(t *testing.T, e *env, tgt string, f *mysqltest.Fixture, s *
 	raw, _ := base64.StdEncoding.DecodeString(seal)
 	s.sealed("replayed seal", raw)
 	wantCode(t, e.job(tgt, "reset_password", map[string]any{"username": alice, "reply_key": r.pub, "password": seal}),
-		jobs.CodeInvalidPassword)
+		wire.CodeInvalidPassword)
 
 	for _, u := range []string{alice, bob} {
 		wantOK(t, e.job(tgt, "delete", map[string]any{"username": u}))

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestUnescapedGrantReachingAnotherDatabaseIsForeign: an account whose
@@ -39,12 +39,12 @@ func TestUnescapedGrantReachingAnotherDatabaseIsForeign(t *testing.T) {
 	}
 	shared := legacy(f)
 	res, _ := e.reset("lp", shared, "")
-	wantCode(t, res, jobs.CodeForeignUser)
+	wantCode(t, res, wire.CodeForeignUser)
 	if err := f.CanLogin(shared, "legacy-password-0123456789"); err != nil {
 		t.Errorf("the refused reset changed the account: %v", err)
 	}
 	res = e.job("lp", "delete", map[string]any{"username": shared})
-	wantCode(t, res, jobs.CodeForeignUser)
+	wantCode(t, res, wire.CodeForeignUser)
 	if !f.AccountExists(shared) {
 		t.Error("the refused delete dropped the account")
 	}

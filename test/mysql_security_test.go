@@ -17,11 +17,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/natstest"
 	"github.com/dbusers/dbusers/internal/service"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // dsnWithoutPassword is f's admin DSN with the password taken out.
@@ -117,7 +117,7 @@ func TestMySQLOverTLSWithOwnCA(t *testing.T) {
 		user := mysqltest.Username("tls_")
 		f.DropUserLater(user)
 		res, _ := e.create(tc.target, user, false, "")
-		wantCode(t, res, jobs.CodeInternal)
+		wantCode(t, res, wire.CodeInternal)
 		if !strings.Contains(res.Error.Message, tc.want) || !strings.Contains(res.Error.Message, "certificate") {
 			t.Errorf("%s: message %q, want it to say %q", tc.target, res.Error.Message, tc.want)
 		}
@@ -205,7 +205,7 @@ func TestAdminPasswordFromFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no result for the job caught by the rotation: %v", err)
 	}
-	var caught jobs.Result
+	var caught wire.Result
 	if err := json.Unmarshal(got.Data, &caught); err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func TestExcessFoundWhenTargetComesUp(t *testing.T) {
 	user := mysqltest.Username("late_")
 	f.DropUserLater(user)
 	res, _ := e.create("own", user, false, "")
-	wantCode(t, res, jobs.CodeInternal)
+	wantCode(t, res, wire.CodeInternal)
 	if !strings.Contains(res.Error.Message, "SUPER ON *.*") || !strings.Contains(res.Error.Message, "REVOKE SUPER ON *.*") {
 		t.Errorf("message %q does not name the excess and its fix", res.Error.Message)
 	}
@@ -403,7 +403,7 @@ func TestExcessGrantedLaterIsFound(t *testing.T) {
 		t.Errorf("no error log naming the excess:\n%s", e.logs.String())
 	}
 	res, _ := e.create("app", user, false, "")
-	wantCode(t, res, jobs.CodeInternal)
+	wantCode(t, res, wire.CodeInternal)
 	if !strings.Contains(res.Error.Message, "FILE ON *.*") {
 		t.Errorf("message %q does not name the excess", res.Error.Message)
 	}

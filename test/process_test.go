@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestLogsCarryNoSecrets: after creates and resets with chosen and
@@ -44,7 +44,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	secrets = append(secrets, pw)
 	bad := "Bad'quote-secret-" + mysqltest.Token(16)
 	res, _ = e.reset("app", user, bad)
-	wantCode(t, res, jobs.CodeInvalidPassword)
+	wantCode(t, res, wire.CodeInvalidPassword)
 	secrets = append(secrets, bad, f.AdminPassword)
 
 	// The job line is written after the result is published: wait for it.

@@ -5,9 +5,9 @@ import (
 	"time"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/service"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestShutdownHandsBackAStuckJob: a job stuck behind a backup lock when the
@@ -54,7 +54,7 @@ func TestShutdownHandsBackAStuckJob(t *testing.T) {
 	t.Cleanup(func() { _ = next.Stop() })
 	e.svc = next
 	results := collect(t, sub, want, time.Minute)
-	if res := results[plan[0].id]; res.Status != jobs.StatusOK {
+	if res := results[plan[0].id]; res.Status != wire.StatusOK {
 		t.Fatalf("handed-back create: %+v", res.Error)
 	}
 	if !f.AccountExists(user) {

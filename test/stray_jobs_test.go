@@ -11,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
 	"github.com/dbusers/dbusers/internal/service"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestServerHeadersOnAJobAreRefused sends jobs that carry the stream
@@ -55,7 +55,7 @@ func TestServerHeadersOnAJobAreRefused(t *testing.T) {
 			msg.Header[k] = []string{v}
 		}
 		res := e.publishMsg(msg, id)
-		wantCode(t, res, jobs.CodeInvalidJob)
+		wantCode(t, res, wire.CodeInvalidJob)
 		// The next job of the same target is not held behind it.
 		start := time.Now()
 		wantOK(t, e.job("hdr", "list", map[string]any{}))
@@ -112,7 +112,7 @@ func TestJobsOnWildcardSubjectsAreAnswered(t *testing.T) {
 				t.Fatalf("no result for a job on %s: %v", tc.subject, err)
 			}
 			res := decodeResult(t, m.Data)
-			wantCode(t, res, jobs.CodeInvalidJob)
+			wantCode(t, res, wire.CodeInvalidJob)
 			if res.ID != id {
 				t.Errorf("result id %q, want %q", res.ID, id)
 			}
@@ -193,7 +193,7 @@ func TestJobsStreamHasASizeBound(t *testing.T) {
 
 // publishMsg publishes a job message as it is and returns the result
 // published for resultID under the subject's target.
-func (e *env) publishMsg(msg *nats.Msg, resultID string) jobs.Result {
+func (e *env) publishMsg(msg *nats.Msg, resultID string) wire.Result {
 	e.t.Helper()
 	sub, err := e.nc.SubscribeSync(prefix + ".results." + subjectTarget(msg.Subject) + "." + resultID)
 	if err != nil {
@@ -213,9 +213,9 @@ func (e *env) publishMsg(msg *nats.Msg, resultID string) jobs.Result {
 }
 
 // decodeResult decodes a result message.
-func decodeResult(t *testing.T, data []byte) jobs.Result {
+func decodeResult(t *testing.T, data []byte) wire.Result {
 	t.Helper()
-	var res jobs.Result
+	var res wire.Result
 	if err := json.Unmarshal(data, &res); err != nil {
 		t.Fatalf("result does not decode: %v\n%s", err, data)
 	}

@@ -11,9 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dbusers/dbusers/internal/config"
-	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/mysqltest"
-	"github.com/dbusers/dbusers/internal/vault"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestFailedJobsLeaveNoVaultEntry: jobs with generated passwords that MySQL's
@@ -46,7 +45,7 @@ func TestFailedJobsLeaveNoVaultEntry(t *testing.T) {
 
 	type job struct {
 		op, username string
-		want         jobs.Code // "" for ok
+		want         wire.Code // "" for ok
 	}
 	// jobSet is one of each failure, and one that succeeds, each with a
 	// generated password.
@@ -54,10 +53,10 @@ func TestFailedJobsLeaveNoVaultEntry(t *testing.T) {
 		made := mysqltest.Username("vn_")
 		f.DropUserLater(made)
 		return []job{
-			{"reset_password", f.Protected, jobs.CodeProtectedUser},
-			{"reset_password", mysqltest.Username("vg_"), jobs.CodeUserNotFound},
-			{"create", existing, jobs.CodeUserExists},
-			{"reset_password", otherUser, jobs.CodeForeignUser},
+			{"reset_password", f.Protected, wire.CodeProtectedUser},
+			{"reset_password", mysqltest.Username("vg_"), wire.CodeUserNotFound},
+			{"create", existing, wire.CodeUserExists},
+			{"reset_password", otherUser, wire.CodeForeignUser},
 			{"create", made, ""},
 		}
 	}
@@ -66,14 +65,14 @@ func TestFailedJobsLeaveNoVaultEntry(t *testing.T) {
 		id string
 		r  requester
 	}
-	check := func(t *testing.T, all []sent, results map[string]jobs.Result) {
+	check := func(t *testing.T, all []sent, results map[string]wire.Result) {
 		t.Helper()
 		var okKeys []string
 		for _, s := range all {
 			res := results[s.id]
 			if s.want == "" {
 				wantOK(t, res)
-				if res.Secret == nil || res.Secret.Key != vault.Key("app", s.id) {
+				if res.Secret == nil || res.Secret.Key != wire.VaultKey("app", s.id) {
 					t.Fatalf("%s %s: secret %+v, want the vault key", s.op, s.username, res.Secret)
 				}
 				okKeys = append(okKeys, res.Secret.Key)
@@ -87,7 +86,7 @@ func TestFailedJobsLeaveNoVaultEntry(t *testing.T) {
 			if s.want == "" {
 				continue
 			}
-			key := vault.Key("app", s.id)
+			key := wire.VaultKey("app", s.id)
 			for {
 				_, err := kv.Get(t.Context(), key)
 				if isKeyGone(err) {
@@ -119,8 +118,8 @@ func TestFailedJobsLeaveNoVaultEntry(t *testing.T) {
 			held = append(held, k)
 		}
 		for _, s := range all {
-			if s.want != "" && slices.Contains(held, vault.Key("app", s.id)) {
-				t.Fatalf("the bucket lists %s of failed job %s", vault.Key("app", s.id), s.id)
+			if s.want != "" && slices.Contains(held, wire.VaultKey("app", s.id)) {
+				t.Fatalf("the bucket lists %s of failed job %s", wire.VaultKey("app", s.id), s.id)
 			}
 		}
 		for _, k := range okKeys {
@@ -140,7 +139,7 @@ func TestFailedJobsLeaveNoVaultEntry(t *testing.T) {
 
 	t.Run("one at a time", func(t *testing.T) {
 		var all []sent
-		results := map[string]jobs.Result{}
+		results := map[string]wire.Result{}
 		for _, j := range jobSet() {
 			r := newRequester(t)
 			id := e.nextID()
@@ -186,13 +185,13 @@ func TestFailedJobsLeaveNoVaultEntry(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("jobs not stored")
 		}
-		results := map[string]jobs.Result{}
+		results := map[string]wire.Result{}
 		for len(results) < len(all) {
 			m, err := sub.NextMsg(30 * time.Second)
 			if err != nil {
 				t.Fatalf("%d of %d results: %v", len(results), len(all), err)
 			}
-			var res jobs.Result
+			var res wire.Result
 			if err := json.Unmarshal(m.Data, &res); err != nil {
 				t.Fatal(err)
 			}

@@ -19,7 +19,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/jobs"
-	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // prefix is the subject prefix of the worker the benchmark runs.
@@ -253,7 +253,7 @@ func (b *bench) setupTargets(ctx context.Context, token string) error {
 	taken := map[int]bool{}
 	for k := 0; len(b.extra) < b.s.scalingTargets && k < 10000; k++ {
 		name := fmt.Sprintf("s%s-%d", token, k)
-		p := streams.Partition(name, partitions)
+		p := wire.Partition(name, partitions)
 		if taken[p] && len(taken) < partitions {
 			continue
 		}
@@ -539,7 +539,7 @@ func parseSeconds(s string) (float64, error) {
 // runGoBench runs the hot-path benchmarks and parses their lines.
 func runGoBench() ([]GoBench, error) {
 	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchmem", "-benchtime", "500ms",
-		"./internal/jobs/", "./internal/vault/")
+		"./internal/jobs/", "./internal/vault/", "./wire/")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -16,9 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
-	"github.com/dbusers/dbusers/internal/streams"
-	"github.com/dbusers/dbusers/internal/vault"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // natsSide is the benchmark's orchestrator: it publishes jobs the way the
@@ -92,6 +91,13 @@ func (n *natsSide) jobSubject(target, op string) string {
 func (n *natsSide) resetJob(target, id, username, replyKey string) job {
 	return job{subject: n.jobSubject(target, "reset_password"), id: id,
 		body: fmt.Appendf(nil, `{"id":%q,"username":%q,"reply_key":%q}`, id, username, replyKey)}
+}
+
+// resetKeepOldJob is a reset_password job with a generated password that
+// keeps the old one working for keep.
+func (n *natsSide) resetKeepOldJob(target, id, username, replyKey, keep string) job {
+	return job{subject: n.jobSubject(target, "reset_password"), id: id,
+		body: fmt.Appendf(nil, `{"id":%q,"username":%q,"reply_key":%q,"keep_old_for":%q}`, id, username, replyKey, keep)}
 }
 
 // createJob is a read-write create job with a generated password.
@@ -384,7 +390,7 @@ func (n *natsSide) listAll(ctx context.Context, target, idPrefix string, limit i
 // have made so far (each consumer's delivered sequence, which counts
 // redeliveries too); ok is false when it could not be read.
 func (n *natsSide) deliveries(ctx context.Context) (total uint64, ok bool) {
-	jobsName, _, _, _ := streams.Names(n.prefix)
+	jobsName, _, _, _ := wire.Names(n.prefix)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := n.js.Stream(ctx, jobsName)
@@ -401,16 +407,16 @@ func (n *natsSide) deliveries(ctx context.Context) (total uint64, ok bool) {
 // openSecret reads a generated password from the vault and opens it with
 // the requester's key, as a client does (without purging it).
 func (n *natsSide) openSecret(ctx context.Context, target, id string, requester nkeys.KeyPair, workerPub string) (secret.Secret, error) {
-	_, _, bucket, _ := streams.Names(n.prefix)
+	_, _, bucket, _ := wire.Names(n.prefix)
 	kv, err := n.js.KeyValue(ctx, bucket)
 	if err != nil {
 		return secret.Secret{}, fmt.Errorf("vault bucket: %w", err)
 	}
-	e, err := kv.Get(ctx, vault.Key(target, id))
+	e, err := kv.Get(ctx, wire.VaultKey(target, id))
 	if err != nil {
 		return secret.Secret{}, fmt.Errorf("vault entry of job %s: %w", id, err)
 	}
-	pw, err := vault.OpenGeneratedPassword(requester, workerPub, e.Value(), id)
+	pw, err := wire.OpenGeneratedPassword(requester, workerPub, e.Value(), id)
 	if err != nil {
 		return secret.Secret{}, fmt.Errorf("open the sealed password of job %s: %w", id, err)
 	}

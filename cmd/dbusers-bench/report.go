@@ -317,7 +317,7 @@ func (r *Report) markdown() []byte {
 
 	if len(r.GoBench) > 0 {
 		p("\n## Go benchmarks: the hot path without MySQL\n\n")
-		p("`go test -run '^$' -bench . -benchmem ./internal/jobs/ ./internal/vault/`\n\n")
+		p("`go test -run '^$' -bench . -benchmem ./internal/jobs/ ./internal/vault/ ./wire/`\n\n")
 		p("| package | benchmark | ns/op | B/op | allocs/op |\n|---|---|---:|---:|---:|\n")
 		for _, g := range r.GoBench {
 			p("| %s | %s | %.0f | %.0f | %.0f |\n", g.Package, g.Name, g.NsPerOp, g.BPerOp, g.Allocs)

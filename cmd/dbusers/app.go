@@ -182,7 +182,7 @@ certificate to a server that asks for one.`,
 	f.StringVar(&a.workerKey, "worker-xkey", getenv("DBUSERS_WORKER_XKEY"), "pin the worker's curve public key (X…) instead of asking the worker [$DBUSERS_WORKER_XKEY]")
 	f.DurationVar(&a.timeout, "timeout", defaultTimeout, "how long to wait for the worker (per account for database-users-rotate)")
 	f.BoolVar(&a.json, "json", false, "print the result as JSON on stdout, and an error as JSON on stderr")
-	root.AddCommand(a.listCommand(), a.createCommand(), a.updatePasswordCommand(), a.deleteCommand(), a.rotateCommand(), a.jobResultCommand())
+	root.AddCommand(a.listCommand(), a.createCommand(), a.updatePasswordCommand(), a.deleteCommand(), a.discardOldPasswordCommand(), a.rotateCommand(), a.jobResultCommand())
 	return root
 }
 

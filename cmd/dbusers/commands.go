@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,7 +13,9 @@ import (
 	"github.com/dbusers/dbusers/secret"
 )
 
-// userJSON is the --json output of create, update-password and delete.
+// userJSON is the --json output of create, update-password, delete and
+// discard-old-password. User carries old_password_until while an old
+// password works.
 type userJSON struct {
 	Target string         `json:"target"`
 	User   client.Account `json:"user"`
@@ -21,7 +24,9 @@ type userJSON struct {
 	JobID    string `json:"job_id,omitempty"`
 }
 
-// listJSON is the --json output of list.
+// listJSON is the --json output of list; each user carries
+// old_password_until while an old password works (the table has no column
+// for it: it keeps the platform's three).
 type listJSON struct {
 	Target string           `json:"target"`
 	Users  []client.Account `json:"users"`
@@ -93,28 +98,46 @@ A username has 6 to 32 characters of a-z, 0-9 and _, and begins with a letter.`,
 }
 
 func (a *app) updatePasswordCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "database-users-update-password <username>",
+	var keepOld time.Duration
+	cmd := &cobra.Command{
+		Use:   "database-users-update-password [--keep-old DURATION] <username>",
 		Short: "Set a new password for a user",
 		Long: `Set a new password for a user. Its open sessions go on.
 
 The password is asked for as in database-users-create: leave it empty to have
 the worker generate one, which is shown once; from a non-terminal stdin, the
-first line is the password. A protected user's password cannot be changed.`,
-		Example: "  dbusers --target my-app database-users-update-password my_user",
-		Args:    oneUsername,
+first line is the password. A protected user's password cannot be changed.
+
+With --keep-old, the password in force before keeps working beside the new
+one for that long (1m to 24h, e.g. 15m), so that the applications using the
+user can move to the new password without failed logins; the command says
+until when. database-users-discard-old-password ends it sooner. Without
+--keep-old the old password stops at once, as does one kept earlier.`,
+		Example: `  dbusers --target my-app database-users-update-password my_user
+  dbusers --target my-app database-users-update-password --keep-old 15m my_user`,
+		Args: oneUsername,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			username := args[0]
+			keep := cmd.Flags().Changed("keep-old")
+			if err := checkKeepOld(keep, keepOld); err != nil {
+				return err
+			}
 			return a.withPassword(cmd.Context(), username, "given a new password", func(ctx context.Context, c *client.Client, password secret.Secret, jobID string) (client.Credentials, error) {
-				return c.ResetPassword(ctx, a.target, client.ResetPasswordRequest{Username: username, Password: password, JobID: jobID})
+				return c.ResetPassword(ctx, a.target, client.ResetPasswordRequest{Username: username, Password: password, KeepOldFor: keepOld, JobID: jobID})
 			}, func(creds client.Credentials) string {
+				msg := fmt.Sprintf("User \"%s\" password updated.", username)
 				if !creds.Password.IsZero() {
-					return fmt.Sprintf("User \"%s\" updated with password \"%s\".", username, creds.Password.Reveal())
+					msg = fmt.Sprintf("User \"%s\" updated with password \"%s\".", username, creds.Password.Reveal())
 				}
-				return fmt.Sprintf("User \"%s\" password updated.", username)
+				if keep {
+					msg += "\n" + oldPasswordSentence(username, creds.Account)
+				}
+				return msg
 			})
 		},
 	}
+	addKeepOldFlag(cmd, &keepOld, "keep the old password working beside the new one for this long (1m to 24h)")
+	return cmd
 }
 
 func (a *app) deleteCommand() *cobra.Command {
@@ -154,6 +177,78 @@ deleted.`,
 		},
 	}
 }
+
+func (a *app) discardOldPasswordCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "database-users-discard-old-password <username>",
+		Short: "End now the old password that --keep-old kept working",
+		Long: `End now the old password that database-users-update-password --keep-old or
+database-users-rotate --keep-old kept working beside the new one, instead of
+at its time: from now on only the new password logs in. Sessions already
+logged in go on. It succeeds also when the user has no old password. It asks
+no confirmation: the user and its new password are untouched.`,
+		Example: "  dbusers --target my-app database-users-discard-old-password my_user",
+		Args:    oneUsername,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			username := args[0]
+			if err := client.CheckUsername(username); err != nil {
+				return a.describe(err, username)
+			}
+			s, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			wctx, cancel := context.WithTimeout(ctx, a.timeout)
+			defer cancel()
+			jobID := newJobID()
+			acc, err := s.c.DiscardOldPassword(wctx, a.target, client.DiscardOldPasswordRequest{Username: username, JobID: jobID})
+			if errors.Is(err, client.ErrNoResult) {
+				return a.notDone(ctx, s, err, jobID, username, change{op: "left without an old password"})
+			}
+			if err != nil {
+				return a.describe(err, username)
+			}
+			if a.json {
+				return a.printJSON(userJSON{Target: a.target, User: acc, JobID: jobID})
+			}
+			_, err = fmt.Fprintln(a.out, oldPasswordSentence(username, acc))
+			return err
+		},
+	}
+}
+
+// addKeepOldFlag adds --keep-old to cmd.
+func addKeepOldFlag(cmd *cobra.Command, d *time.Duration, usage string) {
+	cmd.Flags().DurationVar(d, "keep-old", 0, usage)
+}
+
+// checkKeepOld refuses a --keep-old outside the worker's range before
+// anything is sent: a usage error. given says the flag was on the command
+// line; 0 given is refused too, since leaving the flag out says that.
+func checkKeepOld(given bool, d time.Duration) error {
+	if !given {
+		return nil
+	}
+	if err := client.CheckKeepOld(d); err != nil {
+		return usage(err, "Invalid --keep-old %v: the old password can be kept from 1m to 24h (leave --keep-old out to end it at once).", d)
+	}
+	return nil
+}
+
+// oldPasswordSentence says until when the old password of username works,
+// as the worker reported acc.
+func oldPasswordSentence(username string, acc client.Account) string {
+	if acc.OldPasswordUntil == nil {
+		return fmt.Sprintf("The old password of %s no longer works.", username)
+	}
+	return fmt.Sprintf("The old password of %s keeps working until %s.", username, formatUntil(*acc.OldPasswordUntil))
+}
+
+// formatUntil writes an old password's end time for people, in UTC to the
+// second: "2026-12-03 14:05:00 UTC".
+func formatUntil(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
 // withPassword runs create or update-password: check the username, make
 // sure a worker answers, get the password, run the job, print the outcome.

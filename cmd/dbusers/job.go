@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dbusers/dbusers/client"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // jobStateTimeout bounds the look at a job's state after its wait ended.
@@ -202,6 +203,13 @@ func (a *app) describeResult(st client.JobStatus, username string) error {
 		what = fmt.Sprintf("%s of user %q", st.Op, r.Account.Username)
 	}
 	msg := fmt.Sprintf("Job %s (%s) succeeded at %s after %s.", st.ID, what, r.CompletedAt.Format(time.RFC3339), attempts(r.Attempts))
+	// What the job did to the old password, in the past tense: it may have
+	// ended since.
+	if acc := r.Account; acc != nil && acc.OldPasswordUntil != nil {
+		msg += fmt.Sprintf("\nIt kept the old password of %s working until %s.", acc.Username, formatUntil(*acc.OldPasswordUntil))
+	} else if acc != nil && st.Op == string(wire.OpDiscardOldPassword) {
+		msg += fmt.Sprintf("\nIt ended the old password of %s.", acc.Username)
+	}
 	if r.GeneratedPassword {
 		msg += "\nIts generated password can no longer be read (only the command that sent the job could): set a new one with database-users-update-password."
 		return &failure{msg: msg, status: exitPasswordUnread, code: codePasswordUnread, jobID: st.ID, jobState: string(st.State)}

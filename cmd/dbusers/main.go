@@ -1,7 +1,9 @@
 // Command dbusers manages the users of a managed MySQL database through
 // the dbusers worker, with the platform's commands: database-users-list,
 // database-users-create, database-users-update-password,
-// database-users-delete, and database-users-rotate for bulk rotation.
+// database-users-delete, database-users-rotate for bulk rotation and
+// database-users-discard-old-password to end an old password that an
+// update or a rotation with --keep-old kept working.
 //
 // It talks to the worker over NATS with the client package. Global flags:
 // --nats-url (DBUSERS_NATS_URL, default nats://127.0.0.1:4222, or the one

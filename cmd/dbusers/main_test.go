@@ -242,6 +242,8 @@ func TestErrorsUnderJSON(t *testing.T) {
 		{"unknown flag", []string{"--json", "database-users-list", "--bogus"}, codeUsage, exitUsage},
 		{"invalid username", []string{"--json", "--target", "app", "database-users-create", "abc"}, "invalid_username", exitRefused},
 		{"no target", []string{"--json", "database-users-list"}, codeUsage, exitUsage},
+		{"keep-old out of range", []string{"--json", "--target", "app", "database-users-update-password", "--keep-old", "25h", "my_user"}, codeUsage, exitUsage},
+		{"rotate keep-old out of range", []string{"--json", "--target", "app", "database-users-rotate", "--all", "--keep-old", "1s", "--out", "x"}, codeUsage, exitUsage},
 		{"NATS down", []string{"--json", "--target", "app", "--nats-url", "nats://127.0.0.1:1", "--timeout", "1s", "database-users-list"}, codeNATS, exitUnavailable},
 	}
 	for _, tt := range tests {
@@ -351,7 +353,7 @@ func TestRotateRefusesExistingFile(t *testing.T) {
 // (go test -update rewrites them).
 func TestHelp(t *testing.T) {
 	for _, cmd := range []string{"", "database-users-list", "database-users-create", "database-users-update-password",
-		"database-users-delete", "database-users-rotate", "database-users-job-result"} {
+		"database-users-delete", "database-users-discard-old-password", "database-users-rotate", "database-users-job-result"} {
 		name := cmp(cmd, "dbusers")
 		t.Run(name, func(t *testing.T) {
 			args := []string{"--help"}

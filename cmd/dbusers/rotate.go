@@ -23,6 +23,9 @@ type credentialLine struct {
 	ReadOnly  bool   `json:"read_only"`
 	JobID     string `json:"job_id"`
 	RotatedAt string `json:"rotated_at"`
+	// OldPasswordUntil is when the user's old password stops working, with
+	// --keep-old.
+	OldPasswordUntil *time.Time `json:"old_password_until,omitempty"`
 }
 
 // rotateJSON is the --json output of rotate.
@@ -32,6 +35,15 @@ type rotateJSON struct {
 	Rotated int            `json:"rotated"`
 	Skipped []string       `json:"skipped"`
 	Failed  []rotateFailed `json:"failed"`
+	// OldPasswordUntil spans the end times of the rotated users' old
+	// passwords, with --keep-old; each user's is in the --out file.
+	OldPasswordUntil *untilSpan `json:"old_password_until,omitempty"`
+}
+
+// untilSpan is the first and the last of the old passwords' end times.
+type untilSpan struct {
+	Earliest time.Time `json:"earliest"`
+	Latest   time.Time `json:"latest"`
 }
 
 type rotateFailed struct {
@@ -44,12 +56,15 @@ type rotateFlags struct {
 	all         bool
 	out         string
 	concurrency int
+	// keepOld is --keep-old; keepOldGiven says it was on the command line.
+	keepOld      time.Duration
+	keepOldGiven bool
 }
 
 func (a *app) rotateCommand() *cobra.Command {
 	var f rotateFlags
 	cmd := &cobra.Command{
-		Use:   "database-users-rotate [--all | <username>...] --out FILE",
+		Use:   "database-users-rotate [--all | <username>...] [--keep-old DURATION] --out FILE",
 		Short: "Give users new generated passwords, in bulk",
 		Long: `Give each named user, or with --all every user of the database, a new
 password that the worker generates.
@@ -60,20 +75,29 @@ object per line, {"target","username","password","read_only","job_id",
 created with mode 0600 and must not exist yet: an existing file is never
 written over, so that no earlier credentials are lost.
 
+With --keep-old, each user's old password keeps working beside the new one
+for that long (1m to 24h), so that the applications using the users can move
+to the new passwords without failed logins. Each line of FILE then has
+"old_password_until", and the summary says until when.
+database-users-discard-old-password ends one sooner.
+
 Protected users are skipped and reported. One user's failure does not stop
 the others. On a terminal, a progress bar on stderr shows the count, the rate
 and the time left. The command ends with a summary (rotated, skipped,
 failed), and exits with status 1 when any user failed (docs/cli.md lists the
 exit statuses). --timeout bounds each user's job.`,
 		Example: `  dbusers --target my-app database-users-rotate --all --out new-passwords.jsonl
-  dbusers --target my-app database-users-rotate my_user my_user_ro --out new-passwords.jsonl`,
+  dbusers --target my-app database-users-rotate my_user my_user_ro --out new-passwords.jsonl
+  dbusers --target my-app database-users-rotate --all --keep-old 15m --out new-passwords.jsonl`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.keepOldGiven = cmd.Flags().Changed("keep-old")
 			return a.rotate(cmd.Context(), f, args)
 		},
 	}
 	cmd.Flags().BoolVar(&f.all, "all", false, "rotate every user of the database but the protected ones")
 	cmd.Flags().StringVar(&f.out, "out", "", "new file to write the credentials to (JSON lines, mode 0600); required")
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", client.DefaultRotateConcurrency, "jobs in flight at once")
+	addKeepOldFlag(cmd, &f.keepOld, "keep each old password working beside the new one for this long (1m to 24h)")
 	return cmd
 }
 
@@ -87,6 +111,9 @@ func (a *app) rotate(ctx context.Context, f rotateFlags, usernames []string) err
 		return usagef("Give --out FILE: the new credentials are written there, never to the terminal.")
 	case f.concurrency < 1:
 		return usagef("Invalid --concurrency %d: it must be at least 1.", f.concurrency)
+	}
+	if err := checkKeepOld(f.keepOldGiven, f.keepOld); err != nil {
+		return err
 	}
 	for _, u := range usernames {
 		if err := client.CheckUsername(u); err != nil {
@@ -138,12 +165,14 @@ func (a *app) rotate(ctx context.Context, f rotateFlags, usernames []string) err
 	results, err := s.c.RotatePasswords(ctx, a.target, usernames, client.RotateOptions{
 		Concurrency: f.concurrency,
 		Timeout:     a.timeout,
+		KeepOldFor:  f.keepOld,
 		OnResult: func(r client.RotateResult) {
 			if r.Err != nil {
 				return
 			}
 			line := credentialLine{Target: a.target, Username: r.Username, Password: r.Password.Reveal(),
-				ReadOnly: r.Account.ReadOnly, JobID: r.JobID, RotatedAt: time.Now().UTC().Format(time.RFC3339)}
+				ReadOnly: r.Account.ReadOnly, JobID: r.JobID, RotatedAt: time.Now().UTC().Format(time.RFC3339),
+				OldPasswordUntil: r.Account.OldPasswordUntil}
 			if err := out.Encode(line); err != nil {
 				lost[r.Username] = err
 			}
@@ -196,6 +225,9 @@ func (a *app) rotateSummary(out string, results []client.RotateResult, skipped [
 			fmt.Fprintf(a.err, "Failed: %s\n", msg)
 		default:
 			sum.Rotated++
+			if r.Account.OldPasswordUntil != nil {
+				sum.OldPasswordUntil = sum.OldPasswordUntil.add(*r.Account.OldPasswordUntil)
+			}
 		}
 	}
 	if notSent > 0 {
@@ -210,11 +242,34 @@ func (a *app) rotateSummary(out string, results []client.RotateResult, skipped [
 		if sum.Rotated > 0 {
 			fmt.Fprintf(a.out, "New credentials are in %s\n", out)
 		}
+		if u := sum.OldPasswordUntil; u != nil {
+			first, last := formatUntil(u.Earliest), formatUntil(u.Latest)
+			if first == last {
+				fmt.Fprintf(a.out, "The old passwords keep working until %s.\n", first)
+			} else {
+				fmt.Fprintf(a.out, "The old passwords keep working until %s at the earliest, %s at the latest; each user's time is in %s.\n", first, last, out)
+			}
+		}
 	}
 	if n := len(sum.Failed); n > 0 {
 		return failf("%d of %d users could not be rotated.", n, len(results))
 	}
 	return nil
+}
+
+// add widens s to t; a nil s becomes [t, t].
+func (s *untilSpan) add(t time.Time) *untilSpan {
+	t = t.UTC()
+	if s == nil {
+		return &untilSpan{Earliest: t, Latest: t}
+	}
+	if t.Before(s.Earliest) {
+		s.Earliest = t
+	}
+	if t.After(s.Latest) {
+		s.Latest = t
+	}
+	return s
 }
 
 // newProgressBar shows rotate's progress on stderr: count, rate and time

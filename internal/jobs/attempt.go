@@ -11,6 +11,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // A job runs alone when it cannot join a many-account statement (a
@@ -29,7 +30,7 @@ func (w *Worker) runAlone(j *work, password secret.Secret, generated bool, inten
 	if intent == nil {
 		intent = w.newIntent(j.d, j.job)
 	}
-	if password.IsZero() && (j.job.Op == OpCreate || j.job.Op == OpResetPassword) {
+	if password.IsZero() && (j.job.Op == wire.OpCreate || j.job.Op == wire.OpResetPassword) {
 		// Once per job, not per round of a held job: the vault keeps
 		// the first round's entry, and a later round must set the same
 		// password.
@@ -38,7 +39,7 @@ func (w *Worker) runAlone(j *work, password secret.Secret, generated bool, inten
 			if o, ok := j.lone.stands(j); ok {
 				return o
 			}
-			return j.finished(1, Errorf(CodeInternal, "generate a password: %v", err))
+			return j.finished(1, wire.Errorf(wire.CodeInternal, "generate a password: %v", err))
 		}
 		password, generated = pw, true
 	}
@@ -73,7 +74,7 @@ func (w *Worker) newIntent(d *delivery, job Job) *jobIntent {
 // attempts counted before this call (earlier deliveries, earlier rounds
 // of a held job), which a failure's message counts with its own, as the
 // result does.
-func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result, entry *vaultEntry, lone *loneLookup, prior int) (int, *Error, bool) {
+func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *wire.Result, entry *vaultEntry, lone *loneLookup, prior int) (int, *wire.Error, bool) {
 	if intent == nil {
 		intent = w.newIntent(d, job)
 	}
@@ -135,7 +136,7 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 		return attempts, nil, true
 	}
 	jerr := toJobError(lastErr, failure{target: job.Target, attempts: prior + attempts, changed: mayHaveChanged(job.Op, intent, entry)})
-	if job.Op == OpCreate && jerr.Code != CodeUserExists {
+	if job.Op == wire.OpCreate && jerr.Code != wire.CodeUserExists {
 		// Never leave an account without its grant once the job has
 		// ended: drop what this job may have made, or keep the job.
 		ctx, cancel := context.WithTimeout(w.hardCtx, 10*time.Second)
@@ -155,11 +156,11 @@ func (w *Worker) execute(d *delivery, ops Ops, job Job, password secret.Secret, 
 // unsent), or either after an earlier delivery, which may have run its
 // statement. A create that gives up drops what it may have made (Abandon)
 // or is kept, and a list changes nothing.
-func mayHaveChanged(op Op, intent *jobIntent, entry *vaultEntry) bool {
+func mayHaveChanged(op wire.Op, intent *jobIntent, entry *vaultEntry) bool {
 	switch op {
-	case OpResetPassword:
+	case wire.OpResetPassword:
 		return intent.redelivered || entry.maybeSet
-	case OpDelete:
+	case wire.OpDelete:
 		return intent.redelivered || intent.recorded && (intent.maybeRan || intent.sending)
 	}
 	return false
@@ -215,7 +216,7 @@ func (b *budgetBackOff) NextBackOff() time.Duration {
 func (b *budgetBackOff) Reset() { b.next.Reset() }
 
 // apply runs one attempt of a job.
-func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *Result, entry *vaultEntry, lone *loneLookup) error {
+func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool, intent *jobIntent, res *wire.Result, entry *vaultEntry, lone *loneLookup) error {
 	ctx := w.hardCtx
 	var ready mysqlops.Ready
 	switch {
@@ -253,15 +254,21 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 		}
 	}
 	switch job.Op {
-	case OpCreate:
+	case wire.OpCreate:
 		if err := ops.Create(ctx, job.Username, password, job.ReadOnly, intent, ready); err != nil {
 			return err
 		}
 		if err := mustHaveWaited(ctx, generated, ready, res); err != nil {
 			return err
 		}
-		res.User = &Account{Username: job.Username, ReadOnly: job.ReadOnly}
-	case OpResetPassword:
+		res.User = &wire.Account{Username: job.Username, ReadOnly: job.ReadOnly}
+	case wire.OpResetPassword:
+		if job.KeepOldFor > 0 {
+			if err := w.keepOld(ctx, ops, job, password, intent, ready, res); err != nil {
+				return err
+			}
+			return mustHaveWaited(ctx, generated, ready, res)
+		}
 		acct, err := ops.ResetPassword(ctx, job.Username, password, ready)
 		if err != nil {
 			return err
@@ -269,21 +276,28 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 		if err := mustHaveWaited(ctx, generated, ready, res); err != nil {
 			return err
 		}
-		res.User = &Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
-	case OpDelete:
+		res.User = &wire.Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
+	case wire.OpDelete:
 		acct, err := ops.Delete(ctx, job.Username, intent)
 		if err != nil {
 			return err
 		}
-		res.User = &Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
-	case OpList:
+		res.User = &wire.Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected}
+	case wire.OpDiscardOldPassword:
+		return w.discardOld(ctx, ops, job, res)
+	case wire.OpList:
 		accts, next, err := ops.List(ctx, job.After, job.Limit)
 		if err != nil {
 			return err
 		}
-		res.Users = make([]Account, len(accts))
+		res.Users = make([]wire.Account, len(accts))
+		old := make([]bool, len(accts))
 		for i, a := range accts {
-			res.Users[i] = Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
+			res.Users[i] = wire.Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
+			old[i] = a.OldPassword
+		}
+		if err := w.oldPasswordEnds(ctx, job.Target, res.Users, old); err != nil {
+			return err
 		}
 		res.Next = next
 	}
@@ -292,7 +306,7 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 
 // mustHaveWaited makes sure a job with a generated password reports where
 // the password waits, even from an Ops that succeeded without calling ready.
-func mustHaveWaited(ctx context.Context, generated bool, ready mysqlops.Ready, res *Result) error {
+func mustHaveWaited(ctx context.Context, generated bool, ready mysqlops.Ready, res *wire.Result) error {
 	if !generated || res.Secret != nil {
 		return nil
 	}
@@ -301,7 +315,7 @@ func mustHaveWaited(ctx context.Context, generated bool, ready mysqlops.Ready, r
 
 // storedSecret is the outcome of storeSecret.
 type storedSecret struct {
-	secret *Secret
+	secret *wire.Secret
 	err    error
 }
 
@@ -332,7 +346,7 @@ func (w *Worker) storeSecret(ctx context.Context, job Job, password secret.Secre
 			out <- storedSecret{err: natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}}
 			return
 		}
-		out <- storedSecret{secret: &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}}
+		out <- storedSecret{secret: &wire.Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}}
 	}()
 	return out
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // passwordOps is a fakeOps that notes the password of every create.
@@ -54,7 +55,7 @@ func TestHeldJobKeepsItsGeneratedPassword(t *testing.T) {
 			t.Fatalf("create %d sent another password than the first (the vault holds the first)", i+1)
 		}
 	}
-	if res.Status == StatusOK && res.Secret == nil {
+	if res.Status == wire.StatusOK && res.Secret == nil {
 		t.Fatal("ok without the vault entry of its password")
 	}
 }

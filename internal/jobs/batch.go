@@ -10,6 +10,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // A many-account batch: consecutive jobs of a lane with the same op on
@@ -28,10 +29,12 @@ type member struct {
 	generated bool
 	intent    *jobIntent
 	// jerr is the outcome the batch decided (nil: ok).
-	jerr *Error
+	jerr *wire.Error
 	// alone: the batch did not decide it; err is why (logged).
 	alone bool
 	err   error
+	// until is when the old password a keep-old reset kept ends.
+	until *time.Time
 }
 
 // runMany runs jobs as one many-account batch and gives the completer an
@@ -43,8 +46,13 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 	for i, j := range jobs {
 		members[i] = &member{j: j, password: j.password, intent: w.newIntent(j.d, j.job)}
 	}
-	if op := jobs[0].job.Op; op == OpCreate || op == OpResetPassword {
-		w.storeSecrets(ctx, members)
+	keepOld := jobs[0].job.Op == wire.OpResetPassword && jobs[0].job.KeepOldFor > 0
+	if op := jobs[0].job.Op; op == wire.OpCreate || op == wire.OpResetPassword {
+		put := w.generatePasswords(members)
+		if !keepOld {
+			// (A keep-old batch writes them beside its kept credentials.)
+			w.writeSecrets(ctx, put)
+		}
 	}
 	var send []*member
 	for _, m := range members {
@@ -57,9 +65,11 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 		changes[i] = mysqlops.Change{Username: m.j.job.Username, Password: m.password, ReadOnly: m.j.job.ReadOnly, Intent: m.intent}
 	}
 	record := func(ctx context.Context, idx []int) error {
-		errs := concurrently(len(idx), func(k int) error {
-			return w.cfg.Intents.Put(ctx, send[idx[k]].intent.key, send[idx[k]].intent.id)
-		})
+		keys, ids := make([]string, len(idx)), make([]string, len(idx))
+		for k, i := range idx {
+			keys[k], ids[k] = send[i].intent.key, send[i].intent.id
+		}
+		errs := w.putIntents(ctx, keys, ids)
 		for _, err := range errs {
 			if err != nil {
 				return natsError{fmt.Errorf("write the intent records: %w", err)}
@@ -73,12 +83,14 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 	var accts []mysqlops.Account
 	var errs []error
 	if len(send) > 0 {
-		switch jobs[0].job.Op {
-		case OpResetPassword:
+		switch {
+		case keepOld:
+			accts, errs = w.keepOldMany(ctx, jobs[0].ops, send, changes)
+		case jobs[0].job.Op == wire.OpResetPassword:
 			accts, errs = ops.ResetPasswords(ctx, changes)
-		case OpCreate:
+		case jobs[0].job.Op == wire.OpCreate:
 			errs = ops.CreateMany(ctx, changes, record)
-		case OpDelete:
+		case jobs[0].job.Op == wire.OpDelete:
 			accts, errs = ops.DeleteMany(ctx, changes, record)
 		}
 	}
@@ -90,6 +102,7 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 		switch {
 		case err == nil:
 			setUser(&m.j.res, m.j.job, accts, i)
+			m.j.res.User.OldPasswordUntil = m.until
 			w.noteReach(m.j.d, nil)
 		case isOutcome(err):
 			m.jerr = toJobError(err, failure{target: m.j.job.Target})
@@ -115,20 +128,19 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 }
 
 // setUser fills the result's account of a job that succeeded in a batch.
-func setUser(res *Result, job Job, accts []mysqlops.Account, i int) {
-	if job.Op == OpCreate {
-		res.User = &Account{Username: job.Username, ReadOnly: job.ReadOnly}
+func setUser(res *wire.Result, job Job, accts []mysqlops.Account, i int) {
+	if job.Op == wire.OpCreate {
+		res.User = &wire.Account{Username: job.Username, ReadOnly: job.ReadOnly}
 		return
 	}
 	a := accts[i]
-	res.User = &Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
+	res.User = &wire.Account{Username: a.Username, ReadOnly: a.ReadOnly, Protected: a.Protected}
 }
 
-// storeSecrets generates the batch's missing passwords, seals them to
-// their requesters and writes them to the vault, all writes at once with
-// one wait. A member whose entry could not be written runs alone (and
-// writes it there).
-func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
+// generatePasswords generates the batch's missing passwords and returns
+// the members that have one to write to the vault. A member whose password
+// could not be generated runs alone.
+func (w *Worker) generatePasswords(members []*member) []*member {
 	var put []*member
 	for _, m := range members {
 		if !m.password.IsZero() {
@@ -140,27 +152,41 @@ func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 			continue
 		}
 		m.password, m.generated = pw, true
-		m.j.vault.written = true // even a write that fails may have been stored
 		put = append(put, m)
+	}
+	return put
+}
+
+// writeSecrets seals put's generated passwords to their requesters and
+// writes them to the vault, all writes at once with one wait. A member
+// whose entry could not be written runs alone (and writes it there).
+func (w *Worker) writeSecrets(ctx context.Context, put []*member) {
+	for _, m := range put {
+		m.j.vault.written = true // even a write that fails may have been stored
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	secrets := make([]*Secret, len(put))
-	errs := concurrently(len(put), func(k int) error {
-		m := put[k]
-		// Sealed beside the other writes: a fresh reply_key costs an
-		// X25519 key agreement.
-		sealed, err := w.cfg.Keys.SealPassword(m.j.job.ID, m.password, m.j.job.ReplyKey)
-		if err != nil {
-			return fmt.Errorf("seal the generated password: %w", err)
-		}
-		key, expires, err := w.cfg.Secrets.Put(ctx, m.j.job.Target, m.j.job.ID, sealed)
-		if err != nil {
-			return natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
-		}
-		secrets[k] = &Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
-		return nil
-	})
+	secrets := make([]*wire.Secret, len(put))
+	var errs []error
+	if b, ok := w.cfg.Secrets.(BatchSecrets); ok && len(put) > 1 {
+		errs = w.putSecrets(ctx, b, put, secrets)
+	} else {
+		errs = concurrently(len(put), func(k int) error {
+			m := put[k]
+			// Sealed beside the other writes: a fresh reply_key costs an
+			// X25519 key agreement.
+			sealed, err := w.cfg.Keys.SealPassword(m.j.job.ID, m.password, m.j.job.ReplyKey)
+			if err != nil {
+				return fmt.Errorf("seal the generated password: %w", err)
+			}
+			key, expires, err := w.cfg.Secrets.Put(ctx, m.j.job.Target, m.j.job.ID, sealed)
+			if err != nil {
+				return natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
+			}
+			secrets[k] = &wire.Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}
+			return nil
+		})
+	}
 	for k, err := range errs {
 		if err != nil {
 			put[k].alone, put[k].err = true, err
@@ -168,6 +194,48 @@ func (w *Worker) storeSecrets(ctx context.Context, members []*member) {
 		}
 		put[k].j.res.Secret = secrets[k]
 	}
+}
+
+// putSecrets seals put's passwords (on every core: a fresh reply_key costs
+// an X25519 key agreement) and writes them in one round, with one wait.
+func (w *Worker) putSecrets(ctx context.Context, b BatchSecrets, put []*member, secrets []*wire.Secret) []error {
+	sealed := make([][]byte, len(put))
+	errs := concurrently(len(put), func(k int) error {
+		var err error
+		if sealed[k], err = w.cfg.Keys.SealPassword(put[k].j.job.ID, put[k].password, put[k].j.job.ReplyKey); err != nil {
+			return fmt.Errorf("seal the generated password: %w", err)
+		}
+		return nil
+	})
+	var ids []string
+	var data [][]byte
+	var idx []int
+	for k, m := range put {
+		if errs[k] == nil {
+			ids, data, idx = append(ids, m.j.job.ID), append(data, sealed[k]), append(idx, k)
+		}
+	}
+	if len(idx) == 0 {
+		return errs
+	}
+	keys, expires, perrs := b.PutMany(ctx, put[0].j.job.Target, ids, data)
+	for n, k := range idx {
+		if perrs[n] != nil {
+			errs[k] = natsError{fmt.Errorf("store the sealed password in the vault: %w", perrs[n])}
+			continue
+		}
+		secrets[k] = &wire.Secret{Bucket: w.cfg.Secrets.Bucket(), Key: keys[n], ExpiresAt: expires}
+	}
+	return errs
+}
+
+// putIntents writes intent records, with one wait when the store can
+// (BatchIntents), else one Put per key, concurrently.
+func (w *Worker) putIntents(ctx context.Context, keys, values []string) []error {
+	if b, ok := w.cfg.Intents.(BatchIntents); ok {
+		return b.PutMany(ctx, keys, values)
+	}
+	return concurrently(len(keys), func(k int) error { return w.cfg.Intents.Put(ctx, keys[k], values[k]) })
 }
 
 // concurrently runs f(0..n-1), up to maxInFlight at a time, and returns

@@ -16,6 +16,7 @@ import (
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/vault"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 const (
@@ -55,7 +56,7 @@ func BenchmarkDecodeValidate(b *testing.B) {
 	_, pub := replyKey(b)
 	worker := workerKeys(b)
 	requester, reqPub := replyKey(b)
-	sealed, err := vault.SealChosenPassword(requester, worker.PublicKey(), benchJobID, secret.New("Chosen-password-0123456789abcdef"))
+	sealed, err := wire.SealChosenPassword(requester, worker.PublicKey(), benchJobID, secret.New("Chosen-password-0123456789abcdef"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -96,21 +97,21 @@ func BenchmarkGeneratePassword(b *testing.B) {
 // secret) and of a full 5,000-account list page.
 func BenchmarkEncodeResult(b *testing.B) {
 	now := time.Now()
-	reset := jobs.Result{
-		ID: benchJobID, Target: "my-app", Op: jobs.OpResetPassword, Status: jobs.StatusOK,
-		User:     &jobs.Account{Username: benchUser},
-		Secret:   &jobs.Secret{Bucket: "DBUSERS_VAULT", Key: "my-app." + benchJobID, ExpiresAt: now},
+	reset := wire.Result{
+		ID: benchJobID, Target: "my-app", Op: wire.OpResetPassword, Status: wire.StatusOK,
+		User:     &wire.Account{Username: benchUser},
+		Secret:   &wire.Secret{Bucket: "DBUSERS_VAULT", Key: "my-app." + benchJobID, ExpiresAt: now},
 		Attempts: 1, CompletedAt: now,
 	}
-	users := make([]jobs.Account, 5000)
+	users := make([]wire.Account, 5000)
 	for i := range users {
-		users[i] = jobs.Account{Username: fmt.Sprintf("app_user_%06d", i), ReadOnly: i%3 == 0}
+		users[i] = wire.Account{Username: fmt.Sprintf("app_user_%06d", i), ReadOnly: i%3 == 0}
 	}
-	list := jobs.Result{ID: benchJobID, Target: "my-app", Op: jobs.OpList, Status: jobs.StatusOK,
+	list := wire.Result{ID: benchJobID, Target: "my-app", Op: wire.OpList, Status: wire.StatusOK,
 		Users: users, Next: users[len(users)-1].Username, Attempts: 1, CompletedAt: now}
 	for _, c := range []struct {
 		name string
-		r    *jobs.Result
+		r    *wire.Result
 	}{{"reset", &reset}, {"list_5000", &list}} {
 		b.Run(c.name, func(b *testing.B) {
 			buf := c.r.AppendJSON(nil)
@@ -166,9 +167,9 @@ func BenchmarkRotationJobCPU(b *testing.B) {
 				if _, err := worker.SealPassword(job.ID, pw, job.ReplyKey); err != nil {
 					b.Fatal(err)
 				}
-				res := jobs.Result{ID: job.ID, Target: job.Target, Op: job.Op, Status: jobs.StatusOK,
-					User:     &jobs.Account{Username: job.Username},
-					Secret:   &jobs.Secret{Bucket: "DBUSERS_VAULT", Key: job.Target + "." + job.ID, ExpiresAt: time.Now()},
+				res := wire.Result{ID: job.ID, Target: job.Target, Op: job.Op, Status: wire.StatusOK,
+					User:     &wire.Account{Username: job.Username},
+					Secret:   &wire.Secret{Bucket: "DBUSERS_VAULT", Key: job.Target + "." + job.ID, ExpiresAt: time.Now()},
 					Attempts: 1, CompletedAt: time.Now()}
 				buf = res.AppendJSON(buf[:0])
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -58,15 +59,15 @@ func (j *work) refused() outcome {
 
 // finished answers a job that ran (or was refused) with its attempts and
 // error (nil: ok).
-func (j *work) finished(attempts int, jerr *Error) outcome {
+func (j *work) finished(attempts int, jerr *wire.Error) outcome {
 	r := &j.res
 	r.Attempts = attempts
 	r.CompletedAt = time.Now().UTC()
 	if jerr != nil {
-		r.Status, r.Error = StatusError, jerr
+		r.Status, r.Error = wire.StatusError, jerr
 		r.User, r.Users, r.Next, r.Secret = nil, nil, "", nil
 	} else {
-		r.Status = StatusOK
+		r.Status = wire.StatusOK
 	}
 	return outcome{j: j, verdict: answer, data: r.AppendJSON(make([]byte, 0, 512)),
 		onlyNew: jerr != nil && j.keyed && !executed(jerr)}
@@ -125,8 +126,8 @@ func (c *completer) flush() {
 			case errors.Is(err, nats.ErrMaxPayload):
 				// Retrying cannot help: answer with a short error instead.
 				r := &o.j.res
-				r.Status, r.Error, r.Users, r.Next = StatusError,
-					Errorf(CodeInternal, "the result is larger than the NATS server accepts; ask for a smaller page (limit)"), nil, ""
+				r.Status, r.Error, r.Users, r.Next = wire.StatusError,
+					wire.Errorf(wire.CodeInternal, "the result is larger than the NATS server accepts; ask for a smaller page (limit)"), nil, ""
 				o.data = r.AppendJSON(o.data[:0])
 				again, againIdx = append(again, Publication{Subject: o.j.subject, Data: o.data}), append(againIdx, idx[k])
 			case err != nil:
@@ -201,14 +202,14 @@ func (c *completer) done(o outcome) {
 		return
 	}
 	fields = append(fields, zap.Int("attempt", j.res.Attempts), zap.Duration("duration", elapsed), zap.String("outcome", j.res.Status))
-	var code Code
+	var code wire.Code
 	if e := j.res.Error; e != nil {
 		code = e.Code
 		fields = append(fields, zap.String("code", string(e.Code)), zap.String("error", e.Message))
-		if e.cause != nil {
+		if e.Cause != nil {
 			// The driver's own words (never a password: statements
 			// that carry one have their server message withheld).
-			fields = append(fields, zap.NamedError("cause", e.cause))
+			fields = append(fields, zap.NamedError("cause", e.Cause))
 		}
 	}
 	w.log.Info("job", fields...)
@@ -252,9 +253,9 @@ func mayHoldPassword(body []byte) bool {
 
 // executed reports whether an error came from running the job against
 // MySQL, as opposed to refusing it from the job alone.
-func executed(jerr *Error) bool {
+func executed(jerr *wire.Error) bool {
 	switch jerr.Code {
-	case CodeInvalidJob, CodeInvalidUsername, CodeInvalidPassword, CodeUnknownTarget:
+	case wire.CodeInvalidJob, wire.CodeInvalidUsername, wire.CodeInvalidPassword, wire.CodeUnknownTarget:
 		return false
 	}
 	return true

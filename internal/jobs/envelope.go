@@ -2,91 +2,34 @@ package jobs
 
 import (
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nkeys"
 )
-
-// Op is a job operation as it appears in results: "user.create",
-// "user.reset_password", "user.delete", "user.list".
-type Op string
-
-// The operations a job subject can name.
-const (
-	OpCreate        Op = "user.create"
-	OpResetPassword Op = "user.reset_password"
-	OpDelete        Op = "user.delete"
-	OpList          Op = "user.list"
-)
-
-// Code is a contract error code (the closed set of contract §3).
-type Code string
-
-// The contract's error codes. The first three are decided from the job alone,
-// in this order, before any MySQL access.
-const (
-	CodeInvalidJob      Code = "invalid_job"
-	CodeInvalidUsername Code = "invalid_username"
-	CodeInvalidPassword Code = "invalid_password"
-	CodeUnknownTarget   Code = "unknown_target"
-	CodeUserExists      Code = "user_exists"
-	CodeUserNotFound    Code = "user_not_found"
-	CodeProtectedUser   Code = "protected_user"
-	CodeForeignUser     Code = "foreign_user"
-	CodeUnavailable     Code = "unavailable"
-	CodeInternal        Code = "internal"
-)
-
-// Page sizes of a list job.
-const (
-	// DefaultLimit is the page size of a list job that gives no limit.
-	DefaultLimit = 1000
-	// MaxLimit is the largest page size a list job may ask for.
-	MaxLimit = 5000
-)
-
-// Error is a job's terminal error: a contract code and a message that says
-// what was wrong (never a password).
-type Error struct {
-	Code    Code   `json:"code"`
-	Message string `json:"message"`
-	// cause is the error behind a failure (a driver's), for the worker's
-	// log line only: the message says what happened in plain words.
-	cause error
-}
-
-// Error returns "code: message".
-func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
-
-// Errorf returns an Error with the given code and a formatted message,
-// which is made a sentence: it gets a full stop unless it ends with one
-// (or "?" or "!"). It starts in lower case unless its first word is a
-// name, since clients put it after words of their own ("Invalid
-// username: …"). The arguments must never include a password.
-func Errorf(code Code, format string, args ...any) *Error {
-	msg := fmt.Sprintf(format, args...)
-	if msg != "" && !strings.HasSuffix(msg, ".") && !strings.HasSuffix(msg, "?") && !strings.HasSuffix(msg, "!") {
-		msg += "."
-	}
-	return &Error{Code: code, Message: msg}
-}
 
 // Job is a decoded, validated job.
 type Job struct {
 	ID             string // the idempotency key
 	Target         string // subject token
-	Op             Op
+	Op             wire.Op
 	Username       string        // "" for list
 	ReadOnly       bool          // create only
 	ReplyKey       string        // create and reset_password: the requester's curve public key
 	SealedPassword secret.Secret // base64 sealed chosen password, empty when the worker must generate one
 	After          string        // list cursor, "" for the first page
 	Limit          int           // list page size; DefaultLimit when absent, 0 for other ops
+	// KeepOldFor is a reset's keep_old_for: how long the password in
+	// force before it keeps working; 0 when the old one stops at once.
+	KeepOldFor time.Duration
+	// ScheduledUntil is, on a discard the expiry watcher sent, the end
+	// time of the schedule entry it was sent for (ScheduledDiscardHeader).
+	ScheduledUntil time.Time
 }
 
 // field is one known body field, as a bit so that a set of them (seen, allowed)
@@ -101,6 +44,7 @@ const (
 	fieldPassword
 	fieldAfter
 	fieldLimit
+	fieldKeepOldFor
 )
 
 // lookupField maps a body key to its field; 0 means unknown. A switch on
@@ -121,21 +65,23 @@ func lookupField(key []byte) field {
 		return fieldAfter
 	case "limit":
 		return fieldLimit
+	case "keep_old_for":
+		return fieldKeepOldFor
 	}
 	return 0
 }
 
 // opFields is the set of fields an op uses; any other known field is an error
 // so that a misplaced field never passes unnoticed.
-func opFields(op Op) field {
+func opFields(op wire.Op) field {
 	switch op {
-	case OpCreate:
+	case wire.OpCreate:
 		return fieldID | fieldUsername | fieldReadOnly | fieldReplyKey | fieldPassword
-	case OpResetPassword:
-		return fieldID | fieldUsername | fieldReplyKey | fieldPassword
-	case OpDelete:
+	case wire.OpResetPassword:
+		return fieldID | fieldUsername | fieldReplyKey | fieldPassword | fieldKeepOldFor
+	case wire.OpDelete, wire.OpDiscardOldPassword:
 		return fieldID | fieldUsername
-	case OpList:
+	case wire.OpList:
 		return fieldID | fieldAfter | fieldLimit
 	}
 	return 0
@@ -154,7 +100,7 @@ func opFields(op Op) field {
 // On error the returned Job holds only Target and Op, each filled when the
 // subject allowed it: Target is "" when the target token is unusable, Op is ""
 // when the op is unknown.
-func Parse(prefix, subject, headerID string, body []byte) (Job, *Error) {
+func Parse(prefix, subject, headerID string, body []byte) (Job, *wire.Error) {
 	target, op, err := parseSubject(prefix, subject)
 	if err != nil {
 		return Job{Target: target, Op: op}, err
@@ -167,64 +113,64 @@ func Parse(prefix, subject, headerID string, body []byte) (Job, *Error) {
 	if err := j.checkFields(headerID); err != nil {
 		return Job{Target: target, Op: op}, err
 	}
-	if op != OpList {
-		if err := CheckUsername(j.Username); err != nil {
+	if op != wire.OpList {
+		if err := wire.CheckUsername(j.Username); err != nil {
 			return Job{Target: target, Op: op}, err
 		}
 	}
 	// An empty password would otherwise read as "generate one"; a requester
 	// who sent the field meant to choose it.
 	if seen&fieldPassword != 0 && j.SealedPassword.IsZero() {
-		return Job{Target: target, Op: op}, Errorf(CodeInvalidPassword, "password is empty: omit the field to have one generated")
+		return Job{Target: target, Op: op}, wire.Errorf(wire.CodeInvalidPassword, "password is empty: omit the field to have one generated")
 	}
 	return j, nil
 }
 
 // parseSubject splits <prefix>.jobs.<target>.user.<op>.
-func parseSubject(prefix, subject string) (string, Op, *Error) {
+func parseSubject(prefix, subject string) (string, wire.Op, *wire.Error) {
 	rest, ok := strings.CutPrefix(subject, prefix)
 	if ok {
 		rest, ok = strings.CutPrefix(rest, ".jobs.")
 	}
 	if !ok {
-		return "", "", Errorf(CodeInvalidJob, "subject %s is not under %s", quote(subject), quote(prefix+".jobs."))
+		return "", "", wire.Errorf(wire.CodeInvalidJob, "subject %s is not under %s", wire.Quote(subject), wire.Quote(prefix+".jobs."))
 	}
 	target, opToken, hasOp := strings.Cut(rest, ".")
 	if !validTarget(target) {
-		return "", "", Errorf(CodeInvalidJob, "target token %s is outside the grammar ^[a-z0-9][a-z0-9_-]{0,62}$", quote(target))
+		return "", "", wire.Errorf(wire.CodeInvalidJob, "target token %s is outside the grammar ^[a-z0-9][a-z0-9_-]{0,62}$", wire.Quote(target))
 	}
 	if !hasOp {
-		return target, "", Errorf(CodeInvalidJob, "subject %s names no op", quote(subject))
+		return target, "", wire.Errorf(wire.CodeInvalidJob, "subject %s names no op", wire.Quote(subject))
 	}
-	switch op := Op(opToken); op {
-	case OpCreate, OpResetPassword, OpDelete, OpList:
+	switch op := wire.Op(opToken); op {
+	case wire.OpCreate, wire.OpResetPassword, wire.OpDelete, wire.OpList, wire.OpDiscardOldPassword:
 		return target, op, nil
 	}
-	return target, "", Errorf(CodeInvalidJob, "unknown op %s (want user.create, user.reset_password, user.delete or user.list)", quote(opToken))
+	return target, "", wire.Errorf(wire.CodeInvalidJob, "unknown op %s (want user.create, user.reset_password, user.delete, user.list or user.discard_old_password)", wire.Quote(opToken))
 }
 
 // decodeBody reads the body's members into j in one pass, rejecting what is
 // not one JSON object of known, correctly typed, non-repeated fields the op
 // uses. Range and grammar checks that need the whole body are in checkFields.
-func (j *Job) decodeBody(body []byte) (field, *Error) {
+func (j *Job) decodeBody(body []byte) (field, *wire.Error) {
 	// Syntax first, over the whole body: it guarantees the structure
 	// objectIter relies on and that nothing follows the object, and it makes
 	// "not JSON" win over any field error.
 	switch checkObject(body) {
 	case notJSON:
-		return 0, Errorf(CodeInvalidJob, "body is not JSON")
+		return 0, wire.Errorf(wire.CodeInvalidJob, "body is not JSON")
 	case notObject:
-		return 0, Errorf(CodeInvalidJob, "body is not a JSON object")
+		return 0, wire.Errorf(wire.CodeInvalidJob, "body is not a JSON object")
 	}
 	it, _ := newObjectIter(body)
 	// encoding/json accepts invalid UTF-8 in strings; the contract does not.
 	if !utf8.Valid(body) {
-		return 0, Errorf(CodeInvalidJob, "body is not valid UTF-8")
+		return 0, wire.Errorf(wire.CodeInvalidJob, "body is not valid UTF-8")
 	}
 	allowed := opFields(j.Op)
 	var seen field
-	if j.Op == OpList {
-		j.Limit = DefaultLimit
+	if j.Op == wire.OpList {
+		j.Limit = wire.DefaultLimit
 	}
 	for {
 		rawKey, val, ok := it.next()
@@ -233,18 +179,18 @@ func (j *Job) decodeBody(body []byte) (field, *Error) {
 		}
 		key, ok := unquote(rawKey)
 		if !ok {
-			return 0, Errorf(CodeInvalidJob, "body is not JSON")
+			return 0, wire.Errorf(wire.CodeInvalidJob, "body is not JSON")
 		}
 		f := lookupField(key)
 		switch {
 		case f == 0:
-			return 0, Errorf(CodeInvalidJob, "unknown field %s", quote(string(key)))
+			return 0, wire.Errorf(wire.CodeInvalidJob, "unknown field %s", wire.Quote(string(key)))
 		case seen&f != 0:
 			// Never resolve a repeated key silently: which one wins differs
 			// between decoders, and a repeated read_only must not be guessed.
-			return 0, Errorf(CodeInvalidJob, "duplicate field %s", quote(string(key)))
+			return 0, wire.Errorf(wire.CodeInvalidJob, "duplicate field %s", wire.Quote(string(key)))
 		case allowed&f == 0:
-			return 0, Errorf(CodeInvalidJob, "field %s is not used by %s", quote(string(key)), j.Op)
+			return 0, wire.Errorf(wire.CodeInvalidJob, "field %s is not used by %s", wire.Quote(string(key)), j.Op)
 		}
 		seen |= f
 		if err := j.setField(f, key, val); err != nil {
@@ -252,19 +198,19 @@ func (j *Job) decodeBody(body []byte) (field, *Error) {
 		}
 	}
 	if seen&fieldID == 0 {
-		return 0, Errorf(CodeInvalidJob, "missing field \"id\"")
+		return 0, wire.Errorf(wire.CodeInvalidJob, "missing field \"id\"")
 	}
 	// A missing username breaks the username rule (contract §2: required),
 	// so it is invalid_username, decided after every invalid_job check.
 	if allowed&fieldReplyKey != 0 && seen&fieldReplyKey == 0 {
-		return 0, Errorf(CodeInvalidJob, "missing field \"reply_key\"")
+		return 0, wire.Errorf(wire.CodeInvalidJob, "missing field \"reply_key\"")
 	}
 	return seen, nil
 }
 
 // setField stores one member's value. Messages name the field and the JSON
 // type found, never the value (it could be a password).
-func (j *Job) setField(f field, key, val []byte) *Error {
+func (j *Job) setField(f field, key, val []byte) *wire.Error {
 	if f == fieldReadOnly {
 		switch string(val) {
 		case "true":
@@ -272,7 +218,7 @@ func (j *Job) setField(f field, key, val []byte) *Error {
 		case "false":
 			j.ReadOnly = false
 		default:
-			return Errorf(CodeInvalidJob, "field %s must be a boolean, not %s", quote(string(key)), jsonKind(val))
+			return wire.Errorf(wire.CodeInvalidJob, "field %s must be a boolean, not %s", wire.Quote(string(key)), jsonKind(val))
 		}
 		return nil
 	}
@@ -285,11 +231,11 @@ func (j *Job) setField(f field, key, val []byte) *Error {
 		return nil
 	}
 	if val[0] != '"' {
-		return Errorf(CodeInvalidJob, "field %s must be a string, not %s", quote(string(key)), jsonKind(val))
+		return wire.Errorf(wire.CodeInvalidJob, "field %s must be a string, not %s", wire.Quote(string(key)), jsonKind(val))
 	}
 	b, ok := unquote(val)
 	if !ok {
-		return Errorf(CodeInvalidJob, "field %s is not a valid JSON string", quote(string(key)))
+		return wire.Errorf(wire.CodeInvalidJob, "field %s is not a valid JSON string", wire.Quote(string(key)))
 	}
 	s := string(b)
 	switch f {
@@ -303,15 +249,21 @@ func (j *Job) setField(f field, key, val []byte) *Error {
 		j.SealedPassword = secret.New(s)
 	case fieldAfter:
 		j.After = s
+	case fieldKeepOldFor:
+		d, err := wire.ParseKeepOld(s)
+		if err != nil {
+			return err
+		}
+		j.KeepOldFor = d
 	}
 	return nil
 }
 
 // parseLimit accepts a JSON integer literal in 1..MaxLimit. 1.0 and 1e3 are
 // refused as mistyped: a page size is written as an integer.
-func parseLimit(key, val []byte) (int, *Error) {
+func parseLimit(key, val []byte) (int, *wire.Error) {
 	if kind := jsonKind(val); kind != "a number" {
-		return 0, Errorf(CodeInvalidJob, "field %s must be an integer, not %s", quote(string(key)), kind)
+		return 0, wire.Errorf(wire.CodeInvalidJob, "field %s must be an integer, not %s", wire.Quote(string(key)), kind)
 	}
 	digits := val
 	neg := digits[0] == '-'
@@ -321,32 +273,32 @@ func parseLimit(key, val []byte) (int, *Error) {
 	n := 0
 	for _, c := range digits {
 		if c < '0' || c > '9' {
-			return 0, Errorf(CodeInvalidJob, "field %s must be an integer, not a fraction or exponent", quote(string(key)))
+			return 0, wire.Errorf(wire.CodeInvalidJob, "field %s must be an integer, not a fraction or exponent", wire.Quote(string(key)))
 		}
 		// Saturate: anything past MaxLimit is out of range whatever its size.
-		if n <= MaxLimit {
+		if n <= wire.MaxLimit {
 			n = n*10 + int(c-'0')
 		}
 	}
-	if neg || n < 1 || n > MaxLimit {
-		return 0, Errorf(CodeInvalidJob, "field %s is %s, outside 1..%d", quote(string(key)), truncate(string(val)), MaxLimit)
+	if neg || n < 1 || n > wire.MaxLimit {
+		return 0, wire.Errorf(wire.CodeInvalidJob, "field %s is %s, outside 1..%d", wire.Quote(string(key)), wire.Truncate(string(val)), wire.MaxLimit)
 	}
 	return n, nil
 }
 
 // checkFields applies the rules that need the decoded values.
-func (j *Job) checkFields(headerID string) *Error {
+func (j *Job) checkFields(headerID string) *wire.Error {
 	if !validID(j.ID) {
-		return Errorf(CodeInvalidJob, "id %s does not match ^[A-Za-z0-9_-]{1,64}$", quote(j.ID))
+		return wire.Errorf(wire.CodeInvalidJob, "id %s does not match ^[A-Za-z0-9_-]{1,64}$", wire.Quote(j.ID))
 	}
 	if headerID != "" && headerID != j.ID {
-		return Errorf(CodeInvalidJob, "id %s differs from the Nats-Msg-Id header %s", quote(j.ID), quote(headerID))
+		return wire.Errorf(wire.CodeInvalidJob, "id %s differs from the Nats-Msg-Id header %s", wire.Quote(j.ID), wire.Quote(headerID))
 	}
 	if opFields(j.Op)&fieldReplyKey != 0 && !validReplyKey(j.ReplyKey) {
-		return Errorf(CodeInvalidJob, "reply_key %s is not a curve public key (an nkeys xkey starting with \"X\")", quote(j.ReplyKey))
+		return wire.Errorf(wire.CodeInvalidJob, "reply_key %s is not a curve public key (an nkeys xkey starting with \"X\")", wire.Quote(j.ReplyKey))
 	}
 	if j.After != "" && !validCursor(j.After) {
-		return Errorf(CodeInvalidJob, "after %s is not a username cursor (1 to 128 characters, no control character)", quote(j.After))
+		return wire.Errorf(wire.CodeInvalidJob, "after %s is not a username cursor (1 to 128 characters, no control character)", wire.Quote(j.After))
 	}
 	return nil
 }
@@ -395,80 +347,6 @@ func bodyID(body []byte) (string, bool) {
 		return "", false
 	}
 	return string(id), true
-}
-
-// CheckPassword applies the chosen-password rule: 24 to 64 characters, each
-// printable ASCII 0x21–0x7E other than ' and " (a backslash is allowed). The
-// message says which rule failed without echoing the password.
-func CheckPassword(pw string) *Error {
-	n := utf8.RuneCountInString(pw)
-	if n < 24 || n > 64 {
-		return Errorf(CodeInvalidPassword, "password has %s; 24 to 64 are allowed", characters(n))
-	}
-	pos := 0
-	for _, r := range pw {
-		pos++
-		if r < 0x21 || r > 0x7e || r == '\'' || r == '"' {
-			return Errorf(CodeInvalidPassword, "password character at position %d is not allowed (printable ASCII other than ' and \")", pos)
-		}
-	}
-	return nil
-}
-
-// reservedReason says why a name is reserved, or "" when it is not. The
-// comparison ignores case so that no variant of a server account's name is
-// ever made (and "Root" is never mistaken for "root" by a reader). This is the
-// one place the reserved names are kept.
-func reservedReason(name string) string {
-	switch {
-	case strings.EqualFold(name, "root"):
-		return "the server's superuser"
-	case strings.EqualFold(name, "public"):
-		return "MariaDB's PUBLIC role"
-	case strings.EqualFold(name, "debian_sys_maint"):
-		return "Debian's maintenance account"
-	case strings.EqualFold(name, "healthcheck"):
-		return "the health-check account of the MariaDB container image"
-	case strings.EqualFold(name, "mariadb.sys"):
-		return "MariaDB's system account"
-	case hasPrefixFold(name, "mysql"):
-		// mysql.sys, mysql.session, mysql.infoschema and whatever MySQL adds.
-		return "names beginning with mysql belong to the server"
-	case hasPrefixFold(name, "mariadb"):
-		// mariadb.sys and whatever MariaDB adds.
-		return "names beginning with mariadb belong to the server"
-	}
-	return ""
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
-}
-
-// CheckUsername applies the username rule: ^[a-z][a-z0-9_]{5,31}$ and not a
-// reserved account. The message says which rule failed and shows the name
-// quoted and truncated.
-func CheckUsername(name string) *Error {
-	if name == "" {
-		return Errorf(CodeInvalidUsername, "username is missing or empty")
-	}
-	if why := reservedReason(name); why != "" {
-		return Errorf(CodeInvalidUsername, "username %s is reserved (%s)", quote(name), why)
-	}
-	if n := utf8.RuneCountInString(name); n < 6 || n > 32 {
-		return Errorf(CodeInvalidUsername, "username %s has %s; 6 to 32 are allowed", quote(name), characters(n))
-	}
-	if c := name[0]; c < 'a' || c > 'z' {
-		return Errorf(CodeInvalidUsername, "username %s must begin with a lowercase letter a-z", quote(name))
-	}
-	pos := 0
-	for _, r := range name {
-		pos++
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
-			return Errorf(CodeInvalidUsername, "username %s: character at position %d is not allowed (only a-z, 0-9 and _)", quote(name), pos)
-		}
-	}
-	return nil
 }
 
 // validID reports whether s matches ^[A-Za-z0-9_-]{1,64}$.
@@ -525,43 +403,6 @@ func validCursor(s string) bool {
 // IsValidPublicCurveKey alone lets through.
 func validReplyKey(s string) bool {
 	return len(s) == 56 && nkeys.IsValidPublicCurveKey(s)
-}
-
-// maxQuoted bounds how much of a hostile string a message repeats.
-const maxQuoted = 64
-
-// characters counts n characters in words: "1 character", "5 characters".
-func characters(n int) string {
-	if n == 1 {
-		return "1 character"
-	}
-	return strconv.Itoa(n) + " characters"
-}
-
-// quote renders s for a message: escaped to ASCII so that control characters
-// and lookalike letters show, and truncated so a message stays short.
-func quote(s string) string {
-	if len(s) <= maxQuoted {
-		return strconv.QuoteToASCII(s)
-	}
-	return strconv.QuoteToASCII(cut(s)) + "..."
-}
-
-// truncate shortens s for a message without quoting it.
-func truncate(s string) string {
-	if len(s) <= maxQuoted {
-		return s
-	}
-	return cut(s) + "..."
-}
-
-// cut returns at most maxQuoted bytes of s, not splitting a rune.
-func cut(s string) string {
-	n := maxQuoted
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // jsonKind names the JSON type of a raw value for a message.

@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf16"
 
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nkeys"
 )
 
@@ -76,7 +77,7 @@ func FuzzParseContract(f *testing.F) {
 		j, perr := Parse("dbusers", subject, header, body)
 		if perr != nil {
 			switch perr.Code {
-			case CodeInvalidJob, CodeInvalidUsername, CodeInvalidPassword:
+			case wire.CodeInvalidJob, wire.CodeInvalidUsername, wire.CodeInvalidPassword:
 			default:
 				t.Fatalf("Parse decided %s from the job alone", perr.Code)
 			}
@@ -124,17 +125,17 @@ func FuzzParseContract(f *testing.F) {
 			t.Fatalf("parsed %+v, encoding/json reads %s", j, body)
 		}
 		switch j.Op {
-		case OpList:
+		case wire.OpList:
 			if want.Username != nil || want.ReplyKey != nil || want.Password != nil || want.ReadOnly != nil {
 				t.Fatalf("list accepted fields of other ops: %s", body)
 			}
 			if j.After != "" && !cursorRe.MatchString(j.After) {
 				t.Fatalf("accepted cursor %q", j.After)
 			}
-			if wantLimit := DefaultLimit; want.Limit != nil && *want.Limit != j.Limit || want.Limit == nil && j.Limit != wantLimit {
+			if wantLimit := wire.DefaultLimit; want.Limit != nil && *want.Limit != j.Limit || want.Limit == nil && j.Limit != wantLimit {
 				t.Fatalf("limit %d from %s", j.Limit, body)
 			}
-			if j.Limit < 1 || j.Limit > MaxLimit {
+			if j.Limit < 1 || j.Limit > wire.MaxLimit {
 				t.Fatalf("accepted limit %d", j.Limit)
 			}
 		default:
@@ -146,17 +147,17 @@ func FuzzParseContract(f *testing.F) {
 			}
 		}
 		switch j.Op {
-		case OpCreate, OpResetPassword:
+		case wire.OpCreate, wire.OpResetPassword:
 			if !nkeys.IsValidPublicCurveKey(j.ReplyKey) {
 				t.Fatalf("accepted reply_key %q", j.ReplyKey)
 			}
 			if want.Password != nil && j.SealedPassword.IsZero() {
 				t.Fatal("accepted an empty password as generate")
 			}
-			if j.Op == OpResetPassword && want.ReadOnly != nil {
+			if j.Op == wire.OpResetPassword && want.ReadOnly != nil {
 				t.Fatalf("reset accepted read_only: %s", body)
 			}
-		case OpDelete:
+		case wire.OpDelete:
 			if want.ReplyKey != nil || want.Password != nil || want.ReadOnly != nil {
 				t.Fatalf("delete accepted fields of other ops: %s", body)
 			}
@@ -219,7 +220,7 @@ func FuzzListCursor(f *testing.F) {
 			if valid {
 				t.Fatalf("cursor %q refused: %v", decoded.After, perr)
 			}
-			if perr.Code != CodeInvalidJob {
+			if perr.Code != wire.CodeInvalidJob {
 				t.Fatalf("cursor %q: code %s, want invalid_job", decoded.After, perr.Code)
 			}
 			checkMessage(t, perr.Message)

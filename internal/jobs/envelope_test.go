@@ -8,6 +8,7 @@ import (
 	"unicode"
 
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nkeys"
 )
 
@@ -145,7 +146,7 @@ func TestParseInvalidJob(t *testing.T) {
 			if err == nil {
 				t.Fatal("Parse succeeded")
 			}
-			if err.Code != CodeInvalidJob {
+			if err.Code != wire.CodeInvalidJob {
 				t.Fatalf("code %s, want invalid_job (%s)", err.Code, err.Message)
 			}
 			if !strings.Contains(err.Message, tt.want) {
@@ -161,13 +162,13 @@ func TestParseFillsTargetAndOp(t *testing.T) {
 		subject    string
 		body       string
 		wantTarget string
-		wantOp     Op
+		wantOp     wire.Op
 	}{
 		{"bad target", "dbusers.jobs.A.user.create", `{}`, "", ""},
 		{"bad prefix", "x.jobs.app.user.create", `{}`, "", ""},
 		{"unknown op", "dbusers.jobs.app.user.rename", `{}`, "app", ""},
-		{"bad body", "dbusers.jobs.app.user.delete", `nope`, "app", OpDelete},
-		{"bad username", "dbusers.jobs.app.user.delete", `{"id":"j","username":"root"}`, "app", OpDelete},
+		{"bad body", "dbusers.jobs.app.user.delete", `nope`, "app", wire.OpDelete},
+		{"bad username", "dbusers.jobs.app.user.delete", `{"id":"j","username":"root"}`, "app", wire.OpDelete},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,18 +191,18 @@ func TestParsePrecedence(t *testing.T) {
 		subject  string
 		header   string
 		body     string
-		wantCode Code
+		wantCode wire.Code
 	}{
-		{"unknown field beats bad username", subjCreate, "", `{"id":"j1","username":"root","reply_key":"` + k.curve + `","x":1}`, CodeInvalidJob},
-		{"missing reply_key beats bad username", subjCreate, "", `{"id":"j1","username":"root"}`, CodeInvalidJob},
-		{"bad reply_key beats bad username", subjCreate, "", `{"id":"j1","username":"root","reply_key":"X"}`, CodeInvalidJob},
-		{"header mismatch beats bad username", subjDelete, "j2", `{"id":"j1","username":"a b"}`, CodeInvalidJob},
-		{"bad id beats bad username", subjDelete, "", `{"id":"j 1","username":"root"}`, CodeInvalidJob},
-		{"bad op beats everything", "dbusers.jobs.app.user.drop", "", `{"username":"root","password":""}`, CodeInvalidJob},
-		{"bad username beats empty password", subjCreate, "", `{"id":"j1","username":"root","reply_key":"` + k.curve + `","password":""}`, CodeInvalidUsername},
-		{"missing username", subjDelete, "", `{"id":"j1"}`, CodeInvalidUsername},
-		{"missing reply_key beats missing username", subjCreate, "", `{"id":"j1"}`, CodeInvalidJob},
-		{"empty password", subjReset, "", `{"id":"j1","username":"app_user","reply_key":"` + k.curve + `","password":""}`, CodeInvalidPassword},
+		{"unknown field beats bad username", subjCreate, "", `{"id":"j1","username":"root","reply_key":"` + k.curve + `","x":1}`, wire.CodeInvalidJob},
+		{"missing reply_key beats bad username", subjCreate, "", `{"id":"j1","username":"root"}`, wire.CodeInvalidJob},
+		{"bad reply_key beats bad username", subjCreate, "", `{"id":"j1","username":"root","reply_key":"X"}`, wire.CodeInvalidJob},
+		{"header mismatch beats bad username", subjDelete, "j2", `{"id":"j1","username":"a b"}`, wire.CodeInvalidJob},
+		{"bad id beats bad username", subjDelete, "", `{"id":"j 1","username":"root"}`, wire.CodeInvalidJob},
+		{"bad op beats everything", "dbusers.jobs.app.user.drop", "", `{"username":"root","password":""}`, wire.CodeInvalidJob},
+		{"bad username beats empty password", subjCreate, "", `{"id":"j1","username":"root","reply_key":"` + k.curve + `","password":""}`, wire.CodeInvalidUsername},
+		{"missing username", subjDelete, "", `{"id":"j1"}`, wire.CodeInvalidUsername},
+		{"missing reply_key beats missing username", subjCreate, "", `{"id":"j1"}`, wire.CodeInvalidJob},
+		{"empty password", subjReset, "", `{"id":"j1","username":"app_user","reply_key":"` + k.curve + `","password":""}`, wire.CodeInvalidPassword},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,8 +265,8 @@ func TestHostileUsernames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckUsername(tt.username)
-			if err == nil || err.Code != CodeInvalidUsername {
+			err := wire.CheckUsername(tt.username)
+			if err == nil || err.Code != wire.CodeInvalidUsername {
 				t.Fatalf("CheckUsername = %v, want invalid_username", err)
 			}
 			if !strings.Contains(err.Message, tt.want) {
@@ -303,7 +304,7 @@ func TestCheckUsernameValid(t *testing.T) {
 		"my_mysql_db", // the prefix rule is a prefix rule
 	} {
 		t.Run(name, func(t *testing.T) {
-			if err := CheckUsername(name); err != nil {
+			if err := wire.CheckUsername(name); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -323,69 +324,69 @@ func TestParseValid(t *testing.T) {
 			name:    "create minimal",
 			subject: subjCreate,
 			body:    `{"id":"job-1","username":"app_user","reply_key":"` + k.curve + `"}`,
-			want:    Job{ID: "job-1", Target: "app", Op: OpCreate, Username: "app_user", ReplyKey: k.curve},
+			want:    Job{ID: "job-1", Target: "app", Op: wire.OpCreate, Username: "app_user", ReplyKey: k.curve},
 		},
 		{
 			name:    "create read-only with password and header",
 			subject: "dbusers.jobs.my-app_2.user.create",
 			header:  "Job_42",
 			body:    " {\n\t\"password\" : \"c2VhbGVk\", \"read_only\": true,\"reply_key\":\"" + k.curve + "\",\"username\":\"app_user\",\"id\":\"Job_42\"}\r\n",
-			want:    Job{ID: "Job_42", Target: "my-app_2", Op: OpCreate, Username: "app_user", ReadOnly: true, ReplyKey: k.curve, SealedPassword: secret.New("c2VhbGVk")},
+			want:    Job{ID: "Job_42", Target: "my-app_2", Op: wire.OpCreate, Username: "app_user", ReadOnly: true, ReplyKey: k.curve, SealedPassword: secret.New("c2VhbGVk")},
 		},
 		{
 			name:    "create read_only false",
 			subject: subjCreate,
 			body:    `{"id":"job-1","username":"app_user","read_only":false,"reply_key":"` + k.curve + `"}`,
-			want:    Job{ID: "job-1", Target: "app", Op: OpCreate, Username: "app_user", ReplyKey: k.curve},
+			want:    Job{ID: "job-1", Target: "app", Op: wire.OpCreate, Username: "app_user", ReplyKey: k.curve},
 		},
 		{
 			name:    "reset_password",
 			subject: subjReset,
 			body:    `{"id":"job-2","username":"app_user","reply_key":"` + k.curve + `"}`,
-			want:    Job{ID: "job-2", Target: "app", Op: OpResetPassword, Username: "app_user", ReplyKey: k.curve},
+			want:    Job{ID: "job-2", Target: "app", Op: wire.OpResetPassword, Username: "app_user", ReplyKey: k.curve},
 		},
 		{
 			name:    "reset_password with escaped strings",
 			subject: subjReset,
 			body:    `{"id":"\u006aob-2","username":"app\u005fuser","reply_key":"` + k.curve + `","password":"YWJj\/ZA=="}`,
-			want:    Job{ID: "job-2", Target: "app", Op: OpResetPassword, Username: "app_user", ReplyKey: k.curve, SealedPassword: secret.New("YWJj/ZA==")},
+			want:    Job{ID: "job-2", Target: "app", Op: wire.OpResetPassword, Username: "app_user", ReplyKey: k.curve, SealedPassword: secret.New("YWJj/ZA==")},
 		},
 		{
 			name:    "delete",
 			subject: subjDelete,
 			body:    `{"id":"job-3","username":"app_user"}`,
-			want:    Job{ID: "job-3", Target: "app", Op: OpDelete, Username: "app_user"},
+			want:    Job{ID: "job-3", Target: "app", Op: wire.OpDelete, Username: "app_user"},
 		},
 		{
 			name:    "list defaults",
 			subject: subjList,
 			body:    `{"id":"job-4"}`,
-			want:    Job{ID: "job-4", Target: "app", Op: OpList, Limit: DefaultLimit},
+			want:    Job{ID: "job-4", Target: "app", Op: wire.OpList, Limit: wire.DefaultLimit},
 		},
 		{
 			name:    "list empty after",
 			subject: subjList,
 			body:    `{"id":"job-4","after":""}`,
-			want:    Job{ID: "job-4", Target: "app", Op: OpList, Limit: DefaultLimit},
+			want:    Job{ID: "job-4", Target: "app", Op: wire.OpList, Limit: wire.DefaultLimit},
 		},
 		{
 			name:    "list page",
 			subject: "dbusers.jobs.0app.user.list",
 			body:    `{"id":"job-5","after":"app_user","limit":5000}`,
-			want:    Job{ID: "job-5", Target: "0app", Op: OpList, After: "app_user", Limit: MaxLimit},
+			want:    Job{ID: "job-5", Target: "0app", Op: wire.OpList, After: "app_user", Limit: wire.MaxLimit},
 		},
 		{
 			name:    "list limit 1 and foreign cursor",
 			subject: subjList,
 			body:    `{"limit":1,"after":"Old.App-Reader$1","id":"job-6"}`,
-			want:    Job{ID: "job-6", Target: "app", Op: OpList, After: "Old.App-Reader$1", Limit: 1},
+			want:    Job{ID: "job-6", Target: "app", Op: wire.OpList, After: "Old.App-Reader$1", Limit: 1},
 		},
 		{
 			// A page may end on any name MySQL allows.
 			name:    "list cursor with quote, space, backslash and percent",
 			subject: subjList,
 			body:    `{"id":"job-7","after":"o'brien \\x%"}`,
-			want:    Job{ID: "job-7", Target: "app", Op: OpList, After: `o'brien \x%`, Limit: DefaultLimit},
+			want:    Job{ID: "job-7", Target: "app", Op: wire.OpList, After: `o'brien \x%`, Limit: wire.DefaultLimit},
 		},
 	}
 	for _, tt := range tests {
@@ -406,7 +407,7 @@ func TestParseOtherPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j.Target != "app" || j.Op != OpDelete {
+	if j.Target != "app" || j.Op != wire.OpDelete {
 		t.Fatalf("job %+v", j)
 	}
 }
@@ -505,14 +506,14 @@ func TestCheckPassword(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckPassword(tt.pw)
+			err := wire.CheckPassword(tt.pw)
 			if tt.want == "" {
 				if err != nil {
 					t.Fatal(err)
 				}
 				return
 			}
-			if err == nil || err.Code != CodeInvalidPassword {
+			if err == nil || err.Code != wire.CodeInvalidPassword {
 				t.Fatalf("CheckPassword = %v, want invalid_password", err)
 			}
 			if !strings.Contains(err.Message, tt.want) {
@@ -526,8 +527,8 @@ func TestCheckPassword(t *testing.T) {
 }
 
 func TestErrorf(t *testing.T) {
-	err := Errorf(CodeUserNotFound, "no account %q", "app_user")
-	if err.Code != CodeUserNotFound || err.Message != `no account "app_user".` {
+	err := wire.Errorf(wire.CodeUserNotFound, "no account %q", "app_user")
+	if err.Code != wire.CodeUserNotFound || err.Message != `no account "app_user".` {
 		t.Fatalf("%+v", err)
 	}
 	if got := err.Error(); got != `user_not_found: no account "app_user".` {
@@ -666,13 +667,13 @@ func BenchmarkParse(b *testing.B) {
 func TestCharacterCounts(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		err  *Error
+		err  *wire.Error
 		want string
 	}{
-		{CheckPassword("x"), "password has 1 character; 24 to 64 are allowed."},
-		{CheckPassword("xy"), "password has 2 characters; 24 to 64 are allowed."},
-		{CheckUsername("a"), `username "a" has 1 character; 6 to 32 are allowed.`},
-		{CheckUsername("abc"), `username "abc" has 3 characters; 6 to 32 are allowed.`},
+		{wire.CheckPassword("x"), "password has 1 character; 24 to 64 are allowed."},
+		{wire.CheckPassword("xy"), "password has 2 characters; 24 to 64 are allowed."},
+		{wire.CheckUsername("a"), `username "a" has 1 character; 6 to 32 are allowed.`},
+		{wire.CheckUsername("abc"), `username "abc" has 3 characters; 6 to 32 are allowed.`},
 	}
 	for _, tt := range tests {
 		if tt.err == nil || tt.err.Message != tt.want {

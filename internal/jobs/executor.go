@@ -8,6 +8,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // The executor decides what each job of a batch comes to, in stream
@@ -20,10 +21,10 @@ import (
 type work struct {
 	d       *delivery
 	start   time.Time
-	res     Result
+	res     wire.Result
 	subject string // of its result
 	job     Job
-	jerr    *Error // decided from the job alone
+	jerr    *wire.Error // decided from the job alone
 	ops     Ops
 	// password is the job's chosen password, opened; zero otherwise.
 	password secret.Secret
@@ -46,17 +47,24 @@ func (w *Worker) decode(d *delivery, start time.Time) *work {
 	body := msg.Data()
 	published := streams.OriginalSubject(w.cfg.Prefix, msg.Subject())
 	target := resultTarget(targetToken(w.cfg.Prefix, published))
-	j := &work{d: d, start: start, res: Result{ID: ResultID(headerID, body, d.seq), Target: target}}
-	j.subject = streams.ResultSubject(w.cfg.Prefix, target, j.res.ID)
+	j := &work{d: d, start: start, res: wire.Result{ID: ResultID(headerID, body, d.seq), Target: target}}
+	j.subject = wire.ResultSubject(w.cfg.Prefix, target, j.res.ID)
 	j.keyed = validTarget(target) && !strings.HasPrefix(j.res.ID, "seq-")
 
 	j.job, j.jerr = Parse(w.cfg.Prefix, published, headerID, body)
 	if herr := CheckHeaders(msg.Headers()); herr != nil {
 		j.jerr = herr
 	}
+	if v := msg.Headers().Get(ScheduledDiscardHeader); v != "" && j.jerr == nil {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil || j.job.Op != wire.OpDiscardOldPassword {
+			j.jerr = wire.Errorf(wire.CodeInvalidJob, "header %s is only for a discard_old_password job, with an RFC 3339 time", ScheduledDiscardHeader)
+		}
+		j.job.ScheduledUntil = t
+	}
 	j.res.Op = j.job.Op
 	if j.res.Op == "" {
-		j.res.Op = Op(opToken(published))
+		j.res.Op = wire.Op(opToken(published))
 	}
 	if j.jerr == nil && !j.job.SealedPassword.IsZero() {
 		j.password, j.jerr = w.openPassword(j.job)
@@ -64,7 +72,7 @@ func (w *Worker) decode(d *delivery, start time.Time) *work {
 	if j.jerr == nil {
 		var ok bool
 		if j.ops, ok = w.cfg.Targets[j.job.Target]; !ok {
-			j.jerr = Errorf(CodeUnknownTarget, "target %q is not configured on this worker", j.job.Target)
+			j.jerr = wire.Errorf(wire.CodeUnknownTarget, "target %q is not configured on this worker", j.job.Target)
 		}
 	}
 	return j
@@ -171,7 +179,7 @@ func (w *Worker) group(jobs []*work, stored map[string][]byte) int {
 	names := map[string]struct{}{first.job.Username: {}}
 	n := 1
 	for _, j := range jobs[1:] {
-		if j.jerr != nil || !batchable(j) || j.job.Op != first.job.Op {
+		if j.jerr != nil || !batchable(j) || j.job.Op != first.job.Op || (j.job.KeepOldFor > 0) != (first.job.KeepOldFor > 0) {
 			break
 		}
 		if _, found := stored[j.subject]; found && j.keyed {
@@ -191,7 +199,7 @@ func (w *Worker) group(jobs []*work, stored map[string][]byte) int {
 // one-account operation's intent rules sort out.
 func batchable(j *work) bool {
 	switch j.job.Op {
-	case OpCreate, OpResetPassword, OpDelete:
+	case wire.OpCreate, wire.OpResetPassword, wire.OpDelete:
 		return j.d.delivered == 1
 	}
 	return false
@@ -242,12 +250,12 @@ func opToken(subject string) string {
 	return "user." + subject[i+len(".user."):]
 }
 
-func (w *Worker) openPassword(job Job) (secret.Secret, *Error) {
+func (w *Worker) openPassword(job Job) (secret.Secret, *wire.Error) {
 	pw, err := w.cfg.Keys.OpenPassword(job.SealedPassword, job.ReplyKey, job.ID)
 	if err != nil {
-		return secret.Secret{}, Errorf(CodeInvalidPassword, "the sealed password does not open with reply_key as sender and this worker's key, or was sealed for another job id: %v", err)
+		return secret.Secret{}, wire.Errorf(wire.CodeInvalidPassword, "the sealed password does not open with reply_key as sender and this worker's key, or was sealed for another job id: %v", err)
 	}
-	if perr := CheckPassword(pw.Reveal()); perr != nil {
+	if perr := wire.CheckPassword(pw.Reveal()); perr != nil {
 		return secret.Secret{}, perr
 	}
 	return pw, nil

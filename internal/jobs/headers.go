@@ -3,6 +3,7 @@ package jobs
 import (
 	"strings"
 
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nats.go"
 )
 
@@ -25,25 +26,14 @@ var serverHeaders = []string{
 
 // CheckHeaders refuses a job that carries a header of the server's own
 // metadata (serverHeaders): invalid_job, decided from the job alone.
-func CheckHeaders(h nats.Header) *Error {
+func CheckHeaders(h nats.Header) *wire.Error {
 	for key := range h {
 		for _, name := range serverHeaders {
 			if strings.EqualFold(key, name) {
-				return Errorf(CodeInvalidJob, "the job carries the header %s, which only the NATS server may set (a direct-get answer "+
+				return wire.Errorf(wire.CodeInvalidJob, "the job carries the header %s, which only the NATS server may set (a direct-get answer "+
 					"sent to a job subject as its reply, or a forgery); publish jobs with no header but Nats-Msg-Id", name)
 			}
 		}
 	}
 	return nil
-}
-
-// ServerHeader returns the value the NATS server wrote for a metadata header
-// of a message it handed out: the last one, since the server appends its own
-// after any the publisher stored. ok is false when the header is absent.
-func ServerHeader(h nats.Header, name string) (value string, ok bool) {
-	vs := h[name]
-	if len(vs) == 0 {
-		return "", false
-	}
-	return vs[len(vs)-1], true
 }

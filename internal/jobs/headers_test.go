@@ -3,6 +3,8 @@ package jobs
 import (
 	"testing"
 
+	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nats.go"
 )
 
@@ -29,7 +31,7 @@ func TestCheckHeaders(t *testing.T) {
 		if (err != nil) != tc.refused {
 			t.Errorf("%s: CheckHeaders = %v, want refused %v", tc.name, err, tc.refused)
 		}
-		if err != nil && err.Code != CodeInvalidJob {
+		if err != nil && err.Code != wire.CodeInvalidJob {
 			t.Errorf("%s: code %s, want invalid_job", tc.name, err.Code)
 		}
 	}
@@ -39,10 +41,10 @@ func TestServerHeaderIsTheLastValue(t *testing.T) {
 	t.Parallel()
 	// A direct get appends the server's headers after the stored ones.
 	h := nats.Header{"Nats-Sequence": {"7", "10"}}
-	if v, ok := ServerHeader(h, "Nats-Sequence"); !ok || v != "10" {
+	if v, ok := streams.ServerHeader(h, "Nats-Sequence"); !ok || v != "10" {
 		t.Errorf("ServerHeader = %q, %v; want the server's 10", v, ok)
 	}
-	if _, ok := ServerHeader(h, "Nats-Stream"); ok {
+	if _, ok := streams.ServerHeader(h, "Nats-Stream"); ok {
 		t.Error("ServerHeader found an absent header")
 	}
 }

@@ -3,6 +3,8 @@ package jobs
 import (
 	"context"
 	"fmt"
+
+	"github.com/dbusers/dbusers/internal/mysqlops"
 )
 
 // jobIntent is a job's view of the intent record of its username.
@@ -16,6 +18,10 @@ type jobIntent struct {
 	// maybeRan: an earlier attempt's statement may have run (recorded,
 	// and not known to have failed); sending: this attempt's may.
 	maybeRan, sending bool
+	// kept is the credential a keep-old reset keeps, once read or
+	// recorded (keptKnown), so every attempt keeps the same one.
+	kept      mysqlops.Credential
+	keptKnown bool
 }
 
 // Mine reports whether an attempt of this job, in this delivery or an

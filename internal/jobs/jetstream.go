@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // StreamResults is the ResultStore on the results stream.
@@ -111,54 +112,57 @@ func (r *StreamResults) LookupMany(ctx context.Context, subjects []string) (map[
 		}
 		return out, err
 	}
-	req, err := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-		Batch     int      `json:"batch"`
-	}{subjects, len(subjects)})
+	msgs, err := streams.LastBySubject(ctx, r.js.Conn(), r.stream.CachedInfo().Config.Name, subjects)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("look up %d results: %w", len(subjects), err)
 	}
-	nc := r.js.Conn()
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, err
+	for subject, msg := range msgs {
+		out[subject] = msg.Data
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+r.stream.CachedInfo().Config.Name, inbox, req); err != nil {
-		return nil, err
-	}
-	want := make(map[string]struct{}, len(subjects))
-	for _, s := range subjects {
-		want[s] = struct{}{}
-	}
-	for {
-		msg, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("batched direct get of %d results: %w", len(subjects), err)
-		}
-		subject, found := ServerHeader(msg.Header, jetstream.SubjectHeader)
-		if !found {
-			// 204 EOB: the end; 404: none of them is stored.
-			switch status, _ := ServerHeader(msg.Header, "Status"); status {
-			case "204", "404":
-				return out, nil
-			default:
-				desc, _ := ServerHeader(msg.Header, "Description")
-				return nil, fmt.Errorf("batched direct get of %d results: the server answered %s %q", len(subjects), status, desc)
-			}
-		}
-		if _, ok := want[subject]; ok {
-			out[subject] = msg.Data
-		}
-	}
+	return out, nil
 }
 
 // KVIntents is the Intents record on a key-value bucket.
-type KVIntents struct{ kv jetstream.KeyValue }
+type KVIntents struct {
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+}
 
 // NewKVIntents returns Intents kept in kv.
-func NewKVIntents(kv jetstream.KeyValue) *KVIntents { return &KVIntents{kv: kv} }
+func NewKVIntents(js jetstream.JetStream, kv jetstream.KeyValue) *KVIntents {
+	return &KVIntents{js: js, kv: kv}
+}
+
+var _ BatchIntents = (*KVIntents)(nil)
+
+// GetMany returns the records under keys, by key, in batched direct gets;
+// absent keys are left out.
+func (i *KVIntents) GetMany(ctx context.Context, keys []string) (map[string]string, error) {
+	subjects := make([]string, len(keys))
+	for k, key := range keys {
+		subjects[k] = "$KV." + i.kv.Bucket() + "." + key
+	}
+	msgs, err := streams.LastBySubject(ctx, i.js.Conn(), "KV_"+i.kv.Bucket(), subjects)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(msgs))
+	for k, s := range subjects {
+		if m, ok := msgs[s]; ok && !streams.KVRemoved(m.Header) {
+			out[keys[k]] = string(m.Data)
+		}
+	}
+	return out, nil
+}
+
+// PutMany records values under keys in one round of writes.
+func (i *KVIntents) PutMany(ctx context.Context, keys, values []string) []error {
+	data := make([][]byte, len(values))
+	for k, v := range values {
+		data[k] = []byte(v)
+	}
+	return streams.PutAll(ctx, i.js, i.kv.Bucket(), keys, data)
+}
 
 // Get returns the job id recorded under key, or "".
 func (i *KVIntents) Get(ctx context.Context, key string) (string, error) {
@@ -202,7 +206,7 @@ var _ StrayStore = (*StreamJobs)(nil)
 // (streams.ReadByConsumer). The stream's subject list is short (a few
 // subjects a target), so listing it is cheap next to a sweep's period.
 func (p *StreamJobs) Strays(ctx context.Context, max int) ([]StoredJob, error) {
-	info, err := p.stream.Info(ctx, jetstream.WithSubjectFilter(streams.JobsSubject(p.prefix)))
+	info, err := p.stream.Info(ctx, jetstream.WithSubjectFilter(wire.JobsSubject(p.prefix)))
 	if err != nil {
 		return nil, fmt.Errorf("list the jobs stream's subjects: %w", err)
 	}
@@ -251,22 +255,22 @@ func (p *StreamJobs) scan(ctx context.Context, subject string, from uint64, max 
 			msg, err := sub.NextMsgWithContext(ctx)
 			if err != nil {
 				_ = sub.Unsubscribe()
-				return out, fmt.Errorf("direct get on %s: %w", quote(subject), err)
+				return out, fmt.Errorf("direct get on %s: %w", wire.Quote(subject), err)
 			}
-			seqText, found := ServerHeader(msg.Header, jetstream.SequenceHeader)
+			seqText, found := streams.ServerHeader(msg.Header, jetstream.SequenceHeader)
 			if !found {
 				// 204: end of this batch; 404: nothing more at all.
-				status, _ := ServerHeader(msg.Header, "Status")
+				status, _ := streams.ServerHeader(msg.Header, "Status")
 				done = status != "204" || last == from
 				break
 			}
 			seq, err := strconv.ParseUint(seqText, 10, 64)
 			if err != nil {
 				_ = sub.Unsubscribe()
-				return out, fmt.Errorf("direct get on %s: the server's sequence %q does not parse", quote(subject), seqText)
+				return out, fmt.Errorf("direct get on %s: the server's sequence %q does not parse", wire.Quote(subject), seqText)
 			}
 			last = seq + 1
-			if stored, _ := ServerHeader(msg.Header, jetstream.SubjectHeader); stored == subject && len(out) < max {
+			if stored, _ := streams.ServerHeader(msg.Header, jetstream.SubjectHeader); stored == subject && len(out) < max {
 				out = append(out, StoredJob{Seq: seq, Subject: stored, Header: msg.Header, Data: msg.Data})
 			}
 		}

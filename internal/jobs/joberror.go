@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // Errors are classified here, once: what an operation's error means for
@@ -67,51 +68,51 @@ func (f failure) effect() string {
 // toJobError maps an operation's final error to a contract error. Its
 // message says what happened and what to do, in plain words; the error
 // itself (a driver's text) is kept as the cause, for the worker's log.
-func toJobError(err error, f failure) *Error {
+func toJobError(err error, f failure) *wire.Error {
 	switch {
 	case errors.Is(err, mysqlops.ErrUserExists):
-		return Errorf(CodeUserExists, "an account of that name already exists on the server; choose another username")
+		return wire.Errorf(wire.CodeUserExists, "an account of that name already exists on the server; choose another username")
 	case errors.Is(err, mysqlops.ErrUserNotFound):
-		return Errorf(CodeUserNotFound, "no account of that name belongs to this target")
+		return wire.Errorf(wire.CodeUserNotFound, "no account of that name belongs to this target")
 	case errors.Is(err, mysqlops.ErrProtected):
-		return Errorf(CodeProtectedUser, "the account is protected (the database's default user): it cannot be changed or deleted")
+		return wire.Errorf(wire.CodeProtectedUser, "the account is protected (the database's default user): it cannot be changed or deleted")
 	case errors.Is(err, mysqlops.ErrForeign):
-		return Errorf(CodeForeignUser, "the account holds privileges outside this target's database; it is not managed here and was left untouched")
+		return wire.Errorf(wire.CodeForeignUser, "the account holds privileges outside this target's database; it is not managed here and was left untouched")
 	}
 	jerr := failureError(err, f)
-	jerr.cause = err
+	jerr.Cause = err
 	return jerr
 }
 
 // failureError words a failure that is not an outcome about the account.
-func failureError(err error, f failure) *Error {
+func failureError(err error, f failure) *wire.Error {
 	// Faults of the worker's own setup, for its operator to fix; the
 	// password file's path stays in the worker's log.
 	switch {
 	case errors.As(err, new(*mysqlops.PasswordSourceError)):
-		return Errorf(CodeUnavailable, "the worker could not read the admin password file of target %s %s; %s. "+
+		return wire.Errorf(wire.CodeUnavailable, "the worker could not read the admin password file of target %s %s; %s. "+
 			"Send the job again once the worker's operator has fixed the file (the worker's log says why)", f.target, f.after(), f.effect())
 	case errors.As(err, new(*mysqlops.LoginRefusedError)):
-		return Errorf(CodeUnavailable, "MySQL refused the worker's admin login for target %s %s: the target's password file "+
+		return wire.Errorf(wire.CodeUnavailable, "MySQL refused the worker's admin login for target %s %s: the target's password file "+
 			"does not hold the admin's password (a rotation half done?); %s. Send the job again once the worker's operator has fixed it",
 			f.target, f.after(), f.effect())
 	case mysqlops.LoginRefused(err):
-		return Errorf(CodeInternal, "MySQL refused the worker's admin login for target %s (the password in its DSN is wrong); "+
+		return wire.Errorf(wire.CodeInternal, "MySQL refused the worker's admin login for target %s (the password in its DSN is wrong); "+
 			"the worker's operator must fix the DSN and restart the worker, then send the job again", f.target)
 	case mysqlops.MissingPrivilege(err):
-		return Errorf(CodeInternal, "MySQL refused a statement for lack of a privilege of the worker's admin account (%v); "+
+		return wire.Errorf(wire.CodeInternal, "MySQL refused a statement for lack of a privilege of the worker's admin account (%v); "+
 			"the worker's operator must grant what contract §5.7 lists, then send the job again", err)
 	}
 	if classify(err) != mysqlops.Permanent {
 		if mysqlops.FromServer(err) {
 			// Reachable, but busy: a lock held by another session, a
 			// statement over its time limit, a server shutting down.
-			return Errorf(CodeUnavailable, "MySQL server of target %s answered but kept failing the job %s (a lock held by another "+
+			return wire.Errorf(wire.CodeUnavailable, "MySQL server of target %s answered but kept failing the job %s (a lock held by another "+
 				"session, a statement over its time limit, or a server shutting down); %s. Send it again later",
 				f.target, f.after(), f.effect())
 		}
-		return Errorf(CodeUnavailable, "MySQL server of target %s did not answer %s; %s. Send it again once the server is up",
+		return wire.Errorf(wire.CodeUnavailable, "MySQL server of target %s did not answer %s; %s. Send it again once the server is up",
 			f.target, f.after(), f.effect())
 	}
-	return Errorf(CodeInternal, "%v", err)
+	return wire.Errorf(wire.CodeInternal, "%v", err)
 }

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestFailureMessagesArePlainSentences: every message of the failure
@@ -26,20 +27,20 @@ func TestFailureMessagesArePlainSentences(t *testing.T) {
 	tests := []struct {
 		name string
 		err  error
-		code Code
+		code wire.Code
 		want string
 	}{
-		{"unreachable", version, CodeUnavailable, "MySQL server of target shop did not answer after 5 attempts; the job made no change. Send it again once the server is up."},
-		{"connection lost", mysql.ErrInvalidConn, CodeUnavailable, "MySQL server of target shop did not answer after 5 attempts; the job made no change. Send it again once the server is up."},
-		{"busy", &mysql.MySQLError{Number: 1205, Message: "Lock wait timeout exceeded; try restarting transaction"}, CodeUnavailable,
+		{"unreachable", version, wire.CodeUnavailable, "MySQL server of target shop did not answer after 5 attempts; the job made no change. Send it again once the server is up."},
+		{"connection lost", mysql.ErrInvalidConn, wire.CodeUnavailable, "MySQL server of target shop did not answer after 5 attempts; the job made no change. Send it again once the server is up."},
+		{"busy", &mysql.MySQLError{Number: 1205, Message: "Lock wait timeout exceeded; try restarting transaction"}, wire.CodeUnavailable,
 			"MySQL server of target shop answered but kept failing the job after 5 attempts (a lock held by another session, a statement over its time limit, or a server shutting down); the job made no change. Send it again later."},
-		{"password file", &mysqlops.PasswordSourceError{Err: errors.New("/run/secrets/adm: readable by group")}, CodeUnavailable,
+		{"password file", &mysqlops.PasswordSourceError{Err: errors.New("/run/secrets/adm: readable by group")}, wire.CodeUnavailable,
 			"the worker could not read the admin password file of target shop after 5 attempts; the job made no change. Send the job again once the worker's operator has fixed the file (the worker's log says why)."},
-		{"login refused", &mysqlops.LoginRefusedError{Err: &mysql.MySQLError{Number: 1045, Message: "Access denied for user 'adm'@'h'"}}, CodeUnavailable,
+		{"login refused", &mysqlops.LoginRefusedError{Err: &mysql.MySQLError{Number: 1045, Message: "Access denied for user 'adm'@'h'"}}, wire.CodeUnavailable,
 			"MySQL refused the worker's admin login for target shop after 5 attempts: the target's password file does not hold the admin's password (a rotation half done?); the job made no change. Send the job again once the worker's operator has fixed it."},
-		{"DSN password", &mysql.MySQLError{Number: 1045, Message: "Access denied for user 'adm'@'h'"}, CodeInternal,
+		{"DSN password", &mysql.MySQLError{Number: 1045, Message: "Access denied for user 'adm'@'h'"}, wire.CodeInternal,
 			"MySQL refused the worker's admin login for target shop (the password in its DSN is wrong); the worker's operator must fix the DSN and restart the worker, then send the job again."},
-		{"permanent", errors.New("something the worker does not know"), CodeInternal, "something the worker does not know."},
+		{"permanent", errors.New("something the worker does not know"), wire.CodeInternal, "something the worker does not know."},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,8 +48,8 @@ func TestFailureMessagesArePlainSentences(t *testing.T) {
 			if jerr.Code != tt.code || jerr.Message != tt.want {
 				t.Fatalf("got %s %q\nwant %s %q", jerr.Code, jerr.Message, tt.code, tt.want)
 			}
-			if jerr.cause != tt.err {
-				t.Fatalf("cause %v, want the operation's error", jerr.cause)
+			if jerr.Cause != tt.err {
+				t.Fatalf("cause %v, want the operation's error", jerr.Cause)
 			}
 		})
 	}
@@ -63,7 +64,7 @@ func TestFailureMessagesArePlainSentences(t *testing.T) {
 	}
 	// Outcomes carry no cause: they are answers, not failures.
 	for _, err := range []error{mysqlops.ErrUserExists, mysqlops.ErrUserNotFound, mysqlops.ErrProtected, mysqlops.ErrForeign} {
-		if jerr := toJobError(err, failure{}); jerr.cause != nil || !strings.HasSuffix(jerr.Message, ".") {
+		if jerr := toJobError(err, failure{}); jerr.Cause != nil || !strings.HasSuffix(jerr.Message, ".") {
 			t.Errorf("%v: %+v", err, jerr)
 		}
 	}
@@ -79,7 +80,7 @@ func TestUnavailableMessageCountsEveryAttempt(t *testing.T) {
 	m.delivered = 3
 	h.w.process(&delivery{msg: m, received: time.Now()})
 	res := h.result(t, "again-1")
-	if res.Error == nil || res.Error.Code != CodeUnavailable || res.Attempts < 3 {
+	if res.Error == nil || res.Error.Code != wire.CodeUnavailable || res.Attempts < 3 {
 		t.Fatalf("result %+v (error %+v), want unavailable after 2 earlier deliveries and this one's attempts", res, res.Error)
 	}
 	want := fmt.Sprintf("MySQL server of target app did not answer after %d attempts; the job may or may not have taken effect.", res.Attempts)
@@ -96,7 +97,7 @@ func TestUnavailableLogsTheDriversError(t *testing.T) {
 	h.w.log = zap.New(core)
 	h.ops.errs = always(fmt.Errorf("server version: %w", errRefused))
 	_, res := h.run(t, "delete", "u-1", `{"id":"u-1","username":"good_user"}`)
-	if res.Error == nil || res.Error.Code != CodeUnavailable || strings.Contains(res.Error.Message, "server version") {
+	if res.Error == nil || res.Error.Code != wire.CodeUnavailable || strings.Contains(res.Error.Message, "server version") {
 		t.Fatalf("result %+v (error %+v), want unavailable in plain words", res, res.Error)
 	}
 	lines := logs.FilterMessage("job").FilterField(zap.String("job_id", "u-1")).All()

@@ -1,25 +1,19 @@
 package jobs
 
-import "github.com/dbusers/dbusers/internal/mysqlops"
+import (
+	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/wire"
+)
 
 // The label values an Observer is called with, so that metrics can create
 // every series before its first event: an alert rule on a counter finds
 // nothing on a healthy worker if the series appears only once it counts.
 
-// AllOps returns every operation a job can name.
-func AllOps() []Op { return []Op{OpCreate, OpResetPassword, OpDelete, OpList} }
-
-// AllCodes returns the contract's closed set of error codes.
-func AllCodes() []Code {
-	return []Code{CodeInvalidJob, CodeInvalidUsername, CodeInvalidPassword, CodeUnknownTarget,
-		CodeUserExists, CodeUserNotFound, CodeProtectedUser, CodeForeignUser, CodeUnavailable, CodeInternal}
-}
-
 // The outcomes of Observer.JobDone besides StatusOK and StatusError.
 const OutcomeAlreadyDone = "already_done"
 
 // Outcomes returns the outcomes Observer.JobDone is called with.
-func Outcomes() []string { return []string{StatusOK, StatusError, OutcomeAlreadyDone} }
+func Outcomes() []string { return []string{wire.StatusOK, wire.StatusError, OutcomeAlreadyDone} }
 
 // RetryClasses returns the error classes Observer.Retry is called with: a
 // permanent error is not retried.

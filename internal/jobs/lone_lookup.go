@@ -3,6 +3,8 @@ package jobs
 import (
 	"context"
 	"errors"
+
+	"github.com/dbusers/dbusers/wire"
 )
 
 // A batch of one reset_password (the single job an orchestrator or the
@@ -28,7 +30,7 @@ type loneLookup struct {
 // overlapsLookup reports whether the lone job j looks up its stored result
 // beside its account check.
 func overlapsLookup(j *work) bool {
-	return j.jerr == nil && j.keyed && j.job.Op == OpResetPassword
+	return j.jerr == nil && j.keyed && j.job.Op == wire.OpResetPassword
 }
 
 // lookUpAlongside starts j's stored-result lookup.

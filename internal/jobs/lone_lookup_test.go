@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
-	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // gatedResults holds every lookup until release is closed.
@@ -55,7 +55,7 @@ func loneHarness(t *testing.T, checkErr error) (*harness, *gatedResults, *checki
 func TestLoneResetChecksTheAccountBesideTheLookup(t *testing.T) {
 	h, g, ops := loneHarness(t, nil)
 	body := `{"id":"r-1","username":"good_user","reply_key":"` + replyKey(t) + `"}`
-	done := make(chan Result)
+	done := make(chan wire.Result)
 	go func() {
 		_, res := h.run(t, "reset_password", "r-1", body)
 		done <- res
@@ -74,7 +74,7 @@ func TestLoneResetChecksTheAccountBesideTheLookup(t *testing.T) {
 	}
 	close(g.release)
 	res := <-done
-	if res.Status != StatusOK || res.Secret == nil || !h.secrets.has("r-1") {
+	if res.Status != wire.StatusOK || res.Secret == nil || !h.secrets.has("r-1") {
 		t.Fatalf("result %+v, vault entry %v: want ok with its entry", res, h.secrets.has("r-1"))
 	}
 	if calls := h.ops.Calls(); len(calls) != 1 || calls[0] != "reset good_user" {
@@ -98,14 +98,14 @@ func TestLoneResetAnsweredBeforeChangesNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h, g, _ := loneHarness(t, tc.checkErr)
 			earlier := []byte(`{"id":"r-2","target":"app","op":"user.reset_password","status":"ok"}`)
-			h.results.stored[streams.ResultSubject("dbusers", "app", "r-2")] = earlier
+			h.results.stored[wire.ResultSubject("dbusers", "app", "r-2")] = earlier
 			close(g.release)
 			body := `{"id":"r-2","username":"good_user","reply_key":"` + replyKey(t) + `"}`
 			m, _ := h.run(t, "reset_password", "r-2", body)
 			if !m.acked {
 				t.Fatal("job not acknowledged")
 			}
-			got := h.results.stored[streams.ResultSubject("dbusers", "app", "r-2")]
+			got := h.results.stored[wire.ResultSubject("dbusers", "app", "r-2")]
 			if string(got) != string(earlier) {
 				t.Fatalf("result %s, want the stored one %s", got, earlier)
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestPacerPacesRefusalsOnlyWhileValidJobsRun: refusals take no turn while
@@ -69,7 +71,7 @@ func TestRefusalsUnpacedWhileTheWindowFills(t *testing.T) {
 			h.w.held = tt.held
 			defer h.w.cfg.Pacer.validJob()()
 			_, res := h.run(t, "delete", "r1", `{"id":"r1","username":"Bad Name!"}`)
-			if res.Error == nil || res.Error.Code != CodeInvalidUsername {
+			if res.Error == nil || res.Error.Code != wire.CodeInvalidUsername {
 				t.Fatalf("result %+v, want invalid_username", res)
 			}
 			// A turn taken leaves the limiter's one token spent; it comes

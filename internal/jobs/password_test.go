@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/dbusers/dbusers/wire"
 )
 
 func TestGeneratedPasswords(t *testing.T) {
@@ -21,7 +23,7 @@ func TestGeneratedPasswords(t *testing.T) {
 		if !shape.MatchString(pw) {
 			t.Fatalf("generated password has the wrong shape (len %d)", len(pw))
 		}
-		if CheckPassword(pw) != nil {
+		if wire.CheckPassword(pw) != nil {
 			t.Fatal("a generated password breaks the chosen-password rule")
 		}
 		if seen[pw] {

@@ -4,10 +4,9 @@ import (
 	"context"
 	"time"
 
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
-
-	"github.com/dbusers/dbusers/internal/streams"
 )
 
 // StoredJob is a job read from the jobs stream by sequence, outside a
@@ -89,19 +88,19 @@ func (s *StraySweeper) Sweep(ctx context.Context) int {
 	for _, j := range found {
 		headerID := j.Header.Get(nats.MsgIdHdr)
 		target := resultTarget(targetToken(s.Prefix, j.Subject))
-		res := Result{ID: ResultID(headerID, j.Data, j.Seq), Target: target, Op: Op(opToken(j.Subject))}
+		res := wire.Result{ID: ResultID(headerID, j.Data, j.Seq), Target: target, Op: wire.Op(opToken(j.Subject))}
 		job, jerr := Parse(s.Prefix, j.Subject, headerID, j.Data)
 		if job.Op != "" {
 			res.Op = job.Op
 		}
-		if jerr == nil || jerr.Code != CodeInvalidJob {
+		if jerr == nil || jerr.Code != wire.CodeInvalidJob {
 			// Every stray subject breaks the subject grammar; say so even
 			// where the body was the first fault found.
-			jerr = Errorf(CodeInvalidJob, "the job's subject %s has a wildcard token; publish it on %s.jobs.<target>.user.<op>",
-				quote(j.Subject), s.Prefix)
+			jerr = wire.Errorf(wire.CodeInvalidJob, "the job's subject %s has a wildcard token; publish it on %s.jobs.<target>.user.<op>",
+				wire.Quote(j.Subject), s.Prefix)
 		}
-		res.Status, res.Error, res.Attempts, res.CompletedAt = StatusError, jerr, 1, time.Now().UTC()
-		subject := streams.ResultSubject(s.Prefix, target, res.ID)
+		res.Status, res.Error, res.Attempts, res.CompletedAt = wire.StatusError, jerr, 1, time.Now().UTC()
+		subject := wire.ResultSubject(s.Prefix, target, res.ID)
 		if _, err := s.Results.PublishNew(ctx, subject, res.AppendJSON(nil)); err != nil {
 			log.Warn("answer a job no consumer reads", zap.Uint64("seq", j.Seq), zap.Error(err))
 			continue
@@ -112,8 +111,8 @@ func (s *StraySweeper) Sweep(ctx context.Context) int {
 		}
 		answered++
 		log.Info("job", zap.String("job_id", res.ID), zap.String("target", target), zap.String("op", string(res.Op)),
-			zap.String("outcome", StatusError), zap.String("code", string(jerr.Code)), zap.String("error", jerr.Message))
-		obs.JobDone(res.Op, StatusError, jerr.Code, 0)
+			zap.String("outcome", wire.StatusError), zap.String("code", string(jerr.Code)), zap.String("error", jerr.Message))
+		obs.JobDone(res.Op, wire.StatusError, jerr.Code, 0)
 	}
 	return answered
 }

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // A generated password is sealed into the vault before the statement that
@@ -40,7 +41,7 @@ type vaultEntry struct {
 // settle notes the end of an attempt of op: once it went on to the
 // password statement, the password may be set unless err proves that
 // statement did not run.
-func (e *vaultEntry) settle(op Op, err error) {
+func (e *vaultEntry) settle(op wire.Op, err error) {
 	if !e.reached {
 		return
 	}
@@ -50,7 +51,7 @@ func (e *vaultEntry) settle(op Op, err error) {
 	case isOutcome(err), mysqlops.NothingSent(err):
 		// 1396 (the account is gone, or someone else's), or nothing
 		// reached the server.
-	case op == OpResetPassword && mysqlops.FromServer(err):
+	case op == wire.OpResetPassword && mysqlops.FromServer(err):
 		// The server refused ALTER USER, the one statement after the
 		// wait. (A create's error can come after its CREATE USER ran.)
 	default:
@@ -69,7 +70,7 @@ func (e *vaultEntry) unused() bool { return e.written && !e.maybeSet }
 func (w *Worker) purgeUnused(outs []outcome) (wait func()) {
 	var unused []*work
 	for _, o := range outs {
-		if o.verdict == answer && o.j.res.Status == StatusError && o.j.vault.unused() {
+		if o.verdict == answer && o.j.res.Status == wire.StatusError && o.j.vault.unused() {
 			unused = append(unused, o.j)
 		}
 	}

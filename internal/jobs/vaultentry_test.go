@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
-	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // earlyOps answers create and reset from its account check, before the
@@ -61,12 +61,12 @@ func (b answeringBatch) DeleteMany(_ context.Context, changes []mysqlops.Change,
 }
 
 // result returns the stored result of job id of target app.
-func (h *harness) result(t *testing.T, id string) Result {
+func (h *harness) result(t *testing.T, id string) wire.Result {
 	t.Helper()
 	h.results.mu.Lock()
-	data, ok := h.results.stored[streams.ResultSubject("dbusers", "app", id)]
+	data, ok := h.results.stored[wire.ResultSubject("dbusers", "app", id)]
 	h.results.mu.Unlock()
-	var res Result
+	var res wire.Result
 	if !ok {
 		t.Fatalf("no result for %s", id)
 	}
@@ -85,14 +85,14 @@ func (h *harness) result(t *testing.T, id string) Result {
 // may have set its password before its account was answered.
 func TestFailedJobsPurgeTheirVaultEntry(t *testing.T) {
 	tests := []struct {
-		code Code
+		code wire.Code
 		op   string
 		err  error
 	}{
-		{CodeProtectedUser, "reset_password", mysqlops.ErrProtected},
-		{CodeUserNotFound, "reset_password", mysqlops.ErrUserNotFound},
-		{CodeUserExists, "create", mysqlops.ErrUserExists},
-		{CodeForeignUser, "reset_password", mysqlops.ErrForeign},
+		{wire.CodeProtectedUser, "reset_password", mysqlops.ErrProtected},
+		{wire.CodeUserNotFound, "reset_password", mysqlops.ErrUserNotFound},
+		{wire.CodeUserExists, "create", mysqlops.ErrUserExists},
+		{wire.CodeForeignUser, "reset_password", mysqlops.ErrForeign},
 	}
 	key := replyKey(t)
 	msg := func(op, id, user string, seq uint64) *fakeMsg {
@@ -101,7 +101,7 @@ func TestFailedJobsPurgeTheirVaultEntry(t *testing.T) {
 		m.header.Set("Nats-Msg-Id", id)
 		return m
 	}
-	wantPurged := func(t *testing.T, h *harness, m *fakeMsg, id string, code Code) {
+	wantPurged := func(t *testing.T, h *harness, m *fakeMsg, id string, code wire.Code) {
 		t.Helper()
 		if res := h.result(t, id); res.Error == nil || res.Error.Code != code || res.Secret != nil || !m.acked {
 			t.Fatalf("job %s: result %+v (error %+v), acked %v; want %s, acked", id, res, res.Error, m.acked, code)
@@ -146,7 +146,7 @@ func TestFailedJobsPurgeTheirVaultEntry(t *testing.T) {
 					t.Fatalf("%d vault writes, want 3", h.secrets.puts)
 				}
 				wantPurged(t, h, fail, "b-fail", tt.code)
-				if res := h.result(t, "b-ok"); res.Status != StatusOK || res.Secret == nil || !h.secrets.has("b-ok") {
+				if res := h.result(t, "b-ok"); res.Status != wire.StatusOK || res.Secret == nil || !h.secrets.has("b-ok") {
 					t.Fatalf("succeeded job: result %+v, entry kept %v; want ok, its entry kept", res, h.secrets.has("b-ok"))
 				}
 				if res := h.result(t, "b-maybe"); res.Error == nil || res.Error.Code != tt.code || !h.secrets.has("b-maybe") {
@@ -167,18 +167,18 @@ func TestVaultEntryStaysWhileThePasswordMayBeInForce(t *testing.T) {
 		name     string
 		errs     []error
 		budget   time.Duration
-		wantCode Code // "" for ok
+		wantCode wire.Code // "" for ok
 		kept     bool
 	}{
 		{name: "ok", kept: true, budget: time.Second},
 		{name: "statement's outcome unknown, then foreign", errs: []error{errLost, mysqlops.ErrForeign},
-			budget: 10 * time.Second, wantCode: CodeForeignUser, kept: true},
+			budget: 10 * time.Second, wantCode: wire.CodeForeignUser, kept: true},
 		{name: "statement's outcome unknown, then MySQL unreachable", errs: append([]error{errLost}, always(errRefused)...),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable, kept: true},
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable, kept: true},
 		{name: "unreachable, nothing sent", errs: always(errRefused),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable},
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable},
 		{name: "ALTER USER refused for lack of a privilege", errs: []error{errDenied},
-			budget: time.Second, wantCode: CodeInternal},
+			budget: time.Second, wantCode: wire.CodeInternal},
 		{name: "ALTER USER cut off by the statement time limit, then ok", errs: []error{&mysql.MySQLError{Number: 1969}},
 			budget: 10 * time.Second, kept: true},
 	}
@@ -187,7 +187,7 @@ func TestVaultEntryStaysWhileThePasswordMayBeInForce(t *testing.T) {
 			h := newHarness(t, tt.budget)
 			h.ops.errs = tt.errs
 			_, res := h.run(t, "reset_password", "k-1", `{"id":"k-1","username":"good_user","reply_key":"`+replyKey(t)+`"}`)
-			if tt.wantCode == "" && res.Status != StatusOK || tt.wantCode != "" && (res.Error == nil || res.Error.Code != tt.wantCode) {
+			if tt.wantCode == "" && res.Status != wire.StatusOK || tt.wantCode != "" && (res.Error == nil || res.Error.Code != tt.wantCode) {
 				t.Fatalf("result %+v (error %+v), want %q", res, res.Error, tt.wantCode)
 			}
 			if h.secrets.has("k-1") != tt.kept {

@@ -11,6 +11,7 @@ import (
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // Ops is what the worker needs from one target's MySQL side.
@@ -45,6 +46,9 @@ var (
 type Sealer interface {
 	OpenPassword(sealed secret.Secret, senderPub, jobID string) (secret.Secret, error)
 	SealPassword(jobID string, password secret.Secret, recipientPub string) ([]byte, error)
+	// PublicKey is the worker's own key, which seals what only the
+	// worker reads back (a kept credential).
+	PublicKey() string
 }
 
 // SecretStore keeps sealed generated passwords for their requester.
@@ -54,6 +58,13 @@ type SecretStore interface {
 	// password, so that it reads as gone, as one the requester purged.
 	Purge(ctx context.Context, target, jobID string) error
 	Bucket() string
+}
+
+// BatchSecrets writes many sealed passwords of one target with one wait
+// (vault.Store); a SecretStore without it is written one Put per job,
+// concurrently.
+type BatchSecrets interface {
+	PutMany(ctx context.Context, target string, jobIDs []string, sealed [][]byte) (keys []string, expiresAt time.Time, errs []error)
 }
 
 // ResultStore publishes results and finds one already published.
@@ -100,15 +111,24 @@ type Intents interface {
 	Put(ctx context.Context, key, jobID string) error
 }
 
+// BatchIntents writes many records with one wait (KVIntents); Intents
+// without it are written one Put per key, concurrently.
+type BatchIntents interface {
+	PutMany(ctx context.Context, keys, values []string) []error
+	// GetMany returns the records under keys, by key; absent keys are
+	// left out.
+	GetMany(ctx context.Context, keys []string) (map[string]string, error)
+}
+
 // Observer is told what the worker does, for metrics. Its methods must not
 // block.
 type Observer interface {
 	// JobDone is called once per job answered: outcome is "ok", "error"
 	// or "already_done" (answered from its stored result); code is the
 	// error code of an "error".
-	JobDone(op Op, outcome string, code Code, d time.Duration)
+	JobDone(op wire.Op, outcome string, code wire.Code, d time.Duration)
 	// Retry is called before each retry of a job, with the error's class.
-	Retry(op Op, class string)
+	Retry(op wire.Op, class string)
 	// MySQLError is called for every failed attempt that MySQL failed,
 	// with the error's class.
 	MySQLError(class string)
@@ -118,10 +138,10 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) JobDone(Op, string, Code, time.Duration) {}
-func (nopObserver) Retry(Op, string)                        {}
-func (nopObserver) HandedBack(string)                       {}
-func (nopObserver) MySQLError(string)                       {}
+func (nopObserver) JobDone(wire.Op, string, wire.Code, time.Duration) {}
+func (nopObserver) Retry(wire.Op, string)                             {}
+func (nopObserver) HandedBack(string)                                 {}
+func (nopObserver) MySQLError(string)                                 {}
 
 // Config is what a Worker is built from.
 type Config struct {
@@ -131,6 +151,9 @@ type Config struct {
 	Secrets SecretStore
 	Results ResultStore
 	Intents Intents
+	// OldPasswords keeps when retained old passwords end; nil refuses
+	// keep_old_for and discard_old_password jobs.
+	OldPasswords OldPasswordSchedule
 	// Jobs, when set, erases jobs that carried a sealed password once
 	// they are answered.
 	Jobs JobsStream

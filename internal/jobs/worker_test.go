@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
-	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // fakeMsg is a jetstream.Msg that records what the worker did with it.
@@ -208,6 +208,7 @@ func (fakeKeys) OpenPassword(sealed secret.Secret, _, _ string) (secret.Secret, 
 	}
 	return sealed, nil // tests pass the clear password as the "seal"
 }
+func (fakeKeys) PublicKey() string { return "XWORKER" }
 func (fakeKeys) SealPassword(string, secret.Secret, string) ([]byte, error) {
 	return []byte("sealed"), nil
 }
@@ -315,15 +316,15 @@ func replyKey(t *testing.T) string {
 }
 
 // run processes one job and returns its message and decoded result.
-func (h *harness) run(t *testing.T, op, id, body string) (*fakeMsg, Result) {
+func (h *harness) run(t *testing.T, op, id, body string) (*fakeMsg, wire.Result) {
 	t.Helper()
 	m := &fakeMsg{subject: stored("dbusers.jobs.app.user." + op), header: nats.Header{}, data: []byte(body), seq: 7}
 	if id != "" {
 		m.header.Set("Nats-Msg-Id", id)
 	}
 	h.w.process(&delivery{msg: m, received: time.Now()})
-	var res Result
-	if data, ok := h.results.stored[streams.ResultSubject("dbusers", "app", ResultID(id, m.data, 7))]; ok {
+	var res wire.Result
+	if data, ok := h.results.stored[wire.ResultSubject("dbusers", "app", ResultID(id, m.data, 7))]; ok {
 		if err := json.Unmarshal(data, &res); err != nil {
 			t.Fatalf("result does not decode: %v", err)
 		}
@@ -351,7 +352,7 @@ func TestGeneratedPasswordNeedsTheVault(t *testing.T) {
 
 			h2 := newHarness(t, time.Second)
 			_, res = h2.run(t, op, "w-"+op, `{"id":"w-`+op+`","username":"good_user","reply_key":"`+key+`"}`)
-			if res.Status != StatusOK || res.Secret == nil || res.Secret.Key != "app.w-"+op {
+			if res.Status != wire.StatusOK || res.Secret == nil || res.Secret.Key != "app.w-"+op {
 				t.Fatalf("result %+v, want ok with its vault key", res)
 			}
 			if h2.secrets.puts != 1 {
@@ -374,10 +375,10 @@ func TestHostileUsernamesNeverReachMySQL(t *testing.T) {
 				body, _ = json.Marshal(map[string]any{"id": "j" + string(rune('a'+i)) + op[:1], "username": name})
 			}
 			m, res := h.run(t, op, "", string(body))
-			if res.Status != StatusError || res.Error == nil || (res.Error.Code != CodeInvalidUsername && res.Error.Code != CodeInvalidJob) {
+			if res.Status != wire.StatusError || res.Error == nil || (res.Error.Code != wire.CodeInvalidUsername && res.Error.Code != wire.CodeInvalidJob) {
 				t.Errorf("%s %q: result %+v, want invalid_username", op, name, res)
 			}
-			if name != "" && res.Error != nil && res.Error.Code != CodeInvalidUsername {
+			if name != "" && res.Error != nil && res.Error.Code != wire.CodeInvalidUsername {
 				t.Errorf("%s %q: code %s, want invalid_username", op, name, res.Error.Code)
 			}
 			if !m.acked {
@@ -395,23 +396,23 @@ func TestJobOnlyErrorsComeBeforeTarget(t *testing.T) {
 	key := replyKey(t)
 	tests := []struct {
 		name, subject, body string
-		want                Code
+		want                wire.Code
 	}{
 		{"unknown target, bad password", "dbusers.jobs.other.user.create",
-			`{"id":"a1","username":"good_user","reply_key":"` + key + `","password":"bad"}`, CodeInvalidPassword},
+			`{"id":"a1","username":"good_user","reply_key":"` + key + `","password":"bad"}`, wire.CodeInvalidPassword},
 		{"unknown target, short password", "dbusers.jobs.other.user.create",
-			`{"id":"a2","username":"good_user","reply_key":"` + key + `","password":"short"}`, CodeInvalidPassword},
-		{"unknown target", "dbusers.jobs.other.user.delete", `{"id":"a3","username":"good_user"}`, CodeUnknownTarget},
-		{"bad target token", "dbusers.jobs.Bad!.user.delete", `{"id":"a4","username":"good_user"}`, CodeInvalidJob},
-		{"unknown op", "dbusers.jobs.app.user.rename", `{"id":"a5","username":"good_user"}`, CodeInvalidJob},
-		{"not json", "dbusers.jobs.app.user.list", `{"id":"a6"`, CodeInvalidJob},
+			`{"id":"a2","username":"good_user","reply_key":"` + key + `","password":"short"}`, wire.CodeInvalidPassword},
+		{"unknown target", "dbusers.jobs.other.user.delete", `{"id":"a3","username":"good_user"}`, wire.CodeUnknownTarget},
+		{"bad target token", "dbusers.jobs.Bad!.user.delete", `{"id":"a4","username":"good_user"}`, wire.CodeInvalidJob},
+		{"unknown op", "dbusers.jobs.app.user.rename", `{"id":"a5","username":"good_user"}`, wire.CodeInvalidJob},
+		{"not json", "dbusers.jobs.app.user.list", `{"id":"a6"`, wire.CodeInvalidJob},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &fakeMsg{subject: stored(tt.subject), header: nats.Header{}, data: []byte(tt.body), seq: 9}
 			h.w.process(&delivery{msg: m, received: time.Now()})
-			subj := streams.ResultSubject("dbusers", targetToken("dbusers", tt.subject), ResultID("", m.data, 9))
-			var res Result
+			subj := wire.ResultSubject("dbusers", targetToken("dbusers", tt.subject), ResultID("", m.data, 9))
+			var res wire.Result
 			if err := json.Unmarshal(h.results.stored[subj], &res); err != nil {
 				t.Fatalf("no result on %s: %v", subj, err)
 			}
@@ -431,7 +432,7 @@ func TestJobOnlyErrorsComeBeforeTarget(t *testing.T) {
 func TestStoredResultIsRepublishedWithoutEffect(t *testing.T) {
 	h := newHarness(t, time.Second)
 	_, first := h.run(t, "delete", "del-1", `{"id":"del-1","username":"good_user"}`)
-	if first.Status != StatusOK {
+	if first.Status != wire.StatusOK {
 		t.Fatalf("first run: %+v", first)
 	}
 	m, again := h.run(t, "delete", "del-1", `{"id":"del-1","username":"good_user"}`)
@@ -463,7 +464,7 @@ func TestRetriesAndFailures(t *testing.T) {
 		errs       []error
 		abandonErr error
 		budget     time.Duration
-		wantCode   Code // "" for ok
+		wantCode   wire.Code // "" for ok
 		wantCalls  []string
 		held       bool
 		noAbandon  bool
@@ -475,84 +476,84 @@ func TestRetriesAndFailures(t *testing.T) {
 			wantCalls: []string{"delete good_user", "delete good_user", "delete good_user"}},
 		{name: "budget spent", op: "delete", body: `{"id":"r2","username":"good_user"}`,
 			errs:   always(errRefused),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable},
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable},
 		{name: "permanent", op: "create", body: `{"id":"r3","username":"good_user","reply_key":"KEY"}`,
-			errs: []error{errDenied}, budget: 10 * time.Second, wantCode: CodeInternal,
+			errs: []error{errDenied}, budget: 10 * time.Second, wantCode: wire.CodeInternal,
 			wantCalls: []string{"create good_user", "abandon good_user"}},
 		{name: "create never sent: no abandon", op: "create", body: `{"id":"r4","username":"good_user","reply_key":"KEY"}`,
 			errs:   always(errRefused),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable, noAbandon: true},
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable, noAbandon: true},
 		// Held, never handed back while the partition is worked: its
 		// target's later jobs would overtake it.
 		{name: "create lost, cleanup impossible: held until it can", op: "create", body: `{"id":"r5","username":"good_user","reply_key":"KEY"}`,
 			errs:       []error{errLost, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused, errRefused},
 			abandonErr: errRefused, budget: 300 * time.Millisecond, held: true},
 		{name: "user exists is final", op: "create", body: `{"id":"r6","username":"good_user","reply_key":"KEY"}`,
-			errs: []error{mysqlops.ErrUserExists}, budget: time.Second, wantCode: CodeUserExists,
+			errs: []error{mysqlops.ErrUserExists}, budget: time.Second, wantCode: wire.CodeUserExists,
 			wantCalls: []string{"create good_user"}},
 		{name: "protected", op: "reset_password", body: `{"id":"r7","username":"good_user","reply_key":"KEY"}`,
-			errs: []error{mysqlops.ErrProtected}, budget: time.Second, wantCode: CodeProtectedUser},
+			errs: []error{mysqlops.ErrProtected}, budget: time.Second, wantCode: wire.CodeProtectedUser},
 		{name: "foreign", op: "delete", body: `{"id":"r8","username":"good_user"}`,
-			errs: []error{mysqlops.ErrForeign}, budget: time.Second, wantCode: CodeForeignUser},
+			errs: []error{mysqlops.ErrForeign}, budget: time.Second, wantCode: wire.CodeForeignUser},
 		{name: "not found", op: "delete", body: `{"id":"r9","username":"good_user"}`,
-			errs: []error{mysqlops.ErrUserNotFound}, budget: time.Second, wantCode: CodeUserNotFound},
+			errs: []error{mysqlops.ErrUserNotFound}, budget: time.Second, wantCode: wire.CodeUserNotFound},
 		// A retried create must not take over an account that existed
 		// before it, nor drop it when it gives up.
 		{name: "existing account after a lost reply stays someone else's", op: "create",
 			body: `{"id":"r10","username":"good_user","reply_key":"KEY"}`, exists: true,
-			errs: []error{errLost}, budget: 10 * time.Second, wantCode: CodeUserExists, noAbandon: true},
+			errs: []error{errLost}, budget: 10 * time.Second, wantCode: wire.CodeUserExists, noAbandon: true},
 		{name: "existing account, MySQL flapping: not dropped", op: "create",
 			body: `{"id":"r11","username":"good_user","reply_key":"KEY"}`, exists: true,
 			errs:   always(errLost),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable, noAbandon: true},
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable, noAbandon: true},
 		// A password file half way through a rotation.
 		{name: "login refused, then the file is replaced", op: "delete", body: `{"id":"r13","username":"good_user"}`,
 			errs: []error{errLogin, errLogin}, budget: 10 * time.Second,
 			wantCalls: []string{"delete good_user", "delete good_user", "delete good_user"}},
 		{name: "login refused through the budget", op: "create", body: `{"id":"r14","username":"good_user","reply_key":"KEY"}`,
 			errs:   always(errLogin),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable, noAbandon: true,
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable, noAbandon: true,
 			wantMsg: "for target app after | attempts: the target's password file does not hold the admin's password"},
 		{name: "password file unreadable through the budget", op: "delete", body: `{"id":"r15","username":"good_user"}`,
 			errs:   always(errFile),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable,
 			wantMsg: "could not read the admin password file of target app after | attempts; the job made no change."},
 		{name: "DSN password refused", op: "delete", body: `{"id":"r16","username":"good_user"}`,
-			errs: []error{&mysql.MySQLError{Number: 1045}}, budget: 10 * time.Second, wantCode: CodeInternal,
+			errs: []error{&mysql.MySQLError{Number: 1045}}, budget: 10 * time.Second, wantCode: wire.CodeInternal,
 			wantMsg: "the password in its DSN is wrong"},
 		{name: "missing privilege", op: "delete", body: `{"id":"r17","username":"good_user"}`,
-			errs: []error{errDenied}, budget: 10 * time.Second, wantCode: CodeInternal,
+			errs: []error{errDenied}, budget: 10 * time.Second, wantCode: wire.CodeInternal,
 			wantMsg: "must grant what contract §5.7 lists"},
 		{name: "busy through the budget", op: "delete", body: `{"id":"r18","username":"good_user"}`,
 			errs:   always(errLock),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable,
 			wantMsg: "MySQL server of target app answered but kept failing the job after | attempts"},
 		{name: "unreachable through the budget", op: "delete", body: `{"id":"r19","username":"good_user"}`,
 			errs:   always(errRefused),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable,
 			wantMsg: "MySQL server of target app did not answer after | attempts; the job made no change. Send it again once the server is up."},
 		// An unavailable job says whether it may have taken effect: a
 		// statement cut off may have run, unless the job is a create,
 		// which drops what it may have made.
 		{name: "reset cut off, then unreachable", op: "reset_password", body: `{"id":"r20","username":"good_user","reply_key":"KEY"}`,
 			errs:   append([]error{errLost}, always(errRefused)...),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable,
 			wantMsg: "; the job may or may not have taken effect. Send it again once the server is up."},
 		{name: "delete cut off, then unreachable", op: "delete", body: `{"id":"r21","username":"good_user"}`,
 			errs:   append([]error{errLost}, always(errRefused)...),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable,
 			wantMsg: "; the job may or may not have taken effect. Send it again once the server is up."},
 		{name: "create cut off, then unreachable: dropped again", op: "create", body: `{"id":"r22","username":"good_user","reply_key":"KEY"}`,
 			errs:   append([]error{errLost}, always(errRefused)...),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable,
 			wantMsg: "; the job made no change. Send it again once the server is up."},
 		{name: "reset refused by a busy server", op: "reset_password", body: `{"id":"r23","username":"good_user","reply_key":"KEY"}`,
 			errs:   always(errLock),
-			budget: 300 * time.Millisecond, wantCode: CodeUnavailable,
+			budget: 300 * time.Millisecond, wantCode: wire.CodeUnavailable,
 			wantMsg: "; the job made no change. Send it again later."},
 		{name: "missing account after a lost reply is not found", op: "delete",
 			body: `{"id":"r12","username":"good_user"}`, exists: true,
-			errs: []error{errLost}, budget: 10 * time.Second, wantCode: CodeUserNotFound},
+			errs: []error{errLost}, budget: 10 * time.Second, wantCode: wire.CodeUserNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -575,7 +576,7 @@ func TestRetriesAndFailures(t *testing.T) {
 				t.Fatal("job not acked")
 			}
 			if tt.wantCode == "" {
-				if res.Status != StatusOK || res.Attempts != len(tt.errs)+1 {
+				if res.Status != wire.StatusOK || res.Attempts != len(tt.errs)+1 {
 					t.Fatalf("result %+v, want ok after %d attempts", res, len(tt.errs)+1)
 				}
 			} else if res.Error == nil || res.Error.Code != tt.wantCode {
@@ -604,7 +605,7 @@ func TestRetriesAndFailures(t *testing.T) {
 			if res.Error != nil && !strings.HasSuffix(res.Error.Message, ".") {
 				t.Fatalf("message %q does not end with a full stop", res.Error.Message)
 			}
-			if res.Error != nil && res.Error.Code == CodeUnavailable {
+			if res.Error != nil && res.Error.Code == wire.CodeUnavailable {
 				if !strings.Contains(res.Error.Message, fmt.Sprintf(" after %d attempts", res.Attempts)) {
 					t.Fatalf("message %q does not count the result's %d attempts", res.Error.Message, res.Attempts)
 				}
@@ -684,13 +685,13 @@ func TestMayHoldPassword(t *testing.T) {
 func TestReplayWithInvalidBodyKeepsStoredResult(t *testing.T) {
 	h := newHarness(t, time.Second)
 	_, first := h.run(t, "delete", "rep-1", `{"id":"rep-1","username":"good_user"}`)
-	if first.Status != StatusOK {
+	if first.Status != wire.StatusOK {
 		t.Fatalf("first run: %+v", first)
 	}
-	subject := streams.ResultSubject("dbusers", "app", "rep-1")
+	subject := wire.ResultSubject("dbusers", "app", "rep-1")
 	before := string(h.results.stored[subject])
 	m, again := h.run(t, "delete", "rep-1", `{"id":"rep-1","username":"Bad Name!","extra":1}`)
-	if !m.acked || again.Status != StatusOK || string(h.results.stored[subject]) != before {
+	if !m.acked || again.Status != wire.StatusOK || string(h.results.stored[subject]) != before {
 		t.Fatalf("replay with an invalid body: acked %v, result %+v; the stored result must stay", m.acked, again)
 	}
 	if calls := h.ops.Calls(); len(calls) != 1 {
@@ -799,7 +800,7 @@ func TestQueuedJobsFailFastBehindAnUnreachableTarget(t *testing.T) {
 	l := &lane{key: "app"}
 	longAgo := time.Now().Add(-time.Minute) // the budget ran out while it waited
 	n := 0
-	run := func(received time.Time, delivered uint64, errs ...error) (tried bool, res Result) {
+	run := func(received time.Time, delivered uint64, errs ...error) (tried bool, res wire.Result) {
 		t.Helper()
 		n++
 		id := fmt.Sprintf("q%d", n)
@@ -813,14 +814,14 @@ func TestQueuedJobsFailFastBehindAnUnreachableTarget(t *testing.T) {
 		if !m.acked {
 			t.Fatalf("job %s was not answered", id)
 		}
-		if err := json.Unmarshal(h.results.stored[streams.ResultSubject("dbusers", "app", id)], &res); err != nil {
+		if err := json.Unmarshal(h.results.stored[wire.ResultSubject("dbusers", "app", id)], &res); err != nil {
 			t.Fatal(err)
 		}
 		return len(h.ops.Calls()) > before, res
 	}
-	wantUnavailable := func(res Result, attempts int) {
+	wantUnavailable := func(res wire.Result, attempts int) {
 		t.Helper()
-		if res.Error == nil || res.Error.Code != CodeUnavailable || res.Attempts != attempts {
+		if res.Error == nil || res.Error.Code != wire.CodeUnavailable || res.Attempts != attempts {
 			t.Fatalf("result %+v (error %+v), want unavailable after %d attempts", res, res.Error, attempts)
 		}
 	}
@@ -849,7 +850,7 @@ func TestQueuedJobsFailFastBehindAnUnreachableTarget(t *testing.T) {
 		t.Fatal("a redelivered job (an earlier delivery may have sent something) did not try")
 	}
 	l.unreachableAt = time.Now().Add(-unreachableFresh)
-	if tried, res = run(longAgo, 1, nil); !tried || res.Status != StatusOK {
+	if tried, res = run(longAgo, 1, nil); !tried || res.Status != wire.StatusOK {
 		t.Fatalf("tried %v, result %+v: want a try, the target last found unreachable a retry wait ago", tried, res)
 	}
 	if tried, _ = run(longAgo, 1, dial); !tried {

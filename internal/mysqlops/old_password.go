@@ -535,14 +535,78 @@ func (t *Target) ResetPasswordsKeepOld(ctx context.Context, changes []Change, ol
 	if err != nil {
 		return accts, fill(errs, err)
 	}
+	return t.sendKeepOld(ctx, fl, changes, send, old, accts, errs)
+}
+
+// KeepRecord is told, right before a keep-old statement, the credential
+// each account at idx keeps (creds[k] for changes[idx[k]]), so that the
+// caller records it with its job; an error for one keeps that account out
+// of the statement.
+type KeepRecord func(ctx context.Context, idx []int, creds []Credential) []error
+
+// ResetPasswordsKeepingCurrent is ResetPasswordsKeepOld that keeps each
+// account's credential in force, read in the same pass as the ownership
+// check (its grants, then one SELECT, then the statement: three round
+// trips for the batch). record hears the credentials before the statement.
+func (t *Target) ResetPasswordsKeepingCurrent(ctx context.Context, changes []Change, record KeepRecord) ([]Account, []error) {
+	accts, errs := t.accountsOf(changes)
+	states, err := t.inspectMany(ctx, pendingNames(changes, errs), false)
+	if err != nil {
+		return accts, fill(errs, err)
+	}
+	owned := ownedOf(changes, states, accts, errs)
+	if len(owned) == 0 {
+		return accts, errs
+	}
+	fl, err := t.detect(ctx)
+	if err != nil {
+		return accts, fill(errs, err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, t.timeout)
+	auth, err := t.readAuth(rctx, fl, namesAt(changes, owned))
+	cancel()
+	if err != nil {
+		return accts, fill(errs, err)
+	}
+	old := make([]Credential, len(changes))
+	var idx []int
+	var creds []Credential
+	for _, i := range owned {
+		a, ok := auth[changes[i].Username]
+		switch {
+		case !ok:
+			errs[i] = errGone // dropped since its grants were read
+		default:
+			if errs[i] = a.current.check(); errs[i] == nil {
+				old[i] = a.current
+				idx, creds = append(idx, i), append(creds, a.current)
+			}
+		}
+	}
+	var send []int
+	for k, err := range record(ctx, idx, creds) {
+		if errs[idx[k]] = err; err == nil {
+			send = append(send, idx[k])
+		}
+	}
+	if len(send) == 0 {
+		return accts, errs
+	}
+	return t.sendKeepOld(ctx, fl, changes, send, old, accts, errs)
+}
+
+// sendKeepOld runs the keep-old statement of the changes at send, old[i]
+// kept for changes[i]. When it fails or its outcome is unknown, some
+// accounts may have their new password and some not: each sets its own
+// again (the same password and old hash), alone, and its error is a
+// MaybeSetError when the statement may have set it.
+func (t *Target) sendKeepOld(ctx context.Context, fl flavor, changes []Change, send []int, old []Credential, accts []Account, errs []error) ([]Account, []error) {
 	batch := make([]keepOld, len(send))
 	for n, i := range send {
 		batch[n] = keepOld{changes[i].Username, changes[i].Password, old[i]}
 	}
 	failed, err := t.runWithheld(ctx, fl.keepOldSQL(batch))
 	if err != nil {
-		// Some accounts may have their new password, some not: each
-		// sets its own again (the same password and old hash), alone.
 		for _, i := range send {
 			_, errs[i] = t.ResetPasswordKeepOld(ctx, changes[i].Username, changes[i].Password, old[i], nil)
 		}

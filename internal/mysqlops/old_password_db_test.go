@@ -392,3 +392,55 @@ func TestManyAccountsOneStatement(t *testing.T) {
 		t.Fatalf("ALTER USER statements: keep-old %d, discard %d, discard of none %d; want 1, 1, 0", n1-n0, n2-n1, n3-n2)
 	}
 }
+
+// TestKeepingCurrentReadsRecordsAndKeeps: ResetPasswordsKeepingCurrent
+// hears each owned account's credential in force before its statement,
+// keeps it beside the new password, leaves out an account whose record
+// failed, and answers the others' outcomes as a reset would.
+func TestKeepingCurrentReadsRecordsAndKeeps(t *testing.T) {
+	ctx := context.Background()
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	tg := oldPwTarget(t, f, PrivilegeCheck{Enabled: true})
+	var names, pw0s []string
+	for range 3 {
+		u, pw0 := oldPwAccount(t, f, tg, "cur_")
+		names, pw0s = append(names, u), append(pw0s, pw0)
+	}
+	before := make([]Credential, len(names))
+	for i, u := range names {
+		before[i] = credentialOf(t, tg, u)
+	}
+	missing := "nobody_" + mysqltest.Token(6)
+	all := append(append([]string{}, names...), f.Protected, missing)
+	changes := make([]Change, len(all))
+	for i, u := range all {
+		changes[i] = Change{Username: u, Password: secret.New("pw1-" + mysqltest.Password())}
+	}
+	refused := errors.New("record refused")
+	var heard []int
+	accts, errs := tg.ResetPasswordsKeepingCurrent(ctx, changes, func(_ context.Context, idx []int, creds []Credential) []error {
+		out := make([]error, len(idx))
+		for k, i := range idx {
+			heard = append(heard, i)
+			if creds[k].Hash.Reveal() != before[i].Hash.Reveal() || creds[k].Plugin != before[i].Plugin {
+				t.Errorf("record of %s heard another credential than the one in force", all[i])
+			}
+			if i == 2 {
+				out[k] = refused
+			}
+		}
+		return out
+	})
+	if len(heard) != 3 {
+		t.Fatalf("record heard accounts %v, want the three owned ones", heard)
+	}
+	for i, want := range []error{nil, nil, refused, ErrProtected, ErrUserNotFound} {
+		if !errors.Is(errs[i], want) || (want == nil) != accts[i].OldPassword {
+			t.Errorf("%s: %+v %v, want %v", all[i], accts[i], errs[i], want)
+		}
+	}
+	for i := range 2 {
+		logsIn(t, f, names[i], []string{pw0s[i], changes[i].Password.Reveal()}, nil)
+	}
+	logsIn(t, f, names[2], []string{pw0s[2]}, []string{changes[2].Password.Reveal()})
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/dbusers/dbusers/internal/config"
 	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/natsserver"
+	"github.com/dbusers/dbusers/internal/oldpasswords"
 	"github.com/dbusers/dbusers/internal/partitions"
 	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/internal/telemetry"
@@ -44,6 +45,10 @@ type Options struct {
 	// StraySweepEvery is the pause between sweeps for jobs no consumer
 	// reads (jobs.StraySweeper); a minute when zero.
 	StraySweepEvery time.Duration
+	// OldPasswordCheckEvery is the pause between the expiry watcher's
+	// passes over the old-password schedule (oldpasswords.Expirer);
+	// oldpasswords.DefaultEvery when zero.
+	OldPasswordCheckEvery time.Duration
 }
 
 // DefaultPrivilegeRecheck bounds how long a privilege granted to a
@@ -125,9 +130,10 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		Prefix:           cfg.NATS.Prefix,
 		Targets:          targets,
 		Keys:             s.keys,
-		Secrets:          vault.NewStore(objs.Vault, cfg.Vault.TTL),
+		Secrets:          vault.NewStore(js, objs.Vault, cfg.Vault.TTL),
 		Results:          jobs.NewStreamResults(js, objs.Results),
-		Intents:          jobs.NewKVIntents(objs.Intents),
+		Intents:          jobs.NewKVIntents(js, objs.Intents),
+		OldPasswords:     oldpasswords.NewSchedule(js, objs.OldPasswords),
 		Jobs:             jobsStream,
 		StoreEncrypted:   s.server != nil || cfg.NATS.StoreEncrypted,
 		GeneratePassword: jobs.GeneratePassword,
@@ -193,6 +199,12 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 	sweeper := &jobs.StraySweeper{Prefix: cfg.NATS.Prefix, Store: jobsStream, Results: workerCfg.Results,
 		Every: opts.StraySweepEvery, Logger: log, Observer: s.metrics}
 	wg.Go(func() { sweeper.Run(runCtx) })
+	// Old passwords end at their time whichever process is alive: every
+	// process watches the schedule and publishes the discard jobs that are
+	// due, each kept once by the jobs stream's duplicate window.
+	expirer := oldpasswords.NewExpirer(js, objs.OldPasswords, oldpasswords.Settings{Prefix: cfg.NATS.Prefix,
+		DuplicateWindow: cfg.NATS.DuplicateWindow, Every: opts.OldPasswordCheckEvery, Logger: log})
+	wg.Go(func() { expirer.Run(runCtx) })
 	go func() {
 		wg.Wait()
 		close(s.done)

@@ -7,22 +7,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Consumer names on the jobs stream. Each partition has its own durable
-// consumer, worked by one process at a time (see internal/partitions); jobs
-// whose subject has too few tokens to be partitioned go to the misc
-// consumer, which every process shares (they are all invalid_job).
+// consumer (wire.PartitionConsumer), worked by one process at a time (see
+// internal/partitions); jobs whose subject has too few tokens to be
+// partitioned go to the misc consumer, which every process shares (they
+// are all invalid_job).
 const (
-	PartitionConsumerPrefix = "worker-p"
-	MiscConsumerName        = "worker-misc"
+	MiscConsumerName = "worker-misc"
 	// legacyConsumerName is the single consumer of versions before
 	// partitioning; its filter overlaps the partitions', so it is removed.
 	legacyConsumerName = "worker"
@@ -57,32 +57,25 @@ type Settings struct {
 
 // Objects are handles on the JetStream objects Ensure created or updated.
 type Objects struct {
-	Jobs       jetstream.Stream
-	Results    jetstream.Stream
-	Vault      jetstream.KeyValue
-	Intents    jetstream.KeyValue
-	Leases     jetstream.KeyValue
-	Partitions []jetstream.Consumer // index = partition number
-	Misc       jetstream.Consumer
-}
-
-// Names returns the jobs and results stream names and the vault and intents
-// bucket names: the upper-cased prefix plus "_JOBS", "_RESULTS", "_VAULT",
-// "_INTENTS", as contract §1 says (the intents bucket is this worker's
-// addition). A valid prefix (^[A-Za-z0-9_-]+$) needs no
-// other mapping: JetStream stream names refuse only whitespace, '.', '*',
-// '>', '/' and '\', and bucket names allow [A-Za-z0-9_-], so a '-' is kept.
-func Names(prefix string) (jobs, results, vault, intents string) {
-	p := strings.ToUpper(prefix)
-	return p + "_JOBS", p + "_RESULTS", p + "_VAULT", p + "_INTENTS"
+	Jobs    jetstream.Stream
+	Results jetstream.Stream
+	Vault   jetstream.KeyValue
+	Intents jetstream.KeyValue
+	Leases  jetstream.KeyValue
+	// OldPasswords holds when each retained old password ends
+	// (internal/oldpasswords).
+	OldPasswords jetstream.KeyValue
+	Partitions   []jetstream.Consumer // index = partition number
+	Misc         jetstream.Consumer
 }
 
 // LeasesName returns the name of the bucket of partition leases and worker
 // heartbeats: the upper-cased prefix plus "_LEASES".
 func LeasesName(prefix string) string { return strings.ToUpper(prefix) + "_LEASES" }
 
-// JobsSubject returns the subject filter of all jobs: "P.jobs.>".
-func JobsSubject(prefix string) string { return prefix + ".jobs.>" }
+// OldPasswordsName returns the name of the bucket of old-password end
+// times (contract §9): the upper-cased prefix plus "_OLD_PASSWORDS".
+func OldPasswordsName(prefix string) string { return strings.ToUpper(prefix) + "_OLD_PASSWORDS" }
 
 // PartitionSubject returns the stored-subject filter of one partition:
 // "P.jobs.<n>.>". The stream rewrites "P.jobs.<target>.<rest>" to
@@ -90,9 +83,6 @@ func JobsSubject(prefix string) string { return prefix + ".jobs.>" }
 func PartitionSubject(prefix string, n int) string {
 	return fmt.Sprintf("%s.jobs.%d.>", prefix, n)
 }
-
-// PartitionConsumer returns the durable name of partition n's consumer.
-func PartitionConsumer(n int) string { return fmt.Sprintf("%s%d", PartitionConsumerPrefix, n) }
 
 // OriginalSubject undoes the stream's partition rewrite: it returns the
 // subject the job was published on. A stored subject with one token after
@@ -142,15 +132,6 @@ func hasWildcardToken(subject string) bool {
 	return false
 }
 
-// ResultsSubject returns the subject filter of all results: "P.results.>".
-func ResultsSubject(prefix string) string { return prefix + ".results.>" }
-
-// ResultSubject returns the subject of one job's result:
-// "P.results.<target>.<id>". The caller passes valid tokens.
-func ResultSubject(prefix, target, id string) string {
-	return prefix + ".results." + target + "." + id
-}
-
 var prefixRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 func (s Settings) validate() error {
@@ -183,14 +164,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("streams: %w", err)
 	}
-	jobsName, resultsName, vaultName, intentsName := Names(s.Prefix)
+	jobsName, resultsName, vaultName, intentsName := wire.Names(s.Prefix)
 	var (
 		o   Objects
 		err error
 	)
 	o.Jobs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       jobsName,
-		Subjects:   []string{JobsSubject(s.Prefix)},
+		Subjects:   []string{wire.JobsSubject(s.Prefix)},
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
 		Replicas:   s.Replicas,
@@ -215,7 +196,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 	}
 	o.Results, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:      resultsName,
-		Subjects:  []string{ResultsSubject(s.Prefix)},
+		Subjects:  []string{wire.ResultsSubject(s.Prefix)},
 		Retention: jetstream.LimitsPolicy,
 		Storage:   jetstream.FileStorage,
 		Replicas:  s.Replicas,
@@ -252,6 +233,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 	if o.Leases, err = bucket("leases", LeasesName(s.Prefix), s.LeaseTTL); err != nil {
 		return nil, err
 	}
+	// An old password's end time must outlive every process, however long
+	// none runs: no TTL.
+	if o.OldPasswords, err = bucket("old passwords", OldPasswordsName(s.Prefix), 0); err != nil {
+		return nil, err
+	}
 	if err := removeStale(ctx, js, o.Jobs, s.Partitions); err != nil {
 		return nil, err
 	}
@@ -263,7 +249,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 		return c, nil
 	}
 	for n := range s.Partitions {
-		c, err := consumer(PartitionConsumer(n), PartitionSubject(s.Prefix, n))
+		c, err := consumer(wire.PartitionConsumer(n), PartitionSubject(s.Prefix, n))
 		if err != nil {
 			return nil, err
 		}
@@ -298,8 +284,8 @@ func consumerConfig(name, filter string, s Settings) jetstream.ConsumerConfig {
 // consumer would redeliver them only after their ack wait, behind newer
 // jobs. The caller holds the lease: no other process reads the consumer.
 func TakeOverPartition(ctx context.Context, js jetstream.JetStream, s Settings, n int) (jetstream.Consumer, error) {
-	jobsName, _, _, _ := Names(s.Prefix)
-	name := PartitionConsumer(n)
+	jobsName, _, _, _ := wire.Names(s.Prefix)
+	name := wire.PartitionConsumer(n)
 	if err := js.DeleteConsumer(ctx, jobsName, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("streams: take over partition %d: delete its consumer: %w", n, err)
 	}
@@ -324,7 +310,7 @@ func removeStale(ctx context.Context, js jetstream.JetStream, jobs jetstream.Str
 			stale = append(stale, name)
 			continue
 		}
-		num, ok := strings.CutPrefix(name, PartitionConsumerPrefix)
+		num, ok := strings.CutPrefix(name, wire.PartitionConsumerPrefix)
 		if !ok {
 			continue
 		}
@@ -357,11 +343,26 @@ func maxBytes(bound int64) int64 {
 	return bound
 }
 
-// Partition returns the partition that the jobs of target land in: FNV-1a
-// of the target token modulo the partition count, as the stream's
-// {{partition}} transform computes it.
-func Partition(target string, partitions int) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(target))
-	return int(h.Sum32() % uint32(partitions))
+// PutAll writes values under keys of the key-value bucket in one round:
+// every write is published at once and the stream's acks are awaited
+// together, where a Put per key would wait for each. errs[i] is key i's.
+func PutAll(ctx context.Context, js jetstream.JetStream, bucket string, keys []string, values [][]byte) []error {
+	errs := make([]error, len(keys))
+	futures := make([]jetstream.PubAckFuture, len(keys))
+	for i, k := range keys {
+		futures[i], errs[i] = js.PublishAsync("$KV."+bucket+"."+k, values[i])
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = err
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+	return errs
 }

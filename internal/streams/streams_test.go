@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dbusers/dbusers/internal/natstest"
+	"github.com/dbusers/dbusers/wire"
 )
 
 func startJS(t *testing.T) jetstream.JetStream {
@@ -40,17 +41,17 @@ func TestNamesAndSubjects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.prefix, func(t *testing.T) {
-			j, r, v, i := Names(tt.prefix)
+			j, r, v, i := wire.Names(tt.prefix)
 			if j != tt.jobs || r != tt.results || v != tt.vault || i != tt.intents {
 				t.Errorf("Names = %s %s %s %s", j, r, v, i)
 			}
-			if got := JobsSubject(tt.prefix); got != tt.jobsSubj {
+			if got := wire.JobsSubject(tt.prefix); got != tt.jobsSubj {
 				t.Errorf("JobsSubject = %s", got)
 			}
-			if got := ResultsSubject(tt.prefix); got != tt.resultsSubj {
+			if got := wire.ResultsSubject(tt.prefix); got != tt.resultsSubj {
 				t.Errorf("ResultsSubject = %s", got)
 			}
-			if got := ResultSubject(tt.prefix, "my-app", "job-1"); got != tt.oneSubj {
+			if got := wire.ResultSubject(tt.prefix, "my-app", "job-1"); got != tt.oneSubj {
 				t.Errorf("ResultSubject = %s", got)
 			}
 		})
@@ -105,6 +106,10 @@ func TestEnsureIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ops, err := o.OldPasswords.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	jc, rc, cc := ji.Config, ri.Config, ci.Config
 	checks := []struct {
 		name      string
@@ -122,6 +127,10 @@ func TestEnsureIdempotent(t *testing.T) {
 		{"jobs transform destination", jc.SubjectTransform.Destination, "dbusers.jobs.{{partition(4,1)}}.{{wildcard(1)}}.>"},
 		{"leases bucket", ls.Bucket(), "DBUSERS_LEASES"},
 		{"leases ttl", ls.TTL(), 15 * time.Second},
+		{"old passwords bucket", ops.Bucket(), "DBUSERS_OLD_PASSWORDS"},
+		{"old passwords ttl", ops.TTL(), time.Duration(0)},
+		{"old passwords history", ops.History(), int64(1)},
+		{"old passwords storage", ops.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Storage, jetstream.FileStorage},
 		{"misc consumer filter", mi.Config.FilterSubject, "dbusers.jobs.*"},
 		{"results name", rc.Name, "DBUSERS_RESULTS"},
 		{"results subjects", rc.Subjects[0], "dbusers.results.>"},
@@ -257,7 +266,7 @@ func TestPartitioning(t *testing.T) {
 			}
 			continue
 		}
-		if want := fmt.Sprint(Partition(target, settings.Partitions)); part != want {
+		if want := fmt.Sprint(wire.Partition(target, settings.Partitions)); part != want {
 			t.Errorf("target %s stored in partition %s, Partition says %s", target, part, want)
 		}
 		if prev, ok := seen[target]; ok && prev != part {

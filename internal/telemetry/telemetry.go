@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dbusers/dbusers/internal/jobs"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // Metrics are the worker's Prometheus metrics. It implements jobs.Observer.
@@ -81,15 +82,15 @@ func NewMetrics(pending func(context.Context) (float64, error)) *Metrics {
 // such as rate(dbusers_retries_total[5m]) > 0 or absent(…) cannot tell a
 // healthy worker from one that does not export the metric at all.
 func (m *Metrics) initSeries() {
-	for _, op := range jobs.AllOps() {
+	for _, op := range wire.AllOps() {
 		o := string(op)
 		m.duration.WithLabelValues(o)
 		for _, outcome := range jobs.Outcomes() {
-			if outcome != jobs.StatusError {
+			if outcome != wire.StatusError {
 				m.jobs.WithLabelValues(o, outcome, "")
 				continue
 			}
-			for _, code := range jobs.AllCodes() {
+			for _, code := range wire.AllCodes() {
 				m.jobs.WithLabelValues(o, outcome, string(code))
 			}
 		}
@@ -106,13 +107,13 @@ func (m *Metrics) initSeries() {
 }
 
 // JobDone counts an answered job.
-func (m *Metrics) JobDone(op jobs.Op, outcome string, code jobs.Code, d time.Duration) {
+func (m *Metrics) JobDone(op wire.Op, outcome string, code wire.Code, d time.Duration) {
 	m.jobs.WithLabelValues(string(op), outcome, string(code)).Inc()
 	m.duration.WithLabelValues(string(op)).Observe(d.Seconds())
 }
 
 // Retry counts a retried attempt.
-func (m *Metrics) Retry(op jobs.Op, class string) { m.retries.WithLabelValues(string(op), class).Inc() }
+func (m *Metrics) Retry(op wire.Op, class string) { m.retries.WithLabelValues(string(op), class).Inc() }
 
 // MySQLError counts a failed attempt by the class of its MySQL error.
 func (m *Metrics) MySQLError(class string) { m.mysqlErrs.WithLabelValues(class).Inc() }

@@ -7,6 +7,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/dbusers/dbusers/internal/jobs"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // TestSeriesExistBeforeFirstUse: a fresh worker's /metrics already has,
@@ -23,7 +24,7 @@ func TestSeriesExistBeforeFirstUse(t *testing.T) {
 		labels map[string]string
 	}
 	var want []series
-	for _, op := range jobs.AllOps() {
+	for _, op := range wire.AllOps() {
 		o := string(op)
 		want = append(want,
 			series{"dbusers_jobs_total", map[string]string{"op": o, "outcome": "ok", "code": ""}},
@@ -31,7 +32,7 @@ func TestSeriesExistBeforeFirstUse(t *testing.T) {
 			series{"dbusers_job_duration_seconds", map[string]string{"op": o}},
 			series{"dbusers_retries_total", map[string]string{"op": o, "class": "transient"}},
 			series{"dbusers_retries_total", map[string]string{"op": o, "class": "unknown_outcome"}})
-		for _, code := range jobs.AllCodes() {
+		for _, code := range wire.AllCodes() {
 			want = append(want, series{"dbusers_jobs_total", map[string]string{"op": o, "outcome": "error", "code": string(code)}})
 		}
 	}
@@ -64,10 +65,10 @@ func TestSeriesExistBeforeFirstUse(t *testing.T) {
 	}
 
 	// The first events count in those series.
-	m.Retry(jobs.OpDelete, "transient")
+	m.Retry(wire.OpDelete, "transient")
 	m.MySQLError("transient")
 	m.HandedBack("publish the result")
-	m.JobDone(jobs.OpCreate, jobs.StatusError, jobs.CodeUnavailable, 0)
+	m.JobDone(wire.OpCreate, wire.StatusError, wire.CodeUnavailable, 0)
 	families = gather(t, m)
 	for _, w := range []series{
 		{"dbusers_retries_total", map[string]string{"op": "user.delete", "class": "transient"}},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/vault"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 const (
@@ -59,7 +60,7 @@ func BenchmarkSealPassword(b *testing.B) {
 // the requester.
 func BenchmarkOpenPassword(b *testing.B) {
 	worker, requester, reqPub := benchKeys(b)
-	sealed, err := vault.SealChosenPassword(requester, worker.PublicKey(), benchJobID, secret.New(benchPassword))
+	sealed, err := wire.SealChosenPassword(requester, worker.PublicKey(), benchJobID, secret.New(benchPassword))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nkeys"
 )
 
@@ -53,7 +54,7 @@ func fuzzKeys(t testing.TB) (worker *Keys, requester nkeys.KeyPair) {
 func checkOpened(t *testing.T, opener nkeys.KeyPair, raw []byte, sender, jobID, pw string, err error) {
 	t.Helper()
 	if err != nil {
-		if !errors.Is(err, ErrSeal) && !errors.Is(err, ErrSealJobID) {
+		if !errors.Is(err, wire.ErrSeal) && !errors.Is(err, wire.ErrSealJobID) {
 			t.Fatalf("error %v wraps neither ErrSeal nor ErrSealJobID", err)
 		}
 		for _, p := range fuzzPasswords {
@@ -93,7 +94,7 @@ func checkOpened(t *testing.T, opener nkeys.KeyPair, raw []byte, sender, jobID, 
 func FuzzOpenPassword(f *testing.F) {
 	worker, requester := fuzzKeys(f)
 	rpub, _ := requester.PublicKey()
-	sealed, err := SealChosenPassword(requester, worker.PublicKey(), "job-1", secret.New(fuzzPasswords[0]))
+	sealed, err := wire.SealChosenPassword(requester, worker.PublicKey(), "job-1", secret.New(fuzzPasswords[0]))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func FuzzOpenGeneratedPassword(f *testing.F) {
 	f.Add(sealed, rpub, "job-1")
 	f.Add([]byte{}, worker.PublicKey(), "job-1")
 	f.Fuzz(func(t *testing.T, sealed []byte, sender, jobID string) {
-		pw, err := OpenGeneratedPassword(requester, sender, sealed, jobID)
+		pw, err := wire.OpenGeneratedPassword(requester, sender, sealed, jobID)
 		checkOpened(t, requester, sealed, sender, jobID, pw.Reveal(), err)
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -45,7 +46,7 @@ func ServePurge(nc *nats.Conn, js jetstream.JetStream, prefix, bucket string) (*
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		msg := nats.NewMsg(subject + Key(target, id))
+		msg := nats.NewMsg(subject + wire.VaultKey(target, id))
 		msg.Header.Set("KV-Operation", "PURGE")
 		msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 		ack, err := js.PublishMsg(ctx, msg)

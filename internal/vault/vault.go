@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,23 +17,15 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 	"golang.org/x/crypto/nacl/box"
 )
-
-// ErrSeal is wrapped by every failure to open a sealed password: bad base64,
-// a seal that does not open with the given keys, or a payload that is not
-// the expected JSON object.
-var ErrSeal = errors.New("sealed password does not open")
-
-// ErrSealJobID is wrapped when a seal opens but was made for another job:
-// a sealed password replayed from another job must not be accepted.
-var ErrSealJobID = errors.New("sealed password belongs to another job")
 
 // Keys holds the worker's curve key pair, and the shared keys computed
 // for recent requesters.
@@ -209,124 +200,66 @@ func (k *Keys) StoreKey() (string, error) {
 func (k *Keys) OpenPassword(sealed secret.Secret, senderPub, jobID string) (secret.Secret, error) {
 	raw, err := base64.StdEncoding.DecodeString(sealed.Reveal())
 	if err != nil {
-		return secret.Secret{}, fmt.Errorf("%w: not standard base64", ErrSeal)
+		return secret.Secret{}, fmt.Errorf("%w: not standard base64", wire.ErrSeal)
 	}
-	return open(k.kp, raw, senderPub, jobID)
+	return wire.Open(k.kp, raw, senderPub, jobID)
 }
 
 // SealPassword seals {"job_id":jobID,"password":password} from the worker to
 // recipientPub (the job's reply_key). The result is raw bytes, as stored in
 // the vault bucket.
 func (k *Keys) SealPassword(jobID string, password secret.Secret, recipientPub string) ([]byte, error) {
-	return seal(k.boxSeal, jobID, password, recipientPub)
+	return wire.Seal(k.boxSeal, jobID, password, recipientPub)
 }
-
-// SealChosenPassword is the requester's side of a chosen password: it
-// returns the standard base64 of requester.Seal(json, workerPub), the value
-// of a job's "password" field.
-func SealChosenPassword(requester nkeys.KeyPair, workerPub, jobID string, password secret.Secret) (string, error) {
-	b, err := seal(requester.Seal, jobID, password, workerPub)
-	if err != nil {
-		return "", err
-	}
-	return base64.StdEncoding.EncodeToString(b), nil
-}
-
-// OpenGeneratedPassword is the requester's side of a generated password: it
-// opens the bytes read from the vault bucket with workerPub as the sender and
-// checks they were sealed for jobID. Errors wrap ErrSeal or ErrSealJobID.
-func OpenGeneratedPassword(requester nkeys.KeyPair, workerPub string, sealed []byte, jobID string) (secret.Secret, error) {
-	return open(requester, sealed, workerPub, jobID)
-}
-
-// payload is the sealed plaintext of contract §4. Pointers tell a missing
-// field from an empty one.
-type payload struct {
-	JobID    *string `json:"job_id"`
-	Password *string `json:"password"`
-}
-
-// sealFunc seals plain to a recipient's curve public key.
-type sealFunc func(plain []byte, recipientPub string) ([]byte, error)
-
-func seal(sealTo sealFunc, jobID string, pw secret.Secret, recipientPub string) ([]byte, error) {
-	password := pw.Reveal()
-	if jobID == "" {
-		return nil, errors.New("vault: seal: empty job id")
-	}
-	// encoding/json would silently replace invalid UTF-8, changing the password.
-	if !utf8.ValidString(password) {
-		return nil, errors.New("vault: seal: password is not valid UTF-8")
-	}
-	if !nkeys.IsValidPublicCurveKey(recipientPub) {
-		return nil, errors.New("vault: seal: recipient is not a curve public key")
-	}
-	plain, err := json.Marshal(payload{JobID: &jobID, Password: &password})
-	if err != nil {
-		return nil, fmt.Errorf("vault: seal: encode: %w", err)
-	}
-	defer wipe(plain)
-	out, err := sealTo(plain, recipientPub)
-	if err != nil {
-		return nil, fmt.Errorf("vault: seal: %w", err)
-	}
-	return out, nil
-}
-
-func open(kp nkeys.KeyPair, sealed []byte, senderPub, jobID string) (secret.Secret, error) {
-	if !nkeys.IsValidPublicCurveKey(senderPub) {
-		return secret.Secret{}, fmt.Errorf("%w: sender is not a curve public key", ErrSeal)
-	}
-	plain, err := kp.Open(sealed, senderPub)
-	if err != nil {
-		// nkeys errors are fixed texts, safe to wrap.
-		return secret.Secret{}, fmt.Errorf("%w: %w", ErrSeal, err)
-	}
-	defer wipe(plain)
-	var p payload
-	dec := json.NewDecoder(bytes.NewReader(plain))
-	dec.DisallowUnknownFields()
-	// The decoder's error text can quote the plaintext, so it is dropped.
-	if err := dec.Decode(&p); err != nil || dec.More() || p.JobID == nil || p.Password == nil {
-		return secret.Secret{}, fmt.Errorf("%w: payload is not {\"job_id\",\"password\"}", ErrSeal)
-	}
-	if *p.JobID != jobID {
-		return secret.Secret{}, fmt.Errorf("%w: want job %q", ErrSealJobID, jobID)
-	}
-	return secret.New(*p.Password), nil
-}
-
-// wipe zeroes a buffer that held a secret, so it does not linger in memory.
-func wipe(b []byte) { clear(b) }
 
 // Store writes sealed generated passwords into the vault KV bucket.
 type Store struct {
+	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 	ttl time.Duration
 }
 
 // NewStore returns a Store over kv, whose bucket TTL is ttl (the TTL is used
-// only to tell the requester when the entry expires).
-func NewStore(kv jetstream.KeyValue, ttl time.Duration) *Store {
-	return &Store{kv: kv, ttl: ttl}
+// only to tell the requester when the entry expires); js publishes a
+// batch's entries at once (PutMany).
+func NewStore(js jetstream.JetStream, kv jetstream.KeyValue, ttl time.Duration) *Store {
+	return &Store{js: js, kv: kv, ttl: ttl}
 }
-
-// Key returns the vault key of a job's sealed password: "<target>.<jobID>".
-func Key(target, jobID string) string { return target + "." + jobID }
 
 // Put stores sealed under Key(target, jobID), replacing any earlier value (a
 // retried job's new password must win). expiresAt is taken after the write
 // and rounded up to the second, so the entry is gone by then.
 func (s *Store) Put(ctx context.Context, target, jobID string, sealed []byte) (key string, expiresAt time.Time, err error) {
-	key = Key(target, jobID)
+	key = wire.VaultKey(target, jobID)
 	if _, err := s.kv.Put(ctx, key, sealed); err != nil {
 		return "", time.Time{}, fmt.Errorf("vault: put %s/%s: %w", s.kv.Bucket(), key, err)
 	}
+	return key, s.expiry(), nil
+}
+
+// PutMany is Put for many jobs of target: every entry published at once,
+// the stream's acks awaited together.
+func (s *Store) PutMany(ctx context.Context, target string, jobIDs []string, sealed [][]byte) ([]string, time.Time, []error) {
+	keys := make([]string, len(jobIDs))
+	for i, id := range jobIDs {
+		keys[i] = wire.VaultKey(target, id)
+	}
+	errs := streams.PutAll(ctx, s.js, s.kv.Bucket(), keys, sealed)
+	for i, err := range errs {
+		if err != nil {
+			errs[i] = fmt.Errorf("vault: put %s/%s: %w", s.kv.Bucket(), keys[i], err)
+		}
+	}
+	return keys, s.expiry(), errs
+}
+
+// expiry is when an entry written now expires, to the second, rounded up.
+func (s *Store) expiry() time.Time {
 	exp := time.Now().UTC().Add(s.ttl)
 	if t := exp.Truncate(time.Second); t.Before(exp) {
 		exp = t.Add(time.Second)
 	}
-	return key, exp, nil
+	return exp
 }
 
 // Purge removes the entry under Key(target, jobID) and every earlier value
@@ -334,7 +267,7 @@ func (s *Store) Put(ctx context.Context, target, jobID string, sealed []byte) (k
 // finds only the purge marker, which reads as gone (ErrKeyDeleted), and
 // the sealed bytes are no longer in the bucket's stream.
 func (s *Store) Purge(ctx context.Context, target, jobID string) error {
-	key := Key(target, jobID)
+	key := wire.VaultKey(target, jobID)
 	if err := s.kv.Purge(ctx, key); err != nil {
 		return fmt.Errorf("vault: purge %s/%s: %w", s.kv.Bucket(), key, err)
 	}
@@ -343,3 +276,6 @@ func (s *Store) Purge(ctx context.Context, target, jobID string) error {
 
 // Bucket returns the vault bucket's name, as reported in results.
 func (s *Store) Bucket() string { return s.kv.Bucket() }
+
+// wipe zeroes a buffer that held a secret, so it does not linger in memory.
+func wipe(b []byte) { clear(b) }

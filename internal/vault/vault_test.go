@@ -16,6 +16,7 @@ import (
 
 	"github.com/dbusers/dbusers/internal/natstest"
 	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
 )
 
 func TestLoadOrCreateKeys(t *testing.T) {
@@ -144,7 +145,7 @@ func TestChosenPasswordRoundTrip(t *testing.T) {
 	w, r := testKeys(t)
 	for _, pw := range passwords {
 		t.Run(pw, func(t *testing.T) {
-			sealed, err := SealChosenPassword(r, w.PublicKey(), "job-1", secret.New(pw))
+			sealed, err := wire.SealChosenPassword(r, w.PublicKey(), "job-1", secret.New(pw))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,7 +168,7 @@ func TestGeneratedPasswordRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := OpenGeneratedPassword(r, w.PublicKey(), sealed, "job-2")
+			got, err := wire.OpenGeneratedPassword(r, w.PublicKey(), sealed, "job-2")
 			if err != nil {
 				t.Fatalf("OpenGeneratedPassword: %v", err)
 			}
@@ -185,7 +186,7 @@ func TestOpenPasswordErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, err := SealChosenPassword(r, w.PublicKey(), "job-1", secret.New(pw))
+	good, err := wire.SealChosenPassword(r, w.PublicKey(), "job-1", secret.New(pw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,14 +212,14 @@ func TestOpenPasswordErrors(t *testing.T) {
 		jobID  string
 		want   error
 	}{
-		{"wrong sender", good, pub(t, other), "job-1", ErrSeal},
-		{"sender not a curve key", good, "UABC", "job-1", ErrSeal},
-		{"tampered", base64.StdEncoding.EncodeToString(tampered), pub(t, r), "job-1", ErrSeal},
-		{"bad base64", "!!not base64!!", pub(t, r), "job-1", ErrSeal},
-		{"url base64", base64.URLEncoding.EncodeToString(raw) + "_-", pub(t, r), "job-1", ErrSeal},
-		{"unknown field", base64.StdEncoding.EncodeToString(badJSON), pub(t, r), "job-1", ErrSeal},
-		{"not json", base64.StdEncoding.EncodeToString(notJSON), pub(t, r), "job-1", ErrSeal},
-		{"job id mismatch", good, pub(t, r), "job-2", ErrSealJobID},
+		{"wrong sender", good, pub(t, other), "job-1", wire.ErrSeal},
+		{"sender not a curve key", good, "UABC", "job-1", wire.ErrSeal},
+		{"tampered", base64.StdEncoding.EncodeToString(tampered), pub(t, r), "job-1", wire.ErrSeal},
+		{"bad base64", "!!not base64!!", pub(t, r), "job-1", wire.ErrSeal},
+		{"url base64", base64.URLEncoding.EncodeToString(raw) + "_-", pub(t, r), "job-1", wire.ErrSeal},
+		{"unknown field", base64.StdEncoding.EncodeToString(badJSON), pub(t, r), "job-1", wire.ErrSeal},
+		{"not json", base64.StdEncoding.EncodeToString(notJSON), pub(t, r), "job-1", wire.ErrSeal},
+		{"job id mismatch", good, pub(t, r), "job-2", wire.ErrSealJobID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -290,7 +291,7 @@ func TestStore(t *testing.T) {
 			// deleting an account's last stream races the next one's
 			// creation inside nats-server ("could not create storage
 			// directory ... $G/streams: no such file or directory").
-			st := NewStore(kv, tt.ttl)
+			st := NewStore(js, kv, tt.ttl)
 			if st.Bucket() != bucket {
 				t.Errorf("Bucket() = %q", st.Bucket())
 			}
@@ -303,7 +304,7 @@ func TestStore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if key != "my-app.job-7" || key != Key("my-app", "job-7") {
+			if key != "my-app.job-7" || key != wire.VaultKey("my-app", "job-7") {
 				t.Errorf("key = %q", key)
 			}
 			if exp.Location() != time.UTC || exp.Nanosecond() != 0 || exp.Before(before.Add(tt.ttl)) || exp.After(time.Now().Add(tt.ttl+time.Second)) {
@@ -313,7 +314,7 @@ func TestStore(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Get: %v", err)
 			}
-			got, err := OpenGeneratedPassword(r, w.PublicKey(), e.Value(), "job-7")
+			got, err := wire.OpenGeneratedPassword(r, w.PublicKey(), e.Value(), "job-7")
 			if err != nil || got.Reveal() != "pw-xyz" {
 				t.Fatalf("opened %q, %v", got, err)
 			}
@@ -339,8 +340,36 @@ func TestStorePutError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := NewStore(kv, time.Minute)
+	st := NewStore(js, kv, time.Minute)
 	if _, _, err := st.Put(t.Context(), "bad target", "j", []byte("x")); err == nil {
+		t.Fatal("want an error for an invalid key")
+	}
+}
+
+// TestStorePutMany: a batch's entries are written in one round, each under
+// its job's key, readable as written.
+func TestStorePutMany(t *testing.T) {
+	js := startJS(t)
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "V", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewStore(js, kv, time.Minute)
+	before := time.Now()
+	keys, expires, errs := st.PutMany(t.Context(), "app", []string{"j1", "j2", "j3"}, [][]byte{[]byte("a"), []byte("b"), []byte("c")})
+	if d := expires.Sub(before); d < time.Minute || d > time.Minute+2*time.Second {
+		t.Fatalf("entries expire %v after the write, want the bucket's minute", d)
+	}
+	for i, want := range []string{"a", "b", "c"} {
+		if errs[i] != nil || keys[i] != wire.VaultKey("app", []string{"j1", "j2", "j3"}[i]) {
+			t.Fatalf("entry %d: key %q, %v", i, keys[i], errs[i])
+		}
+		e, err := kv.Get(t.Context(), keys[i])
+		if err != nil || string(e.Value()) != want {
+			t.Fatalf("entry %s: %v %q, want %q", keys[i], err, e.Value(), want)
+		}
+	}
+	if _, _, errs := st.PutMany(t.Context(), "bad target", []string{"j"}, [][]byte{[]byte("x")}); errs[0] == nil {
 		t.Fatal("want an error for an invalid key")
 	}
 }
@@ -370,7 +399,7 @@ func TestSealReusesSharedKey(t *testing.T) {
 		t.Fatalf("%d shared keys cached for one requester", len(k.shared))
 	}
 	for i, b := range seals {
-		pw, err := OpenGeneratedPassword(req, k.PublicKey(), b, "job-1")
+		pw, err := wire.OpenGeneratedPassword(req, k.PublicKey(), b, "job-1")
 		if err != nil || pw.Reveal() != fmt.Sprintf("pw-%d", i) {
 			t.Fatalf("seal %d opens to %q, %v", i, pw, err)
 		}

@@ -1,4 +1,4 @@
-package jobs
+package wire
 
 import (
 	"bytes"
@@ -44,6 +44,20 @@ func TestResultJSON(t *testing.T) {
 			roundTrip: true,
 		},
 		{
+			name: "reset keeping the old password",
+			r: Result{
+				ID: "j9", Target: "app", Op: OpResetPassword, Status: StatusOK,
+				User:     &Account{Username: "app_user", OldPasswordUntil: &expires},
+				Secret:   &Secret{Bucket: "DBUSERS_VAULT", Key: "app.j9", ExpiresAt: expires},
+				Attempts: 1, CompletedAt: done,
+			},
+			want: `{"id":"j9","target":"app","op":"user.reset_password","status":"ok",
+				"user":{"username":"app_user","read_only":false,"protected":false,"old_password_until":"2026-11-27T13:05:00Z"},
+				"secret":{"bucket":"DBUSERS_VAULT","key":"app.j9","expires_at":"2026-11-27T13:05:00Z"},
+				"attempts":1,"completed_at":"2026-11-27T13:00:00Z"}`,
+			roundTrip: true,
+		},
+		{
 			name: "delete",
 			r: Result{
 				ID: "j2", Target: "app", Op: OpDelete, Status: StatusOK,
@@ -70,7 +84,7 @@ func TestResultJSON(t *testing.T) {
 			name: "error with unusable subject",
 			r: Result{
 				ID: "seq-9", Status: StatusError,
-				Error:    Errorf(CodeInvalidJob, "target token %s is outside the grammar", quote("A\n")),
+				Error:    Errorf(CodeInvalidJob, "target token %s is outside the grammar", Quote("A\n")),
 				Attempts: 1, CompletedAt: done,
 			},
 			want: `{"id":"seq-9","target":"","op":"","status":"error",

@@ -1,4 +1,4 @@
-package jobs
+package wire
 
 import (
 	"encoding/json"
@@ -18,6 +18,9 @@ type Account struct {
 	Username  string `json:"username"`
 	ReadOnly  bool   `json:"read_only"`
 	Protected bool   `json:"protected"`
+	// OldPasswordUntil is when the old password a reset kept (keep_old_for)
+	// stops working; nil while the account has none.
+	OldPasswordUntil *time.Time `json:"old_password_until,omitempty"`
 }
 
 // Secret tells where a generated password waits, sealed.
@@ -145,6 +148,10 @@ func appendAccount(b []byte, a *Account) []byte {
 	b = strconv.AppendBool(b, a.ReadOnly)
 	b = append(b, `,"protected":`...)
 	b = strconv.AppendBool(b, a.Protected)
+	if a.OldPasswordUntil != nil {
+		b = append(b, `,"old_password_until":`...)
+		b = appendTime(b, *a.OldPasswordUntil)
+	}
 	return append(b, '}')
 }
 

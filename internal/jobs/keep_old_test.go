@@ -1,0 +1,352 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/dbusers/dbusers/internal/mysqlops"
+	"github.com/dbusers/dbusers/secret"
+	"github.com/dbusers/dbusers/wire"
+)
+
+// keepOps is a fakeOps that keeps old passwords: every account's current
+// credential is "*CUR-<username>".
+type keepOps struct {
+	*fakeOps
+	mu       sync.Mutex
+	read     [][]string               // usernames of each Credentials call
+	kept     map[string]string        // username → hash the last keep-old reset kept
+	many     [][]string               // usernames of each ResetPasswordsKeepOld call
+	discards []string                 // usernames discarded
+	missing  map[string]bool          // accounts Credentials does not find
+	creds    map[string]secret.Secret // overrides of the current credential
+}
+
+func newKeepOps(f *fakeOps) *keepOps {
+	return &keepOps{fakeOps: f, kept: map[string]string{}, missing: map[string]bool{}, creds: map[string]secret.Secret{}}
+}
+
+func (k *keepOps) Credentials(_ context.Context, names []string) ([]mysqlops.Credential, []error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.read = append(k.read, names)
+	creds, errs := make([]mysqlops.Credential, len(names)), make([]error, len(names))
+	for i, n := range names {
+		if k.missing[n] {
+			errs[i] = mysqlops.ErrUserNotFound
+			continue
+		}
+		h, ok := k.creds[n]
+		if !ok {
+			h = secret.New("*CUR-" + n)
+		}
+		creds[i] = mysqlops.Credential{Plugin: "mysql_native_password", Hash: h}
+	}
+	return creds, errs
+}
+
+func (k *keepOps) ResetPasswordKeepOld(ctx context.Context, u string, pw secret.Secret, old mysqlops.Credential, ready mysqlops.Ready) (mysqlops.Account, error) {
+	acct, err := k.fakeOps.ResetPassword(ctx, u, pw, ready)
+	if err == nil {
+		k.mu.Lock()
+		k.kept[u] = old.Hash.Reveal()
+		k.mu.Unlock()
+	}
+	acct.OldPassword = err == nil
+	return acct, err
+}
+
+func (k *keepOps) ResetPasswordsKeepOld(_ context.Context, changes []mysqlops.Change, old []mysqlops.Credential) ([]mysqlops.Account, []error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var names []string
+	accts := make([]mysqlops.Account, len(changes))
+	for i, c := range changes {
+		names = append(names, c.Username)
+		k.kept[c.Username] = old[i].Hash.Reveal()
+		accts[i] = mysqlops.Account{Username: c.Username, OldPassword: true}
+	}
+	k.many = append(k.many, names)
+	return accts, make([]error, len(changes))
+}
+
+func (k *keepOps) ResetPasswordsKeepingCurrent(ctx context.Context, changes []mysqlops.Change, record mysqlops.KeepRecord) ([]mysqlops.Account, []error) {
+	names := make([]string, len(changes))
+	idx := make([]int, len(changes))
+	for i, c := range changes {
+		names[i], idx[i] = c.Username, i
+	}
+	creds, _ := k.Credentials(ctx, names)
+	errs := record(ctx, idx, creds)
+	var send []mysqlops.Change
+	var old []mysqlops.Credential
+	for i, err := range errs {
+		if err == nil {
+			send, old = append(send, changes[i]), append(old, creds[i])
+		}
+	}
+	accts, _ := k.ResetPasswordsKeepOld(ctx, send, old)
+	out := make([]mysqlops.Account, len(changes))
+	n := 0
+	for i, err := range errs {
+		if err == nil {
+			out[i] = accts[n]
+			n++
+		}
+	}
+	return out, errs
+}
+
+func (k *keepOps) DiscardOldPassword(_ context.Context, u string) (mysqlops.Account, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.discards = append(k.discards, u)
+	return mysqlops.Account{Username: u}, nil
+}
+
+func (k *keepOps) DiscardOldPasswords(ctx context.Context, changes []mysqlops.Change) ([]mysqlops.Account, []error) {
+	accts := make([]mysqlops.Account, len(changes))
+	for i, c := range changes {
+		accts[i], _ = k.DiscardOldPassword(ctx, c.Username)
+	}
+	return accts, make([]error, len(changes))
+}
+
+func (k *keepOps) ResetPasswords(ctx context.Context, changes []mysqlops.Change) ([]mysqlops.Account, []error) {
+	return (&batchOps{fakeOps: k.fakeOps}).ResetPasswords(ctx, changes)
+}
+func (k *keepOps) CreateMany(ctx context.Context, changes []mysqlops.Change, r mysqlops.Record) []error {
+	return (&batchOps{fakeOps: k.fakeOps}).CreateMany(ctx, changes, r)
+}
+func (k *keepOps) DeleteMany(ctx context.Context, changes []mysqlops.Change, r mysqlops.Record) ([]mysqlops.Account, []error) {
+	return (&batchOps{fakeOps: k.fakeOps}).DeleteMany(ctx, changes, r)
+}
+
+// fakeSchedule is the old passwords' schedule.
+type fakeSchedule struct {
+	mu      sync.Mutex
+	until   map[string]time.Time
+	cleared []string
+}
+
+func (s *fakeSchedule) Set(_ context.Context, target, u string, until time.Time, _ string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.until[target+"."+u] = until
+	return nil
+}
+func (s *fakeSchedule) SetMany(ctx context.Context, target string, names []string, until []time.Time, ids []string) []error {
+	errs := make([]error, len(names))
+	for i := range names {
+		errs[i] = s.Set(ctx, target, names[i], until[i], ids[i])
+	}
+	return errs
+}
+func (s *fakeSchedule) Until(_ context.Context, target string, names []string) (map[string]time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]time.Time{}
+	for _, n := range names {
+		if t, ok := s.until[target+"."+n]; ok {
+			out[n] = t
+		}
+	}
+	return out, nil
+}
+func (s *fakeSchedule) Clear(_ context.Context, target, u string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.until, target+"."+u)
+	s.cleared = append(s.cleared, u)
+	return nil
+}
+
+func keepHarness(t *testing.T) (*harness, *keepOps, *fakeSchedule) {
+	h := newHarness(t, time.Second)
+	k := newKeepOps(h.ops)
+	s := &fakeSchedule{until: map[string]time.Time{}}
+	h.w.cfg.Targets, h.w.cfg.OldPasswords = map[string]Ops{"app": k}, s
+	return h, k, s
+}
+
+func resetBody(t *testing.T, id, user, keep string) string {
+	return `{"id":"` + id + `","username":"` + user + `","reply_key":"` + replyKey(t) + `","keep_old_for":"` + keep + `"}`
+}
+
+// TestKeepOldResetKeepsTheCredentialInForce: a keep-old reset records the
+// credential in force before it (sealed, under its job id) before the
+// statement, keeps it, and schedules and reports the old password's end.
+func TestKeepOldResetKeepsTheCredentialInForce(t *testing.T) {
+	h, k, s := keepHarness(t)
+	before := time.Now()
+	_, res := h.run(t, "reset_password", "k-1", resetBody(t, "k-1", "good_user", "15m"))
+	if res.Status != wire.StatusOK || res.User == nil || res.User.OldPasswordUntil == nil {
+		t.Fatalf("result %+v: want ok with old_password_until", res)
+	}
+	until := *res.User.OldPasswordUntil
+	if d := until.Sub(before); d < 15*time.Minute-time.Second || d > 15*time.Minute+5*time.Second {
+		t.Fatalf("old password ends %v after the job began, want 15m", d)
+	}
+	if got := s.until["app.good_user"]; !got.Equal(until) {
+		t.Fatalf("schedule says %v, result says %v", got, until)
+	}
+	if k.kept["good_user"] != "*CUR-good_user" {
+		t.Fatalf("kept %q, want the credential in force before the job", k.kept["good_user"])
+	}
+	rec := h.w.cfg.Intents.(*fakeIntents).m[keptKey("app", "good_user")]
+	if !strings.HasPrefix(rec, "k-1 mysql_native_password ") || strings.Contains(rec, "*CUR-") {
+		t.Fatalf("kept record %q: want the job id, the plugin and the sealed hash, never the hash itself", rec)
+	}
+}
+
+// TestRedeliveredKeepOldResetKeepsWhatItsFirstDeliveryRecorded: after a
+// crash between statement and result, the account's current credential is
+// the job's own new password; the redelivery keeps the one recorded
+// before the first statement.
+func TestRedeliveredKeepOldResetKeepsWhatItsFirstDeliveryRecorded(t *testing.T) {
+	h, k, _ := keepHarness(t)
+	// fakeKeys opens a "seal" as itself: the record holds the hash as is.
+	h.w.cfg.Intents.(*fakeIntents).m[keptKey("app", "good_user")] = "k-2 mysql_native_password *BEFORE"
+	k.creds["good_user"] = secret.New("*NEW-FROM-FIRST-DELIVERY")
+	m := &fakeMsg{subject: stored("dbusers.jobs.app.user.reset_password"), header: nats.Header{},
+		data: []byte(resetBody(t, "k-2", "good_user", "15m")), seq: 7, delivered: 2}
+	m.header.Set("Nats-Msg-Id", "k-2")
+	h.w.process(&delivery{msg: m, received: time.Now()})
+	var res wire.Result
+	if err := json.Unmarshal(h.results.stored[wire.ResultSubject("dbusers", "app", "k-2")], &res); err != nil || res.Status != wire.StatusOK {
+		t.Fatalf("result %+v (%v), want ok", res, err)
+	}
+	if k.kept["good_user"] != "*BEFORE" {
+		t.Fatalf("kept %q, want the credential recorded before the first delivery's statement", k.kept["good_user"])
+	}
+	if len(k.read) != 0 {
+		t.Fatalf("read the current credentials %q: a redelivery must not", k.read)
+	}
+}
+
+// TestKeepOldResetsShareOneStatement: consecutive keep-old resets of
+// distinct accounts run as one statement, each keeping its own
+// credential, and each result reports its end.
+func TestKeepOldResetsShareOneStatement(t *testing.T) {
+	h, k, s := keepHarness(t)
+	var batch []*delivery
+	for i, u := range []string{"user_one", "user_two", "user_three"} {
+		id := "b-" + u
+		m := &fakeMsg{subject: stored("dbusers.jobs.app.user.reset_password"), header: nats.Header{},
+			data: []byte(resetBody(t, id, u, "2m")), seq: uint64(10 + i)}
+		m.header.Set("Nats-Msg-Id", id)
+		batch = append(batch, newDelivery(m, time.Now()))
+	}
+	h.w.runBatch(batch)
+	if len(k.many) != 1 || strings.Join(k.many[0], ",") != "user_one,user_two,user_three" {
+		t.Fatalf("keep-old statements %q, want one for the three", k.many)
+	}
+	if len(k.read) != 1 || len(k.read[0]) != 3 {
+		t.Fatalf("credential reads %q, want one round trip for the three", k.read)
+	}
+	for _, u := range []string{"user_one", "user_two", "user_three"} {
+		if k.kept[u] != "*CUR-"+u {
+			t.Errorf("%s kept %q", u, k.kept[u])
+		}
+		if rec := h.w.cfg.Intents.(*fakeIntents).m[keptKey("app", u)]; !strings.HasPrefix(rec, "b-"+u+" mysql_native_password ") {
+			t.Errorf("%s: kept record %q, want its job's", u, rec)
+		}
+		var res wire.Result
+		_ = json.Unmarshal(h.results.stored[wire.ResultSubject("dbusers", "app", "b-"+u)], &res)
+		if res.Status != wire.StatusOK || res.User == nil || res.User.OldPasswordUntil == nil || !res.User.OldPasswordUntil.Equal(s.until["app."+u]) {
+			t.Errorf("%s: result %+v, schedule %v", u, res, s.until["app."+u])
+		}
+	}
+}
+
+// TestScheduledDiscardEndsOnlyWhatIsDue: a discard the expiry watcher
+// sent ends the old password when the schedule still says its time, and
+// leaves a later reset's old password alone.
+func TestScheduledDiscardEndsOnlyWhatIsDue(t *testing.T) {
+	due := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name      string
+		entry     time.Time // zero: none
+		discarded bool
+	}{
+		{"entry at its time", due, true},
+		{"no entry any more", time.Time{}, true},
+		{"a later reset kept another until later", due.Add(10 * time.Minute), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h, k, s := keepHarness(t)
+			if !tc.entry.IsZero() {
+				s.until["app.good_user"] = tc.entry
+			}
+			m := &fakeMsg{subject: stored("dbusers.jobs.app.user.discard_old_password"), header: nats.Header{},
+				data: []byte(`{"id":"d-1","username":"good_user"}`), seq: 7}
+			m.header.Set("Nats-Msg-Id", "d-1")
+			m.header.Set(ScheduledDiscardHeader, due.Format(time.RFC3339Nano))
+			h.w.process(&delivery{msg: m, received: time.Now()})
+			var res wire.Result
+			_ = json.Unmarshal(h.results.stored[wire.ResultSubject("dbusers", "app", "d-1")], &res)
+			if res.Status != wire.StatusOK {
+				t.Fatalf("result %+v, want ok", res)
+			}
+			if got := len(k.discards) == 1; got != tc.discarded {
+				t.Fatalf("discarded %v, want %v", k.discards, tc.discarded)
+			}
+			if _, still := s.until["app.good_user"]; still == tc.discarded {
+				t.Fatalf("schedule entry still there: %v, want %v", still, !tc.discarded)
+			}
+		})
+	}
+}
+
+// TestKeepOldNeedsItsSchedule: a worker without a schedule refuses
+// keep_old_for, before any statement.
+func TestKeepOldNeedsItsSchedule(t *testing.T) {
+	h, k, _ := keepHarness(t)
+	h.w.cfg.OldPasswords = nil
+	_, res := h.run(t, "reset_password", "k-3", resetBody(t, "k-3", "good_user", "15m"))
+	if res.Status != wire.StatusError || res.Error.Code != wire.CodeInternal {
+		t.Fatalf("result %+v, want internal", res)
+	}
+	if calls := h.ops.Calls(); len(calls) != 0 || len(k.read) != 0 {
+		t.Fatalf("MySQL calls %q, reads %q: want none", calls, k.read)
+	}
+}
+
+// TestTakenOverKeepOldResetKeepsItsRecord: after a partition changed
+// hands, the re-created consumer delivers a job whose statement may have
+// run as a first delivery; alone or in a batch, it keeps the credential
+// its earlier delivery recorded, not the one now in force (its own new
+// password).
+func TestTakenOverKeepOldResetKeepsItsRecord(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		t.Run(fmt.Sprintf("batch of %d", n), func(t *testing.T) {
+			h, k, _ := keepHarness(t)
+			h.w.cfg.Intents.(*fakeIntents).m[keptKey("app", "user_one")] = "t-user_one mysql_native_password *BEFORE"
+			k.creds["user_one"] = secret.New("*NEW-FROM-THE-EARLIER-DELIVERY")
+			var batch []*delivery
+			for i, u := range []string{"user_one", "user_two", "user_three"}[:n] {
+				m := &fakeMsg{subject: stored("dbusers.jobs.app.user.reset_password"), header: nats.Header{},
+					data: []byte(resetBody(t, "t-"+u, u, "5m")), seq: uint64(20 + i)}
+				m.header.Set("Nats-Msg-Id", "t-"+u)
+				batch = append(batch, newDelivery(m, time.Now()))
+			}
+			h.w.runBatch(batch)
+			if k.kept["user_one"] != "*BEFORE" {
+				t.Fatalf("user_one kept %q, want the recorded credential", k.kept["user_one"])
+			}
+			for _, u := range []string{"user_two", "user_three"}[:n-1] {
+				if k.kept[u] != "*CUR-"+u {
+					t.Errorf("%s kept %q, want its credential in force", u, k.kept[u])
+				}
+			}
+		})
+	}
+}
