@@ -110,6 +110,7 @@ func stillLogIn(t *testing.T, f *mysqltest.Fixture, pws map[string]string) []str
 // time comes (the schedule entry's time moved to now, as time passing
 // would).
 func TestRotationWithoutDowntime(t *testing.T) {
+	t.Parallel()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	e := startWorkerWith(t, []config.Target{target("app", f)}, nil, fastExpiry)
 	waitForInfo(t, e)
@@ -226,6 +227,7 @@ func keepOldPlan(t *testing.T, nc *nats.Conn, r requester, users []string, keep 
 // accepts its original password and its delivered new one, and holds
 // exactly those two.
 func TestWorkerKilledDuringKeepOldRotation(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs worker processes")
 	}
@@ -294,6 +296,7 @@ func TestWorkerKilledDuringKeepOldRotation(t *testing.T) {
 // there after the worker restarts, and still ends at its time, ended by
 // the new process.
 func TestOldPasswordOutlivesARestart(t *testing.T) {
+	t.Parallel()
 	ns := natsOnTCP(t, t.TempDir(), -1)
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
 	old := accountsWithPasswords(t, f, "zrst_", 3)
