@@ -264,7 +264,7 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 		res.User = &wire.Account{Username: job.Username, ReadOnly: job.ReadOnly}
 	case wire.OpResetPassword:
 		if job.KeepOldFor > 0 {
-			if err := w.keepOld(ctx, ops, job, password, intent, ready, res); err != nil {
+			if err := w.keepOld(ctx, ops, job, password, intent, ready, res, entry); err != nil {
 				return err
 			}
 			return mustHaveWaited(ctx, generated, ready, res)

@@ -12,6 +12,7 @@ import (
 	"github.com/dbusers/dbusers/internal/mysqlops"
 	"github.com/dbusers/dbusers/secret"
 	"github.com/dbusers/dbusers/wire"
+	"go.uber.org/zap"
 )
 
 // A reset with keep_old_for keeps the credential in force before the job:
@@ -181,7 +182,7 @@ func (w *Worker) parseRecord(job Job, v string) (mysqlops.Credential, bool, erro
 // keepOld runs a keep-old reset alone: the credential it keeps, the
 // statement, then the old password's end in the schedule, before the
 // result says it.
-func (w *Worker) keepOld(ctx context.Context, ops Ops, job Job, password secret.Secret, intent *jobIntent, ready mysqlops.Ready, res *wire.Result) error {
+func (w *Worker) keepOld(ctx context.Context, ops Ops, job Job, password secret.Secret, intent *jobIntent, ready mysqlops.Ready, res *wire.Result, entry *vaultEntry) error {
 	kops, err := w.oldPasswordOps(ops)
 	if err != nil {
 		return err
@@ -192,6 +193,16 @@ func (w *Worker) keepOld(ctx context.Context, ops Ops, job Job, password secret.
 	}
 	acct, err := kops.ResetPasswordKeepOld(ctx, job.Username, password, creds[0], ready)
 	if err != nil {
+		if entry.reached && mayHaveSet(wire.OpResetPassword, err) {
+			// The statement may have run and the job may yet fail: the
+			// old password it may have kept still gets its end, or it
+			// would work for good. A later attempt that succeeds sets
+			// the end again.
+			if _, serr := w.scheduleEnd(ctx, job); serr != nil {
+				w.log.Warn("schedule the end of an old password a failed attempt may have kept",
+					zap.String("job_id", job.ID), zap.String("target", job.Target), zap.Error(serr))
+			}
+		}
 		return err
 	}
 	until, err := w.scheduleEnd(ctx, job)
@@ -243,6 +254,14 @@ func (w *Worker) discardOld(ctx context.Context, ops Ops, job Job, res *wire.Res
 	}
 	acct, err := kops.DiscardOldPassword(ctx, job.Username)
 	if err != nil {
+		if !job.ScheduledUntil.IsZero() && isOutcome(err) {
+			// The account is gone, or no longer the target's: no later
+			// discard can end anything, so its entry goes, or the watcher
+			// would send one every duplicate window for good.
+			if cerr := w.cfg.OldPasswords.Clear(ctx, job.Target, job.Username); cerr != nil {
+				return natsError{fmt.Errorf("clear the old password's end: %w", cerr)}
+			}
+		}
 		return err
 	}
 	if err := w.cfg.OldPasswords.Clear(ctx, job.Target, job.Username); err != nil {

@@ -107,6 +107,9 @@ func (k *keepOps) ResetPasswordsKeepingCurrent(ctx context.Context, changes []my
 func (k *keepOps) DiscardOldPassword(_ context.Context, u string) (mysqlops.Account, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.missing[u] {
+		return mysqlops.Account{Username: u}, mysqlops.ErrUserNotFound
+	}
 	k.discards = append(k.discards, u)
 	return mysqlops.Account{Username: u}, nil
 }
@@ -274,11 +277,14 @@ func TestScheduledDiscardEndsOnlyWhatIsDue(t *testing.T) {
 	cases := []struct {
 		name      string
 		entry     time.Time // zero: none
+		gone      bool      // the account was deleted meanwhile
 		discarded bool
 	}{
-		{"entry at its time", due, true},
-		{"no entry any more", time.Time{}, true},
-		{"a later reset kept another until later", due.Add(10 * time.Minute), false},
+		{"entry at its time", due, false, true},
+		{"no entry any more", time.Time{}, false, true},
+		{"a later reset kept another until later", due.Add(10 * time.Minute), false, false},
+		// Its entry goes too: else a discard every duplicate window.
+		{"account deleted meanwhile", due, true, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -286,6 +292,7 @@ func TestScheduledDiscardEndsOnlyWhatIsDue(t *testing.T) {
 			if !tc.entry.IsZero() {
 				s.until["app.good_user"] = tc.entry
 			}
+			k.missing["good_user"] = tc.gone
 			m := &fakeMsg{subject: stored("dbusers.jobs.app.user.discard_old_password"), header: nats.Header{},
 				data: []byte(`{"id":"d-1","username":"good_user"}`), seq: 7}
 			m.header.Set("Nats-Msg-Id", "d-1")
@@ -293,14 +300,14 @@ func TestScheduledDiscardEndsOnlyWhatIsDue(t *testing.T) {
 			h.w.process(&delivery{msg: m, received: time.Now()})
 			var res wire.Result
 			_ = json.Unmarshal(h.results.stored[wire.ResultSubject("dbusers", "app", "d-1")], &res)
-			if res.Status != wire.StatusOK {
-				t.Fatalf("result %+v, want ok", res)
+			if want := map[bool]string{false: wire.StatusOK, true: wire.StatusError}[tc.gone]; res.Status != want {
+				t.Fatalf("result %+v, want %s", res, want)
 			}
 			if got := len(k.discards) == 1; got != tc.discarded {
 				t.Fatalf("discarded %v, want %v", k.discards, tc.discarded)
 			}
-			if _, still := s.until["app.good_user"]; still == tc.discarded {
-				t.Fatalf("schedule entry still there: %v, want %v", still, !tc.discarded)
+			if _, still := s.until["app.good_user"]; still != (!tc.discarded && !tc.gone) {
+				t.Fatalf("schedule entry still there: %v", still)
 			}
 		})
 	}
@@ -348,5 +355,22 @@ func TestTakenOverKeepOldResetKeepsItsRecord(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFailedKeepOldResetStillEndsWhatItMayHaveKept: a keep-old reset whose
+// statement may have run but whose job fails (unavailable) schedules the
+// end of the old password it may have kept, which would otherwise work for
+// good.
+func TestFailedKeepOldResetStillEndsWhatItMayHaveKept(t *testing.T) {
+	h, _, s := keepHarness(t)
+	h.w.cfg.RetryBudget = 300 * time.Millisecond
+	h.ops.errs = always(errLost)
+	_, res := h.run(t, "reset_password", "f-1", resetBody(t, "f-1", "good_user", "15m"))
+	if res.Status != wire.StatusError || res.Error.Code != wire.CodeUnavailable {
+		t.Fatalf("result %+v, want unavailable", res)
+	}
+	if _, ok := s.until["app.good_user"]; !ok {
+		t.Fatal("no end scheduled for the old password the failed job may have kept")
 	}
 }

@@ -42,21 +42,27 @@ type vaultEntry struct {
 // password statement, the password may be set unless err proves that
 // statement did not run.
 func (e *vaultEntry) settle(op wire.Op, err error) {
-	if !e.reached {
-		return
+	if e.reached && mayHaveSet(op, err) {
+		e.maybeSet = true
 	}
+}
+
+// mayHaveSet reports whether an attempt of op that went on to its password
+// statement and ended with err may have set the password.
+func mayHaveSet(op wire.Op, err error) bool {
 	switch {
 	case err == nil:
-		e.maybeSet = true
+		return true
 	case isOutcome(err), mysqlops.NothingSent(err):
 		// 1396 (the account is gone, or someone else's), or nothing
 		// reached the server.
+		return false
 	case op == wire.OpResetPassword && mysqlops.FromServer(err):
 		// The server refused ALTER USER, the one statement after the
 		// wait. (A create's error can come after its CREATE USER ran.)
-	default:
-		e.maybeSet = true
+		return false
 	}
+	return true
 }
 
 // unused reports whether the entry is one to purge: written by this
