@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbusers/dbusers/internal/workertest"
 	"github.com/dbusers/dbusers/secret"
 	"github.com/dbusers/dbusers/wire"
 )
@@ -18,38 +19,38 @@ const chosenPassword = "A-chosen-password-of-32-chars-!!"
 // password: old_password_until is the completion plus keep_old_for, or
 // absent without it. It answers discard_old_password with the account
 // alone, and names in errs get that error whatever the op.
-func keepOldWorker(t *testing.T, errs map[string]wire.Code) func(fakeJob) fakeAnswer {
-	return func(j fakeJob) fakeAnswer {
-		user := j.field("username")
+func keepOldWorker(t *testing.T, errs map[string]wire.Code) func(workertest.Job) workertest.Answer {
+	return func(j workertest.Job) workertest.Answer {
+		user := j.Field("username")
 		if code, ok := errs[user]; ok {
-			return fakeAnswer{Err: wire.Errorf(code, "the worker's words about %s", user)}
+			return workertest.Answer{Err: wire.Errorf(code, "the worker's words about %s", user)}
 		}
 		acc := &wire.Account{Username: user}
 		switch j.Op {
 		case wire.OpResetPassword:
-			ans := fakeAnswer{User: acc}
+			ans := workertest.Answer{User: acc}
 			if _, chosen := j.Body["password"]; !chosen {
 				ans.Generated = strings.Repeat("g", 64)
 			}
-			if s := j.field("keep_old_for"); s != "" {
+			if s := j.Field("keep_old_for"); s != "" {
 				d, e := wire.ParseKeepOld(s)
 				if e != nil {
-					return fakeAnswer{Err: e}
+					return workertest.Answer{Err: e}
 				}
 				until := time.Now().UTC().Add(d).Truncate(time.Second)
 				acc.OldPasswordUntil = &until
 			}
 			return ans
 		case wire.OpDiscardOldPassword:
-			return fakeAnswer{User: acc}
+			return workertest.Answer{User: acc}
 		}
 		t.Errorf("unexpected job %s", j.Op)
-		return fakeAnswer{Err: wire.Errorf(wire.CodeInvalidJob, "unexpected op")}
+		return workertest.Answer{Err: wire.Errorf(wire.CodeInvalidJob, "unexpected op")}
 	}
 }
 
 // bodyKeys returns the fields of a job's body, sorted.
-func bodyKeys(j fakeJob) []string {
+func bodyKeys(j workertest.Job) []string {
 	keys := make([]string, 0, len(j.Body))
 	for k := range j.Body {
 		keys = append(keys, k)
@@ -114,14 +115,14 @@ func TestResetPasswordKeepOld(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(w.taken())
+			before := len(w.Taken())
 			start := time.Now().Truncate(time.Second)
 			creds, err := c.ResetPassword(t.Context(), "my-app", tt.req)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("ResetPassword: %v, want %v", err, tt.wantErr)
 				}
-				if n := len(w.taken()); n != before {
+				if n := len(w.Taken()); n != before {
 					t.Fatalf("a refused request was sent (%d jobs, want %d)", n, before)
 				}
 				return
@@ -129,16 +130,16 @@ func TestResetPasswordKeepOld(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ResetPassword: %v", err)
 			}
-			jobs := w.taken()
+			jobs := w.Taken()
 			if len(jobs) != before+1 {
 				t.Fatalf("%d jobs sent, want 1", len(jobs)-before)
 			}
 			job := jobs[len(jobs)-1]
-			if job.Op != wire.OpResetPassword || job.field("id") != creds.JobID {
-				t.Errorf("job %s %s, want %s %s", job.Op, job.field("id"), wire.OpResetPassword, creds.JobID)
+			if job.Op != wire.OpResetPassword || job.Field("id") != creds.JobID {
+				t.Errorf("job %s %s, want %s %s", job.Op, job.Field("id"), wire.OpResetPassword, creds.JobID)
 			}
 			_, has := job.Body["keep_old_for"]
-			if got := job.field("keep_old_for"); got != tt.wantKeepOld || has != (tt.wantKeepOld != "") {
+			if got := job.Field("keep_old_for"); got != tt.wantKeepOld || has != (tt.wantKeepOld != "") {
 				t.Errorf("keep_old_for %q (present %v), want %q", got, has, tt.wantKeepOld)
 			}
 			if got := creds.Password.Reveal(); (got != "") != tt.wantGenerated {
@@ -185,9 +186,9 @@ func TestDiscardOldPassword(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(w.taken())
+			before := len(w.Taken())
 			acc, err := c.DiscardOldPassword(t.Context(), "my-app", tt.req)
-			jobs := w.taken()
+			jobs := w.Taken()
 			if sent := len(jobs) > before; sent != tt.wantSent {
 				t.Fatalf("sent %v, want %v (error %v)", sent, tt.wantSent, err)
 			}
@@ -196,7 +197,7 @@ func TestDiscardOldPassword(t *testing.T) {
 					t.Fatalf("DiscardOldPassword: %v, want %v", err, tt.wantErr)
 				}
 				e, _ := errors.AsType[*Error](err)
-				if tt.wantSent && (e == nil || e.JobID != jobs[len(jobs)-1].field("id")) {
+				if tt.wantSent && (e == nil || e.JobID != jobs[len(jobs)-1].Field("id")) {
 					t.Errorf("error %#v does not name the job", err)
 				}
 				return
@@ -211,8 +212,8 @@ func TestDiscardOldPassword(t *testing.T) {
 			if got := bodyKeys(job); !slices.Equal(got, []string{"id", "username"}) {
 				t.Errorf("body fields %v, want [id username]", got)
 			}
-			if tt.req.JobID != "" && job.field("id") != tt.req.JobID {
-				t.Errorf("job id %q, want %q", job.field("id"), tt.req.JobID)
+			if tt.req.JobID != "" && job.Field("id") != tt.req.JobID {
+				t.Errorf("job id %q, want %q", job.Field("id"), tt.req.JobID)
 			}
 			if acc.Username != tt.req.Username || acc.OldPasswordUntil != nil {
 				t.Errorf("account %+v", acc)
@@ -246,7 +247,7 @@ func TestRotatePasswordsKeepOld(t *testing.T) {
 				if !errors.Is(err, tt.wantErr) || results != nil {
 					t.Fatalf("RotatePasswords: %v, %v; want %v", results, err, tt.wantErr)
 				}
-				if n := len(w.taken()); n != 0 {
+				if n := len(w.Taken()); n != 0 {
 					t.Fatalf("%d jobs sent, want none", n)
 				}
 				return
@@ -254,9 +255,9 @@ func TestRotatePasswordsKeepOld(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, j := range w.taken() {
-				if got := j.field("keep_old_for"); got != tt.wantKeepOld {
-					t.Errorf("job of %s: keep_old_for %q, want %q", j.field("username"), got, tt.wantKeepOld)
+			for _, j := range w.Taken() {
+				if got := j.Field("keep_old_for"); got != tt.wantKeepOld {
+					t.Errorf("job of %s: keep_old_for %q, want %q", j.Field("username"), got, tt.wantKeepOld)
 				}
 			}
 			for i, r := range results {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dbusers/dbusers/client"
+	"github.com/dbusers/dbusers/internal/workertest"
 	"github.com/dbusers/dbusers/secret"
 	"github.com/dbusers/dbusers/wire"
 )
@@ -26,47 +27,47 @@ var untilOffset = map[string]time.Duration{"user_late": 9 * time.Second}
 // keepOldAnswers scripts the worker: resets keep the old password as
 // keep_old_for asks, discards and the list answer as the worker does, and
 // the users below are refused.
-func keepOldAnswers(t *testing.T) func(workerJob) workerAnswer {
+func keepOldAnswers(t *testing.T) func(workertest.Job) workertest.Answer {
 	refused := map[string]wire.Code{"owner_user": wire.CodeProtectedUser, "missing_user": wire.CodeUserNotFound, "other_tenant": wire.CodeForeignUser}
-	return func(j workerJob) workerAnswer {
-		user := j.field("username")
+	return func(j workertest.Job) workertest.Answer {
+		user := j.Field("username")
 		if code, ok := refused[user]; ok {
-			return workerAnswer{Err: wire.Errorf(code, "the worker's words about %s", user)}
+			return workertest.Answer{Err: wire.Errorf(code, "the worker's words about %s", user)}
 		}
 		switch j.Op {
 		case wire.OpResetPassword:
-			ans := workerAnswer{User: &wire.Account{Username: user}}
+			ans := workertest.Answer{User: &wire.Account{Username: user}}
 			if _, ok := j.Body["password"]; !ok {
 				ans.Generated = strings.Repeat("g", 64)
 			}
-			if s := j.field("keep_old_for"); s != "" {
+			if s := j.Field("keep_old_for"); s != "" {
 				d, e := wire.ParseKeepOld(s)
 				if e != nil {
-					return workerAnswer{Err: e}
+					return workertest.Answer{Err: e}
 				}
 				until := oldUntil.Add(d - 15*time.Minute + untilOffset[user])
 				ans.User.OldPasswordUntil = &until
 			}
 			return ans
 		case wire.OpDiscardOldPassword:
-			return workerAnswer{User: &wire.Account{Username: user}}
+			return workertest.Answer{User: &wire.Account{Username: user}}
 		case wire.OpList:
 			until := oldUntil
-			return workerAnswer{Users: []wire.Account{
+			return workertest.Answer{Users: []wire.Account{
 				{Username: "my_user", OldPasswordUntil: &until},
 				{Username: "owner_user", Protected: true},
 				{Username: "reader_user", ReadOnly: true},
 			}}
 		}
 		t.Errorf("unexpected job %s", j.Op)
-		return workerAnswer{Err: wire.Errorf(wire.CodeInvalidJob, "unexpected op")}
+		return workertest.Answer{Err: wire.Errorf(wire.CodeInvalidJob, "unexpected op")}
 	}
 }
 
 // TestKeepOldCommands runs the commands of rotation without downtime
 // against a scripted worker: what each sends, prints and exits with.
 func TestKeepOldCommands(t *testing.T) {
-	w := startAnsweringWorker(t, keepOldAnswers(t))
+	w := workertest.Start(t, client.DefaultPrefix, keepOldAnswers(t))
 	generated := strings.Repeat("g", 64)
 	tests := []struct {
 		name        string
@@ -159,8 +160,8 @@ func TestKeepOldCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(w.taken())
-			args := append([]string{"--nats-url", w.url, "--target", "app", "--timeout", "10s"}, tt.args...)
+			before := len(w.Taken())
+			args := append([]string{"--nats-url", w.URL, "--target", "app", "--timeout", "10s"}, tt.args...)
 			for i, a := range args {
 				if a == "OUT" {
 					args[i] = filepath.Join(t.TempDir(), "out.jsonl")
@@ -170,7 +171,7 @@ func TestKeepOldCommands(t *testing.T) {
 			if code != tt.wantExit || stdout != tt.wantStdout || stderr != tt.wantStderr {
 				t.Errorf("exit %d, want %d\nstdout %q\nwant   %q\nstderr %q\nwant   %q", code, tt.wantExit, stdout, tt.wantStdout, stderr, tt.wantStderr)
 			}
-			jobs := w.taken()[before:]
+			jobs := w.Taken()[before:]
 			if tt.wantOp == "" {
 				if len(jobs) != 0 {
 					t.Fatalf("%d jobs sent, want none", len(jobs))
@@ -181,7 +182,7 @@ func TestKeepOldCommands(t *testing.T) {
 				t.Fatalf("jobs %+v, want one %s", jobs, tt.wantOp)
 			}
 			_, has := jobs[0].Body["keep_old_for"]
-			if got := jobs[0].field("keep_old_for"); got != tt.wantKeepOld || has != (tt.wantKeepOld != "") {
+			if got := jobs[0].Field("keep_old_for"); got != tt.wantKeepOld || has != (tt.wantKeepOld != "") {
 				t.Errorf("keep_old_for %q (present %v), want %q", got, has, tt.wantKeepOld)
 			}
 		})
@@ -192,7 +193,7 @@ func TestKeepOldCommands(t *testing.T) {
 // the user as the worker reports it, old_password_until included while the
 // old password works.
 func TestKeepOldJSON(t *testing.T) {
-	w := startAnsweringWorker(t, keepOldAnswers(t))
+	w := workertest.Start(t, client.DefaultPrefix, keepOldAnswers(t))
 	tests := []struct {
 		name      string
 		args      []string
@@ -204,7 +205,7 @@ func TestKeepOldJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"--json", "--nats-url", w.url, "--target", "app"}, tt.args...)
+			args := append([]string{"--json", "--nats-url", w.URL, "--target", "app"}, tt.args...)
 			stdout, stderr, code := runCLI(t, chosen+"\n", nil, args...)
 			if code != 0 || stderr != "" {
 				t.Fatalf("exit %d, stderr %q", code, stderr)
@@ -233,7 +234,7 @@ func TestKeepOldJSON(t *testing.T) {
 // TestRotateKeepOld: rotate --keep-old sends keep_old_for with every job,
 // writes each user's old_password_until to the file and sums the times up.
 func TestRotateKeepOld(t *testing.T) {
-	w := startAnsweringWorker(t, keepOldAnswers(t))
+	w := workertest.Start(t, client.DefaultPrefix, keepOldAnswers(t))
 	tests := []struct {
 		name       string
 		args       []string
@@ -266,15 +267,15 @@ func TestRotateKeepOld(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "new-passwords.jsonl")
-			before := len(w.taken())
-			args := append([]string{"--nats-url", w.url, "--target", "app"}, tt.args...)
+			before := len(w.Taken())
+			args := append([]string{"--nats-url", w.URL, "--target", "app"}, tt.args...)
 			stdout, _, code := runCLI(t, "", nil, append(args, "--out", out)...)
 			if want := strings.ReplaceAll(tt.wantStdout, "OUT", out); code != 0 || stdout != want {
 				t.Errorf("exit %d\nstdout %q\nwant   %q", code, stdout, want)
 			}
-			for _, j := range w.taken()[before:] {
-				if _, kept := tt.wantUntil[j.field("username")]; kept && (j.field("keep_old_for") != "") != (tt.wantUntil[j.field("username")] != "") {
-					t.Errorf("job of %s: keep_old_for %q", j.field("username"), j.field("keep_old_for"))
+			for _, j := range w.Taken()[before:] {
+				if _, kept := tt.wantUntil[j.Field("username")]; kept && (j.Field("keep_old_for") != "") != (tt.wantUntil[j.Field("username")] != "") {
+					t.Errorf("job of %s: keep_old_for %q", j.Field("username"), j.Field("keep_old_for"))
 				}
 			}
 			f, err := os.Open(out)
