@@ -149,25 +149,12 @@ deleted.`,
 		Example: "  dbusers --target my-app database-users-delete my_user",
 		Args:    oneUsername,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
 			username := args[0]
-			if err := client.CheckUsername(username); err != nil {
-				return a.describe(err, username)
-			}
-			s, err := a.connect(ctx)
+			acc, _, err := a.accountJob(cmd.Context(), username, "deleted", func(ctx context.Context, c *client.Client, jobID string) (client.Account, error) {
+				return c.DeleteUser(ctx, a.target, client.DeleteUserRequest{Username: username, JobID: jobID})
+			})
 			if err != nil {
 				return err
-			}
-			defer s.close()
-			wctx, cancel := context.WithTimeout(ctx, a.timeout)
-			defer cancel()
-			jobID := newJobID()
-			acc, err := s.c.DeleteUser(wctx, a.target, client.DeleteUserRequest{Username: username, JobID: jobID})
-			if errors.Is(err, client.ErrNoResult) {
-				return a.notDone(ctx, s, err, jobID, username, change{op: "deleted"})
-			}
-			if err != nil {
-				return a.describe(err, username)
 			}
 			if a.json {
 				return a.printJSON(userJSON{Target: a.target, User: acc})
@@ -190,25 +177,12 @@ no confirmation: the user and its new password are untouched.`,
 		Example: "  dbusers --target my-app database-users-discard-old-password my_user",
 		Args:    oneUsername,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
 			username := args[0]
-			if err := client.CheckUsername(username); err != nil {
-				return a.describe(err, username)
-			}
-			s, err := a.connect(ctx)
+			acc, jobID, err := a.accountJob(cmd.Context(), username, "left without an old password", func(ctx context.Context, c *client.Client, jobID string) (client.Account, error) {
+				return c.DiscardOldPassword(ctx, a.target, client.DiscardOldPasswordRequest{Username: username, JobID: jobID})
+			})
 			if err != nil {
 				return err
-			}
-			defer s.close()
-			wctx, cancel := context.WithTimeout(ctx, a.timeout)
-			defer cancel()
-			jobID := newJobID()
-			acc, err := s.c.DiscardOldPassword(wctx, a.target, client.DiscardOldPasswordRequest{Username: username, JobID: jobID})
-			if errors.Is(err, client.ErrNoResult) {
-				return a.notDone(ctx, s, err, jobID, username, change{op: "left without an old password"})
-			}
-			if err != nil {
-				return a.describe(err, username)
 			}
 			if a.json {
 				return a.printJSON(userJSON{Target: a.target, User: acc, JobID: jobID})
@@ -249,6 +223,35 @@ func oldPasswordSentence(username string, acc client.Account) string {
 // formatUntil writes an old password's end time for people, in UTC to the
 // second: "2026-12-03 14:05:00 UTC".
 func formatUntil(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+
+// accountJob runs a job on one user that answers with the account (delete,
+// discard-old-password): check the username, make sure a worker answers,
+// run the job with a new job id within the timeout. done says what the job
+// does to the user, for a late success. It returns the account and the
+// job's id, or an error ready for the command to return.
+func (a *app) accountJob(ctx context.Context, username, done string,
+	do func(ctx context.Context, c *client.Client, jobID string) (client.Account, error),
+) (client.Account, string, error) {
+	if err := client.CheckUsername(username); err != nil {
+		return client.Account{}, "", a.describe(err, username)
+	}
+	s, err := a.connect(ctx)
+	if err != nil {
+		return client.Account{}, "", err
+	}
+	defer s.close()
+	wctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	jobID := newJobID()
+	acc, err := do(wctx, s.c, jobID)
+	if errors.Is(err, client.ErrNoResult) {
+		return client.Account{}, "", a.notDone(ctx, s, err, jobID, username, change{op: done})
+	}
+	if err != nil {
+		return client.Account{}, "", a.describe(err, username)
+	}
+	return acc, jobID, nil
+}
 
 // withPassword runs create or update-password: check the username, make
 // sure a worker answers, get the password, run the job, print the outcome.
