@@ -10,35 +10,35 @@ import (
 
 // Code is one of the worker's error codes, the closed set of the wire
 // contract (§3).
-type Code string
+type Code = wire.Code
 
 // The contract's error codes.
 const (
 	// CodeInvalidJob: the job itself is malformed (for this client: a target
 	// name outside the grammar ^[a-z0-9][a-z0-9_-]{0,62}$, or a bad job id).
-	CodeInvalidJob Code = "invalid_job"
+	CodeInvalidJob = wire.CodeInvalidJob
 	// CodeInvalidUsername: the username breaks ^[a-z][a-z0-9_]{5,31}$ or is
 	// reserved (root, mysql…, mariadb…, debian_sys_maint, …).
-	CodeInvalidUsername Code = "invalid_username"
+	CodeInvalidUsername = wire.CodeInvalidUsername
 	// CodeInvalidPassword: a chosen password breaks the rule (24 to 64
 	// printable ASCII characters other than ' and "), or its seal did not open.
-	CodeInvalidPassword Code = "invalid_password"
+	CodeInvalidPassword = wire.CodeInvalidPassword
 	// CodeUnknownTarget: the worker has no target of that name.
-	CodeUnknownTarget Code = "unknown_target"
+	CodeUnknownTarget = wire.CodeUnknownTarget
 	// CodeUserExists: create found an account of that name on the server.
-	CodeUserExists Code = "user_exists"
+	CodeUserExists = wire.CodeUserExists
 	// CodeUserNotFound: no account of that name belongs to the target.
-	CodeUserNotFound Code = "user_not_found"
+	CodeUserNotFound = wire.CodeUserNotFound
 	// CodeProtectedUser: the account is a protected user of the target.
-	CodeProtectedUser Code = "protected_user"
+	CodeProtectedUser = wire.CodeProtectedUser
 	// CodeForeignUser: the account holds privileges outside the target's
 	// database, so the worker leaves it alone.
-	CodeForeignUser Code = "foreign_user"
+	CodeForeignUser = wire.CodeForeignUser
 	// CodeUnavailable: MySQL stayed unreachable through the worker's retry
 	// budget.
-	CodeUnavailable Code = "unavailable"
+	CodeUnavailable = wire.CodeUnavailable
 	// CodeInternal: anything else; the message says what.
-	CodeInternal Code = "internal"
+	CodeInternal = wire.CodeInternal
 )
 
 // Sentinels, one per contract code, for errors.Is. An *Error unwraps to the
@@ -123,7 +123,7 @@ func (e *Error) Unwrap() error {
 
 // fromJobs converts the worker's error into the client's.
 func fromJobs(e *wire.Error, jobID string) *Error {
-	return &Error{Code: Code(e.Code), Message: e.Message, JobID: jobID}
+	return &Error{Code: e.Code, Message: e.Message, JobID: jobID}
 }
 
 // CheckUsername applies the worker's username rule: ^[a-z][a-z0-9_]{5,31}$
