@@ -75,23 +75,9 @@ func (t *Target) ResetPasswords(ctx context.Context, changes []Change) ([]Accoun
 	if err != nil {
 		return accts, fill(errs, err)
 	}
-	var send []int
-	for i := range changes {
-		if errs[i] != nil {
-			continue
-		}
-		st := states[changes[i].Username]
-		accts[i].ReadOnly = st.readOnly
-		switch {
-		case !st.exists:
-			errs[i] = errGone
-		case st.foreign:
-			errs[i] = ErrForeign
-		case !st.granted && !st.inside:
-			errs[i] = ErrUserNotFound
-		default:
-			send = append(send, i)
-		}
+	send := ownedOf(changes, states, accts, errs)
+	for i := range accts {
+		accts[i].OldPassword = false // a plain reset drops any old password
 	}
 	if len(send) == 0 {
 		return accts, errs
@@ -275,6 +261,25 @@ func (t *Target) accountsOf(changes []Change) ([]Account, []error) {
 		}
 	}
 	return accts, errs
+}
+
+// ownedOf returns the indexes of the changes without an error whose
+// account belongs to the target by states, and sets the others' errors as
+// the one-account operations answer (state.belongs); it fills in each
+// account's ReadOnly and OldPassword as they are before the operation.
+func ownedOf(changes []Change, states map[string]state, accts []Account, errs []error) []int {
+	var send []int
+	for i := range changes {
+		if errs[i] != nil {
+			continue
+		}
+		st := states[changes[i].Username]
+		accts[i].ReadOnly, accts[i].OldPassword = st.readOnly, st.oldPassword
+		if errs[i] = st.belongs(); errs[i] == nil {
+			send = append(send, i)
+		}
+	}
+	return send
 }
 
 // pendingNames returns the usernames of the changes without an error yet.

@@ -440,32 +440,6 @@ func (t *Target) runWithheld(ctx context.Context, stmts []stmt) (map[string]bool
 	return nil, nil
 }
 
-// ownedOf returns the indexes of the changes without an error whose
-// account belongs to the target by states, and sets the others' errors as
-// ResetPasswords does; it fills in each account's ReadOnly and
-// OldPassword.
-func ownedOf(changes []Change, states map[string]state, accts []Account, errs []error) []int {
-	var send []int
-	for i := range changes {
-		if errs[i] != nil {
-			continue
-		}
-		st := states[changes[i].Username]
-		accts[i].ReadOnly, accts[i].OldPassword = st.readOnly, st.oldPassword
-		switch {
-		case !st.exists:
-			errs[i] = errGone
-		case st.foreign:
-			errs[i] = ErrForeign
-		case !st.granted && !st.inside:
-			errs[i] = ErrUserNotFound
-		default:
-			send = append(send, i)
-		}
-	}
-	return send
-}
-
 // namesAt returns the usernames of the changes at idx.
 func namesAt(changes []Change, idx []int) []string {
 	names := make([]string, len(idx))

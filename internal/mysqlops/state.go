@@ -150,6 +150,22 @@ type state struct {
 	oldPassword bool
 }
 
+// belongs returns nil when the account belongs to the target, else why
+// not: errGone when no account of that name exists, ErrForeign, or
+// ErrUserNotFound for an account with no privilege on this database, which
+// is not the target's, and no other tenant's either: leave it alone.
+func (st state) belongs() error {
+	switch {
+	case !st.exists:
+		return errGone
+	case st.foreign:
+		return ErrForeign
+	case !st.granted && !st.inside:
+		return ErrUserNotFound
+	}
+	return nil
+}
+
 // inspect reads what the server says about username. With anyHost, an
 // account of that name on any host counts (create must refuse it; delete
 // ends every session of the name): one query lists its hosts. The grants of

@@ -433,17 +433,7 @@ func (t *Target) owned(ctx context.Context, username string, anyHost bool) (Acco
 		return acct, err
 	}
 	acct.ReadOnly = st.readOnly
-	switch {
-	case !st.exists:
-		return acct, errGone
-	case st.foreign:
-		return acct, ErrForeign
-	case !st.granted && !st.inside:
-		// An account with no privilege on this database is not the
-		// target's, and no other tenant's either: leave it alone.
-		return acct, ErrUserNotFound
-	}
-	return acct, nil
+	return acct, st.belongs()
 }
 
 func (t *Target) killSessions(ctx context.Context, username string) error {
