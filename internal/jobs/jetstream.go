@@ -73,22 +73,13 @@ func (r *StreamResults) PublishMany(ctx context.Context, pubs []Publication) ([]
 		}
 		futures[i], errs[i] = r.js.PublishAsync(p.Subject, p.Data, opts...)
 	}
-	for i, f := range futures {
-		if f == nil {
-			continue
-		}
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			var apiErr *jetstream.APIError
-			if pubs[i].OnlyNew && errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-				exists[i] = true
-				continue
-			}
-			errs[i] = err
-		case <-ctx.Done():
-			errs[i] = ctx.Err()
+	streams.AwaitAcks(ctx, futures, errs)
+	for i, err := range errs {
+		// The stream refused an only-new result: one is stored already.
+		var apiErr *jetstream.APIError
+		if futures[i] != nil && pubs[i].OnlyNew && errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			exists[i], errs[i] = true, nil
 		}
 	}
 	return exists, errs

@@ -352,6 +352,15 @@ func PutAll(ctx context.Context, js jetstream.JetStream, bucket string, keys []s
 	for i, k := range keys {
 		futures[i], errs[i] = js.PublishAsync("$KV."+bucket+"."+k, values[i])
 	}
+	AwaitAcks(ctx, futures, errs)
+	return errs
+}
+
+// AwaitAcks waits for the stream's acks of a round of PublishAsync, all
+// together: errs[i] becomes futures[i]'s error, or the context's when it
+// ends first. A nil future, whose publish failed (errs[i] says why), is
+// passed over.
+func AwaitAcks(ctx context.Context, futures []jetstream.PubAckFuture, errs []error) {
 	for i, f := range futures {
 		if f == nil {
 			continue
@@ -364,5 +373,4 @@ func PutAll(ctx context.Context, js jetstream.JetStream, bucket string, keys []s
 			errs[i] = ctx.Err()
 		}
 	}
-	return errs
 }
