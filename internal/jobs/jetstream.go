@@ -39,12 +39,19 @@ func (r *StreamResults) Publish(ctx context.Context, subject string, data []byte
 // on it yet (expected last subject sequence 0).
 func (r *StreamResults) PublishNew(ctx context.Context, subject string, data []byte) (bool, error) {
 	_, err := r.js.Publish(ctx, subject, data, jetstream.WithExpectLastSequencePerSubject(0))
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+	if storedAlready(err) {
 		return true, nil
 	}
 	return false, err
+}
+
+// storedAlready reports whether err is the stream's refusal of an only-new
+// publish (WithExpectLastSequencePerSubject(0)): a message is stored on
+// the subject already.
+func storedAlready(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // Lookup returns the result stored on subject, if any.
@@ -75,10 +82,7 @@ func (r *StreamResults) PublishMany(ctx context.Context, pubs []Publication) ([]
 	}
 	streams.AwaitAcks(ctx, futures, errs)
 	for i, err := range errs {
-		// The stream refused an only-new result: one is stored already.
-		var apiErr *jetstream.APIError
-		if futures[i] != nil && pubs[i].OnlyNew && errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		if futures[i] != nil && pubs[i].OnlyNew && storedAlready(err) {
 			exists[i], errs[i] = true, nil
 		}
 	}
