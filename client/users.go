@@ -114,17 +114,7 @@ func (c *Client) ResetPassword(ctx context.Context, target string, req ResetPass
 // Errors: *Error (ErrUserNotFound, ErrProtectedUser, ErrForeignUser, …),
 // ErrNoWorker, ErrNoResult.
 func (c *Client) DeleteUser(ctx context.Context, target string, req DeleteUserRequest) (Account, error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	id, err := c.prepare(target, req.JobID, req.Username, secret.Secret{}, 0)
-	if err != nil {
-		return Account{}, err
-	}
-	res, _, err := c.run(ctx, target, wire.OpDelete, jobBody{ID: id, Username: req.Username})
-	if err != nil {
-		return Account{}, err
-	}
-	return account(res.User, req.Username), nil
+	return c.accountJob(ctx, target, wire.OpDelete, req.JobID, req.Username)
 }
 
 // DiscardOldPassword ends now the old password that a reset with
@@ -136,17 +126,24 @@ func (c *Client) DeleteUser(ctx context.Context, target string, req DeleteUserRe
 // Errors: *Error (ErrUserNotFound, ErrProtectedUser, ErrForeignUser, …),
 // ErrNoWorker, ErrNoResult.
 func (c *Client) DiscardOldPassword(ctx context.Context, target string, req DiscardOldPasswordRequest) (Account, error) {
+	return c.accountJob(ctx, target, wire.OpDiscardOldPassword, req.JobID, req.Username)
+}
+
+// accountJob runs a job op on username's account whose body is the id and
+// the username alone (delete, discard_old_password), and returns the
+// account the worker answers.
+func (c *Client) accountJob(ctx context.Context, target string, op wire.Op, jobID, username string) (Account, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	id, err := c.prepare(target, req.JobID, req.Username, secret.Secret{}, 0)
+	id, err := c.prepare(target, jobID, username, secret.Secret{}, 0)
 	if err != nil {
 		return Account{}, err
 	}
-	res, _, err := c.run(ctx, target, wire.OpDiscardOldPassword, jobBody{ID: id, Username: req.Username})
+	res, _, err := c.run(ctx, target, op, jobBody{ID: id, Username: username})
 	if err != nil {
 		return Account{}, err
 	}
-	return account(res.User, req.Username), nil
+	return account(res.User, username), nil
 }
 
 // ListUsers returns every account that belongs to target, sorted by
