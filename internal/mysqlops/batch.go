@@ -69,13 +69,7 @@ func markMaybeSet(changes []Change, send []int, errs []error, failed map[string]
 // ResetPasswords sets the password of every change's account that belongs
 // to the target with one ALTER USER. Open sessions are left alone.
 func (t *Target) ResetPasswords(ctx context.Context, changes []Change) ([]Account, []error) {
-	accts, errs := t.accountsOf(changes)
-	names := pendingNames(changes, errs)
-	states, err := t.inspectMany(ctx, names, false)
-	if err != nil {
-		return accts, fill(errs, err)
-	}
-	send := ownedOf(changes, states, accts, errs)
+	accts, errs, send := t.ownedOf(ctx, changes)
 	for i := range accts {
 		accts[i].OldPassword = false // a plain reset drops any old password
 	}
@@ -263,11 +257,19 @@ func (t *Target) accountsOf(changes []Change) ([]Account, []error) {
 	return accts, errs
 }
 
-// ownedOf returns the indexes of the changes without an error whose
-// account belongs to the target by states, and sets the others' errors as
-// the one-account operations answer (state.belongs); it fills in each
-// account's ReadOnly and OldPassword as they are before the operation.
-func ownedOf(changes []Change, states map[string]state, accts []Account, errs []error) []int {
+// ownedOf is the ownership pass of a batch: it reads the grants of the
+// changes' accounts in one round trip and returns the accounts, one error
+// per change, and the indexes of the changes whose account belongs to the
+// target. The others' errors are as the one-account operations answer
+// (ErrProtected, then state.belongs), or the read's when it failed. It
+// fills in each account's ReadOnly and OldPassword as they are before the
+// operation.
+func (t *Target) ownedOf(ctx context.Context, changes []Change) ([]Account, []error, []int) {
+	accts, errs := t.accountsOf(changes)
+	states, err := t.inspectMany(ctx, pendingNames(changes, errs), false)
+	if err != nil {
+		return accts, fill(errs, err), nil
+	}
 	var send []int
 	for i := range changes {
 		if errs[i] != nil {
@@ -279,7 +281,7 @@ func ownedOf(changes []Change, states map[string]state, accts []Account, errs []
 			send = append(send, i)
 		}
 	}
-	return send
+	return accts, errs, send
 }
 
 // pendingNames returns the usernames of the changes without an error yet.

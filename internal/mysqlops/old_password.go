@@ -254,12 +254,7 @@ func (t *Target) Credentials(ctx context.Context, usernames []string) ([]Credent
 	for i, u := range usernames {
 		changes[i].Username = u
 	}
-	accts, errs := t.accountsOf(changes)
-	states, err := t.inspectMany(ctx, pendingNames(changes, errs), false)
-	if err != nil {
-		return creds, fill(errs, err)
-	}
-	send := ownedOf(changes, states, accts, errs)
+	_, errs, send := t.ownedOf(ctx, changes)
 	if len(send) == 0 {
 		return creds, errs
 	}
@@ -488,16 +483,13 @@ func (t *Target) ResetPasswordKeepOld(ctx context.Context, username string, pass
 // its error is a MaybeSetError when the statement may have set its
 // password (PasswordMaybeSet). Open sessions are left alone.
 func (t *Target) ResetPasswordsKeepOld(ctx context.Context, changes []Change, old []Credential) ([]Account, []error) {
-	accts, errs := t.accountsOf(changes)
 	if len(old) != len(changes) {
+		accts, errs := t.accountsOf(changes)
 		return accts, fill(errs, fmt.Errorf("%d old credentials for %d accounts", len(old), len(changes)))
 	}
-	states, err := t.inspectMany(ctx, pendingNames(changes, errs), false)
-	if err != nil {
-		return accts, fill(errs, err)
-	}
+	accts, errs, owned := t.ownedOf(ctx, changes)
 	var send []int
-	for _, i := range ownedOf(changes, states, accts, errs) {
+	for _, i := range owned {
 		if errs[i] = old[i].check(); errs[i] == nil {
 			send = append(send, i)
 		}
@@ -523,12 +515,7 @@ type KeepRecord func(ctx context.Context, idx []int, creds []Credential) []error
 // check (its grants, then one SELECT, then the statement: three round
 // trips for the batch). record hears the credentials before the statement.
 func (t *Target) ResetPasswordsKeepingCurrent(ctx context.Context, changes []Change, record KeepRecord) ([]Account, []error) {
-	accts, errs := t.accountsOf(changes)
-	states, err := t.inspectMany(ctx, pendingNames(changes, errs), false)
-	if err != nil {
-		return accts, fill(errs, err)
-	}
-	owned := ownedOf(changes, states, accts, errs)
+	accts, errs, owned := t.ownedOf(ctx, changes)
 	if len(owned) == 0 {
 		return accts, errs
 	}
@@ -615,12 +602,10 @@ func (t *Target) DiscardOldPassword(ctx context.Context, username string) (Accou
 // then one ALTER USER for the accounts that hold one. When it fails, each
 // account is tried alone.
 func (t *Target) DiscardOldPasswords(ctx context.Context, changes []Change) ([]Account, []error) {
-	accts, errs := t.accountsOf(changes)
-	states, err := t.inspectMany(ctx, pendingNames(changes, errs), false)
-	if err != nil {
-		return accts, fill(errs, err)
+	accts, errs, owned := t.ownedOf(ctx, changes)
+	if len(owned) == 0 {
+		return accts, errs
 	}
-	owned := ownedOf(changes, states, accts, errs)
 	fl, err := t.detect(ctx)
 	if err != nil {
 		return accts, fill(errs, err)
