@@ -249,34 +249,45 @@ func (t *Target) readAuth(ctx context.Context, fl flavor, usernames []string) (m
 // trips whatever the number of names: their grants (as ResetPasswords
 // reads them), then one SELECT on the accounts table.
 func (t *Target) Credentials(ctx context.Context, usernames []string) ([]Credential, []error) {
-	creds := make([]Credential, len(usernames))
 	changes := make([]Change, len(usernames))
 	for i, u := range usernames {
 		changes[i].Username = u
 	}
-	_, errs, send := t.ownedOf(ctx, changes)
-	if len(send) == 0 {
-		return creds, errs
+	_, creds, errs, _, _ := t.ownedCredentials(ctx, changes)
+	return creds, errs
+}
+
+// ownedCredentials is the ownership pass of changes (ownedOf), then one
+// SELECT of the credential in force of the accounts that belong to the
+// target: creds[i] is changes[i]'s. owned is the indexes of those accounts
+// once read, nil when none was (none owned, or the read failed: errs says
+// why); among them, an account dropped since its grants were read has
+// errGone. fl is the server's flavor, known when owned is not nil.
+func (t *Target) ownedCredentials(ctx context.Context, changes []Change) (accts []Account, creds []Credential, errs []error, owned []int, fl flavor) {
+	creds = make([]Credential, len(changes))
+	accts, errs, owned = t.ownedOf(ctx, changes)
+	if len(owned) == 0 {
+		return accts, creds, errs, nil, fl
 	}
 	fl, err := t.detect(ctx)
 	if err != nil {
-		return creds, fill(errs, err)
+		return accts, creds, fill(errs, err), nil, fl
 	}
-	ctx, cancel := context.WithTimeout(ctx, t.timeout)
-	defer cancel()
-	auth, err := t.readAuth(ctx, fl, namesAt(changes, send))
+	rctx, cancel := context.WithTimeout(ctx, t.timeout)
+	auth, err := t.readAuth(rctx, fl, namesAt(changes, owned))
+	cancel()
 	if err != nil {
-		return creds, fill(errs, err)
+		return accts, creds, fill(errs, err), nil, fl
 	}
-	for _, i := range send {
-		a, ok := auth[usernames[i]]
+	for _, i := range owned {
+		a, ok := auth[changes[i].Username]
 		if !ok {
 			errs[i] = errGone // dropped since its grants were read
 			continue
 		}
 		creds[i] = a.current
 	}
-	return creds, errs
+	return accts, creds, errs, owned, fl
 }
 
 // OldPasswords reports which of the usernames' accounts (at '%') hold an
@@ -515,33 +526,18 @@ type KeepRecord func(ctx context.Context, idx []int, creds []Credential) []error
 // check (its grants, then one SELECT, then the statement: three round
 // trips for the batch). record hears the credentials before the statement.
 func (t *Target) ResetPasswordsKeepingCurrent(ctx context.Context, changes []Change, record KeepRecord) ([]Account, []error) {
-	accts, errs, owned := t.ownedOf(ctx, changes)
-	if len(owned) == 0 {
+	accts, current, errs, owned, fl := t.ownedCredentials(ctx, changes)
+	if owned == nil {
 		return accts, errs
 	}
-	fl, err := t.detect(ctx)
-	if err != nil {
-		return accts, fill(errs, err)
-	}
-	rctx, cancel := context.WithTimeout(ctx, t.timeout)
-	auth, err := t.readAuth(rctx, fl, namesAt(changes, owned))
-	cancel()
-	if err != nil {
-		return accts, fill(errs, err)
-	}
-	old := make([]Credential, len(changes))
 	var idx []int
 	var creds []Credential
 	for _, i := range owned {
-		a, ok := auth[changes[i].Username]
-		switch {
-		case !ok:
-			errs[i] = errGone // dropped since its grants were read
-		default:
-			if errs[i] = a.current.check(); errs[i] == nil {
-				old[i] = a.current
-				idx, creds = append(idx, i), append(creds, a.current)
-			}
+		if errs[i] != nil {
+			continue // dropped since its grants were read
+		}
+		if errs[i] = current[i].check(); errs[i] == nil {
+			idx, creds = append(idx, i), append(creds, current[i])
 		}
 	}
 	var send []int
@@ -553,7 +549,7 @@ func (t *Target) ResetPasswordsKeepingCurrent(ctx context.Context, changes []Cha
 	if len(send) == 0 {
 		return accts, errs
 	}
-	return t.sendKeepOld(ctx, fl, changes, send, old, accts, errs)
+	return t.sendKeepOld(ctx, fl, changes, send, current, accts, errs)
 }
 
 // sendKeepOld runs the keep-old statement of the changes at send, old[i]
