@@ -262,6 +262,14 @@ func (b *bench) phaseRotation(ctx context.Context) error {
 	keep := b.record("rotation: worker, keeping the old passwords", n, kout.wall, a3, z3)
 	b.checkOutcome("keep-old rotation", kout)
 	b.verify(ctx, "keep-old rotation", b.main, kids, users, sample(n, b.s.verify))
+	// The later phases find the accounts as the plain rotation left them,
+	// with one password each: a plain ALTER USER drops the old ones.
+	if pws, err = b.passwords(n); err != nil {
+		return err
+	}
+	if err := d.alterMany(ctx, users, pws, accountsPerStatement); err != nil {
+		return err
+	}
 	b.workerRotation = worker
 	b.serverLimit = limit
 	r := worker.Rate / direct.Rate
