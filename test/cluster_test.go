@@ -67,8 +67,8 @@ func (n *clusterNode) stop() {
 // deploy/nats-cluster (the files as shipped, addresses from the
 // environment as in production) with deploy/worker-cluster.yaml's settings
 // (R3); one node is killed mid-run and restarted: nothing is lost and no
-// job has two effects. It runs in a process of its own, beside the other
-// tests, since the files take their addresses from the environment.
+// job has two effects. It runs in a process of its own, since the files
+// take their addresses from the environment.
 func TestClusterNodeLost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a 3-node cluster")

@@ -37,7 +37,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profileDir(t)),
 		chromedp.WindowSize(1100, 720),
 	}
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -291,4 +291,24 @@ func TestDashboardInBrowser(t *testing.T) {
 func jsString(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\n", `\n`, "<", `\x3c`)
 	return "'" + r.Replace(s) + "'"
+}
+
+// profileDir is a browser profile directory for the test, removed at its
+// end once the browser's last processes have let go of it: t.TempDir's own
+// removal failed when Chromium still wrote there ("directory not empty").
+func profileDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "dbusers-browser-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("browser profile %s left behind: %v", dir, os.RemoveAll(dir))
+	})
+	return dir
 }
