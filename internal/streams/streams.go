@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -169,7 +171,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 		o   Objects
 		err error
 	)
-	o.Jobs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	o.Jobs, err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:       jobsName,
 		Subjects:   []string{wire.JobsSubject(s.Prefix)},
 		Retention:  jetstream.WorkQueuePolicy,
@@ -194,7 +196,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 	if err != nil {
 		return nil, fmt.Errorf("streams: jobs stream %s: %w", jobsName, err)
 	}
-	o.Results, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	o.Results, err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:      resultsName,
 		Subjects:  []string{wire.ResultsSubject(s.Prefix)},
 		Retention: jetstream.LimitsPolicy,
@@ -210,7 +212,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (*Objects, 
 		return nil, fmt.Errorf("streams: results stream %s: %w", resultsName, err)
 	}
 	bucket := func(what, name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		kv, err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
 			Bucket:   name,
 			TTL:      ttl,
 			History:  1,
@@ -373,4 +375,41 @@ func AwaitAcks(ctx context.Context, futures []jetstream.PubAckFuture, errs []err
 			errs[i] = ctx.Err()
 		}
 	}
+}
+
+// ensureStream creates cfg's stream, or updates it where it differs from
+// cfg in a field set here. An update that would change nothing is not
+// sent: processes start together, and nats-server 2.15.2 updates a
+// stream's file store config unguarded against a consumer being created
+// on it (the race detector caught it when two workers started at once).
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	if st, err := js.Stream(ctx, cfg.Name); err == nil && sameStream(st.CachedInfo().Config, cfg) {
+		return st, nil
+	}
+	return js.CreateOrUpdateStream(ctx, cfg)
+}
+
+// sameStream reports whether have already holds every field want sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention && have.Storage == want.Storage &&
+		have.Replicas == max(want.Replicas, 1) && have.Duplicates == want.Duplicates && have.MaxMsgSize == want.MaxMsgSize &&
+		have.MaxBytes == want.MaxBytes && have.Discard == want.Discard && have.MaxAge == want.MaxAge &&
+		have.MaxMsgsPerSubject == want.MaxMsgsPerSubject && have.AllowDirect == want.AllowDirect &&
+		reflect.DeepEqual(have.SubjectTransform, want.SubjectTransform)
+}
+
+// ensureBucket is ensureStream for a key-value bucket: it is updated only
+// where its TTL, history, storage or replicas differ from cfg's.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if kv, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
+		if st, err := kv.Status(ctx); err == nil {
+			if info := st.(*jetstream.KeyValueBucketStatus).StreamInfo(); info != nil {
+				c := info.Config
+				if c.MaxAge == cfg.TTL && c.MaxMsgsPerSubject == int64(cfg.History) && c.Storage == cfg.Storage && c.Replicas == max(cfg.Replicas, 1) {
+					return kv, nil
+				}
+			}
+		}
+	}
+	return js.CreateOrUpdateKeyValue(ctx, cfg)
 }
