@@ -304,6 +304,38 @@ func (w *Worker) apply(ops Ops, job Job, password secret.Secret, generated bool,
 	return nil
 }
 
+// storeFirst writes a lone job's entry while its stored-result lookup is in
+// flight, where the vault holds nothing under the job's key: that takes
+// the lookup's round trip off the job's latency. ok=false (and no error)
+// when the store cannot, or an entry is there already (an earlier
+// delivery's, or an answered job's): the caller then waits for the lookup
+// and writes as before. An entry written for a job the lookup then finds
+// answered long ago (its own entry expired) is purged at once: it holds a
+// password that is never set.
+func (w *Worker) storeFirst(ctx context.Context, job Job, sealed []byte, lone *loneLookup) (*wire.Secret, bool, error) {
+	ns, can := w.cfg.Secrets.(NewSecrets)
+	if lone == nil || !can {
+		return nil, false, nil
+	}
+	key, expires, created, err := ns.PutNew(ctx, job.Target, job.ID, sealed)
+	if err != nil {
+		return nil, false, natsError{fmt.Errorf("store the sealed password in the vault: %w", err)}
+	}
+	if !created {
+		return nil, false, nil
+	}
+	if err := lone.wait(ctx); err != nil {
+		if errors.Is(err, errAnsweredBefore) {
+			if perr := w.cfg.Secrets.Purge(w.hardCtx, job.Target, job.ID); perr != nil {
+				w.log.Warn("cannot purge the vault entry of a job answered before; it expires with the bucket's TTL",
+					zap.String("job_id", job.ID), zap.String("target", job.Target), zap.Error(perr))
+			}
+		}
+		return nil, false, err
+	}
+	return &wire.Secret{Bucket: w.cfg.Secrets.Bucket(), Key: key, ExpiresAt: expires}, true, nil
+}
+
 // mustHaveWaited makes sure a job with a generated password reports where
 // the password waits, even from an Ops that succeeded without calling ready.
 func mustHaveWaited(ctx context.Context, generated bool, ready mysqlops.Ready, res *wire.Result) error {
@@ -333,6 +365,10 @@ func (w *Worker) storeSecret(ctx context.Context, job Job, password secret.Secre
 		sealed, err := w.cfg.Keys.SealPassword(job.ID, password, job.ReplyKey)
 		if err != nil {
 			out <- storedSecret{err: fmt.Errorf("seal the generated password: %w", err)}
+			return
+		}
+		if s, ok, err := w.storeFirst(ctx, job, sealed, lone); ok || err != nil {
+			out <- storedSecret{secret: s, err: err}
 			return
 		}
 		// A lone job's entry waits for its stored-result lookup: a job

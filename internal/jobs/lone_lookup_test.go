@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -41,64 +42,122 @@ func (c *checkingOps) ResetPassword(ctx context.Context, u string, pw secret.Sec
 	return c.fakeOps.ResetPassword(ctx, u, pw, ready)
 }
 
-func loneHarness(t *testing.T, checkErr error) (*harness, *gatedResults, *checkingOps) {
+// firstSecrets is a fakeSecrets that can also write an entry only where
+// its key never held one (vault.Store's PutNew): a purged key keeps its
+// marker, as in the bucket.
+type firstSecrets struct {
+	*fakeSecrets
+	touched map[string]bool
+	news    int
+}
+
+func (f *firstSecrets) PutNew(ctx context.Context, target, id string, sealed []byte) (string, time.Time, bool, error) {
+	f.mu.Lock()
+	key := target + "." + id
+	if f.touched[key] {
+		f.mu.Unlock()
+		return key, time.Time{}, false, nil
+	}
+	f.touched[key] = true
+	f.news++
+	f.mu.Unlock()
+	k, exp, err := f.Put(ctx, target, id, sealed)
+	return k, exp, err == nil, err
+}
+
+func (f *firstSecrets) Put(ctx context.Context, target, id string, sealed []byte) (string, time.Time, error) {
+	f.mu.Lock()
+	f.touched[target+"."+id] = true
+	f.mu.Unlock()
+	return f.fakeSecrets.Put(ctx, target, id, sealed)
+}
+
+var _ NewSecrets = (*firstSecrets)(nil)
+
+// loneHarness runs lone resets whose lookups wait for release, against a
+// vault that can write new entries (putNew) or cannot.
+func loneHarness(t *testing.T, checkErr error, putNew bool) (*harness, *gatedResults, *checkingOps, *firstSecrets) {
 	h := newHarness(t, time.Second)
 	g := &gatedResults{fakeResults: h.results, release: make(chan struct{})}
 	ops := &checkingOps{fakeOps: h.ops, checked: make(chan struct{}), checkErr: checkErr}
 	h.w.cfg.Results, h.w.cfg.Targets = g, map[string]Ops{"app": ops}
-	return h, g, ops
+	fs := &firstSecrets{fakeSecrets: h.secrets, touched: map[string]bool{}}
+	if putNew {
+		h.w.cfg.Secrets = fs
+	}
+	return h, g, ops, fs
 }
 
 // TestLoneResetChecksTheAccountBesideTheLookup: a lone reset's account
-// check runs while its stored-result lookup is still out, and neither the
-// vault write nor the ALTER USER goes before the lookup has answered.
+// check runs while its stored-result lookup is still out, and the ALTER
+// USER does not go before the lookup has answered. The vault write goes
+// before it only where it cannot replace an entry (PutNew).
 func TestLoneResetChecksTheAccountBesideTheLookup(t *testing.T) {
-	h, g, ops := loneHarness(t, nil)
-	body := `{"id":"r-1","username":"good_user","reply_key":"` + replyKey(t) + `"}`
-	done := make(chan wire.Result)
-	go func() {
-		_, res := h.run(t, "reset_password", "r-1", body)
-		done <- res
-	}()
-	select {
-	case <-ops.checked:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the account check waited for the stored-result lookup")
-	}
-	time.Sleep(50 * time.Millisecond) // room for a write that should not come
-	h.secrets.mu.Lock()
-	puts := h.secrets.puts
-	h.secrets.mu.Unlock()
-	if calls := h.ops.Calls(); len(calls) != 0 || puts != 0 {
-		t.Fatalf("before the lookup answered: MySQL calls %q, vault writes %d; want none", calls, puts)
-	}
-	close(g.release)
-	res := <-done
-	if res.Status != wire.StatusOK || res.Secret == nil || !h.secrets.has("r-1") {
-		t.Fatalf("result %+v, vault entry %v: want ok with its entry", res, h.secrets.has("r-1"))
-	}
-	if calls := h.ops.Calls(); len(calls) != 1 || calls[0] != "reset good_user" {
-		t.Fatalf("MySQL calls %q, want the one reset", calls)
+	for _, putNew := range []bool{false, true} {
+		t.Run(fmt.Sprintf("putNew=%v", putNew), func(t *testing.T) {
+			h, g, ops, fs := loneHarness(t, nil, putNew)
+			body := `{"id":"r-1","username":"good_user","reply_key":"` + replyKey(t) + `"}`
+			done := make(chan wire.Result)
+			go func() {
+				_, res := h.run(t, "reset_password", "r-1", body)
+				done <- res
+			}()
+			select {
+			case <-ops.checked:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the account check waited for the stored-result lookup")
+			}
+			time.Sleep(50 * time.Millisecond) // room for a write that should not come
+			h.secrets.mu.Lock()
+			puts, news := h.secrets.puts, fs.news
+			h.secrets.mu.Unlock()
+			if calls := h.ops.Calls(); len(calls) != 0 || puts != news {
+				t.Fatalf("before the lookup answered: MySQL calls %q, vault writes %d (%d only where nothing was); want no call and only such writes", calls, puts, news)
+			}
+			if putNew && news != 1 {
+				t.Fatalf("%d new vault entries before the lookup answered, want the job's one", news)
+			}
+			close(g.release)
+			res := <-done
+			if res.Status != wire.StatusOK || res.Secret == nil || !h.secrets.has("r-1") {
+				t.Fatalf("result %+v, vault entry %v: want ok with its entry", res, h.secrets.has("r-1"))
+			}
+			if calls := h.ops.Calls(); len(calls) != 1 || calls[0] != "reset good_user" {
+				t.Fatalf("MySQL calls %q, want the one reset", calls)
+			}
+		})
 	}
 }
 
 // TestLoneResetAnsweredBeforeChangesNothing: a lone reset whose id has a
 // stored result is answered with it, whatever its account check found,
-// and neither writes the vault nor sets a password.
+// and sets no password. An entry its first run left is never replaced; an
+// entry written beside the lookup, where none was left, is purged.
 func TestLoneResetAnsweredBeforeChangesNothing(t *testing.T) {
 	cases := []struct {
 		name     string
 		checkErr error
+		putNew   bool
+		left     bool // the first run's entry is still in the vault
 	}{
-		{"check passes", nil},
-		{"check finds no account", mysqlops.ErrUserNotFound},
-		{"check cannot reach MySQL", errRefused},
+		{"check passes", nil, false, false},
+		{"check finds no account", mysqlops.ErrUserNotFound, false, false},
+		{"check cannot reach MySQL", errRefused, false, false},
+		{"new entry beside the lookup, none left", nil, true, false},
+		{"new entry beside the lookup, check finds no account", mysqlops.ErrUserNotFound, true, false},
+		{"first run's entry left", nil, true, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h, g, _ := loneHarness(t, tc.checkErr)
+			h, g, _, fs := loneHarness(t, tc.checkErr, tc.putNew)
 			earlier := []byte(`{"id":"r-2","target":"app","op":"user.reset_password","status":"ok"}`)
 			h.results.stored[wire.ResultSubject("dbusers", "app", "r-2")] = earlier
+			if tc.left {
+				if _, _, err := fs.Put(t.Context(), "app", "r-2", []byte("first")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			putsBefore := h.secrets.puts
 			close(g.release)
 			body := `{"id":"r-2","username":"good_user","reply_key":"` + replyKey(t) + `"}`
 			m, _ := h.run(t, "reset_password", "r-2", body)
@@ -112,8 +171,14 @@ func TestLoneResetAnsweredBeforeChangesNothing(t *testing.T) {
 			if calls := h.ops.Calls(); len(calls) != 0 {
 				t.Fatalf("MySQL calls %q, want none", calls)
 			}
-			if h.secrets.puts != 0 {
-				t.Fatalf("%d vault writes, want none", h.secrets.puts)
+			h.secrets.mu.Lock()
+			puts := h.secrets.puts - putsBefore
+			h.secrets.mu.Unlock()
+			if puts != fs.news {
+				t.Fatalf("%d vault writes, %d of them where nothing was: an entry was replaced", puts, fs.news)
+			}
+			if h.secrets.has("r-2") != tc.left {
+				t.Fatalf("vault entry there: %v, want %v (a new entry for an answered job is purged)", h.secrets.has("r-2"), tc.left)
 			}
 		})
 	}

@@ -67,6 +67,14 @@ type BatchSecrets interface {
 	PutMany(ctx context.Context, target string, jobIDs []string, sealed [][]byte) (keys []string, expiresAt time.Time, errs []error)
 }
 
+// NewSecrets writes an entry only where its key holds nothing yet
+// (vault.Store): a lone job writes its entry beside its stored-result
+// lookup instead of after it. A SecretStore without it writes after the
+// lookup.
+type NewSecrets interface {
+	PutNew(ctx context.Context, target, jobID string, sealed []byte) (key string, expiresAt time.Time, created bool, err error)
+}
+
 // ResultStore publishes results and finds one already published.
 type ResultStore interface {
 	Publish(ctx context.Context, subject string, data []byte) error

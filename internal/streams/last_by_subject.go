@@ -20,6 +20,12 @@ const maxPerDirectGet = 1000
 // Nats-Subject is the server's (ServerHeader), whatever a publisher stored.
 func LastBySubject(ctx context.Context, nc *nats.Conn, stream string, subjects []string) (map[string]*nats.Msg, error) {
 	out := make(map[string]*nats.Msg, len(subjects))
+	if len(subjects) == 1 {
+		// One subject (a lone job's lookup): a plain direct get through
+		// the connection's shared reply subscription, without a
+		// subscription of its own to make and remove on the server.
+		return out, lastOfOne(ctx, nc, stream, subjects[0], out)
+	}
 	for start := 0; start < len(subjects); start += maxPerDirectGet {
 		if err := lastBySubject(ctx, nc, stream, subjects[start:min(start+maxPerDirectGet, len(subjects))], out); err != nil {
 			return nil, err
@@ -69,6 +75,27 @@ func lastBySubject(ctx context.Context, nc *nats.Conn, stream string, subjects [
 			out[subject] = msg
 		}
 	}
+}
+
+func lastOfOne(ctx context.Context, nc *nats.Conn, stream, subject string, out map[string]*nats.Msg) error {
+	msg, err := nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream+"."+subject, nil)
+	if err != nil {
+		return fmt.Errorf("direct get of %s in %s: %w", subject, stream, err)
+	}
+	got, found := ServerHeader(msg.Header, jetstream.SubjectHeader)
+	if !found {
+		switch status, _ := ServerHeader(msg.Header, "Status"); status {
+		case "404":
+			return nil
+		default:
+			desc, _ := ServerHeader(msg.Header, "Description")
+			return fmt.Errorf("direct get of %s in %s: the server answered %s %q", subject, stream, status, desc)
+		}
+	}
+	if got == subject {
+		out[subject] = msg
+	}
+	return nil
 }
 
 // ServerHeader returns the value the NATS server wrote for a metadata header

@@ -237,6 +237,26 @@ func (s *Store) Put(ctx context.Context, target, jobID string, sealed []byte) (k
 	return key, s.expiry(), nil
 }
 
+// PutNew stores sealed under Key(target, jobID) only where the bucket holds
+// nothing for that key, not even a purge marker; created=false (and no
+// error) when it holds something. A first delivery writes its entry so
+// before it knows whether the job was answered before: a write that finds
+// an earlier entry waits to know, and an answered job's entry is never
+// replaced.
+func (s *Store) PutNew(ctx context.Context, target, jobID string, sealed []byte) (key string, expiresAt time.Time, created bool, err error) {
+	key = wire.VaultKey(target, jobID)
+	_, err = s.js.Publish(ctx, "$KV."+s.kv.Bucket()+"."+key, sealed, jetstream.WithExpectLastSequencePerSubject(0))
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return key, s.expiry(), true, nil
+	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+		return key, time.Time{}, false, nil
+	}
+	return "", time.Time{}, false, fmt.Errorf("vault: put %s/%s: %w", s.kv.Bucket(), key, err)
+}
+
 // PutMany is Put for many jobs of target: every entry published at once,
 // the stream's acks awaited together.
 func (s *Store) PutMany(ctx context.Context, target string, jobIDs []string, sealed [][]byte) ([]string, time.Time, []error) {

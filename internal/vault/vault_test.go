@@ -374,6 +374,64 @@ func TestStorePutMany(t *testing.T) {
 	}
 }
 
+// TestStorePutNew: an entry is created only under a key that holds
+// nothing, not an entry and not the purge marker a requester's read
+// leaves; a refused write changes nothing and is not an error.
+func TestStorePutNew(t *testing.T) {
+	js := startJS(t)
+	ctx := t.Context()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "V", TTL: time.Minute, History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewStore(js, kv, time.Minute)
+	tests := []struct {
+		name    string
+		before  func(t *testing.T, key string) // what the key holds first
+		created bool
+		value   string // then read under the key; "" = reads as gone
+	}{
+		{name: "nothing", before: func(*testing.T, string) {}, created: true, value: "new"},
+		{name: "an entry", before: func(t *testing.T, key string) {
+			if _, err := kv.Put(ctx, key, []byte("first")); err != nil {
+				t.Fatal(err)
+			}
+		}, created: false, value: "first"},
+		{name: "a purge marker", before: func(t *testing.T, key string) {
+			if _, err := kv.Put(ctx, key, []byte("first")); err != nil {
+				t.Fatal(err)
+			}
+			if err := kv.Purge(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+		}, created: false, value: ""},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("job-%d", i)
+			key := wire.VaultKey("app", id)
+			tt.before(t, key)
+			gotKey, exp, created, err := st.PutNew(ctx, "app", id, []byte("new"))
+			if err != nil || created != tt.created {
+				t.Fatalf("PutNew: created %v, %v; want created %v", created, err, tt.created)
+			}
+			if created && (gotKey != key || time.Until(exp) < 58*time.Second) {
+				t.Fatalf("PutNew: key %q expiring %v, want %q a minute on", gotKey, exp, key)
+			}
+			e, err := kv.Get(ctx, key)
+			switch {
+			case tt.value == "" && !errors.Is(err, jetstream.ErrKeyNotFound):
+				t.Fatalf("Get: %v, want the key gone", err)
+			case tt.value != "" && (err != nil || string(e.Value()) != tt.value):
+				t.Fatalf("Get: %v, want %q", err, tt.value)
+			}
+		})
+	}
+	if _, _, _, err := st.PutNew(ctx, "bad target", "j", []byte("x")); err == nil {
+		t.Fatal("want an error for an invalid key")
+	}
+}
+
 // TestSealReusesSharedKey: sealing to a requester seen before reuses its
 // shared key, the output still opens with nkeys on the requester's side,
 // and the cache stays bounded.
