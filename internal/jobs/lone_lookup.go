@@ -94,6 +94,9 @@ func (l *loneLookup) stands(j *work) (o outcome, ok bool) {
 	case !l.ok:
 		return j.handBack("look up an earlier result", nil), true
 	case l.found:
+		// A vault entry written beside the lookup is purged before the
+		// answer goes (storeFirst): it must not outlive the job.
+		j.vault.writes.Wait()
 		return j.answerStored(l.data), true
 	}
 	return outcome{}, false
