@@ -245,6 +245,8 @@ func TestSealRejects(t *testing.T) {
 		{"invalid utf8", "j", "a\xffb", pub(t, r)},
 		{"empty job id", "", "pw", pub(t, r)},
 		{"recipient not curve key", "j", "pw", "Uxyz"},
+		// The zero point: its shared secret with any key is all zeroes.
+		{"low-order recipient", "j", "pw", lowOrderKey(t)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,6 +255,15 @@ func TestSealRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lowOrderKey is a well-formed curve public key of low order.
+func lowOrderKey(t *testing.T) string {
+	k, err := nkeys.Encode(nkeys.PrefixByteCurve, make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(k)
 }
 
 func startJS(t *testing.T) jetstream.JetStream {
