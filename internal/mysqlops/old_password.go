@@ -368,25 +368,50 @@ func (f flavor) keepOldSQL(accounts []keepOld) []stmt {
 		// The old hash becomes the primary again (a plain IDENTIFIED
 		// leaves the secondary alone), then the new password retains it
 		// as the secondary, replacing any other.
-		var restore, retain stmt
+		restore, retain := newStmtBuilder(len(accounts), 1), newStmtBuilder(len(accounts), 2)
 		for _, a := range accounts {
-			restore.args = append(restore.args, a.username)
-			restore.query += ", ?@'%' IDENTIFIED WITH " + a.old.Plugin + " AS " + hexLiteral(a.old.Hash)
-			retain.args = append(retain.args, a.username, a.password.Reveal())
-			retain.query += ", ?@'%' IDENTIFIED BY ? RETAIN CURRENT PASSWORD"
+			restore.add("?@'%' IDENTIFIED WITH "+a.old.Plugin+" AS "+hexLiteral(a.old.Hash), a.username)
+			retain.add("?@'%' IDENTIFIED BY ? RETAIN CURRENT PASSWORD", a.username, a.password.Reveal())
 		}
-		restore.query = "ALTER USER" + restore.query[1:]
-		retain.query = "ALTER USER" + retain.query[1:]
-		return []stmt{restore, retain}
+		return []stmt{restore.stmt(), retain.stmt()}
 	}
-	var s stmt
+	s := newStmtBuilder(len(accounts), 3)
 	for _, a := range accounts {
-		s.args = append(s.args, a.username, a.password.Reveal(), a.old.Hash.Reveal())
-		s.query += ", ?@'%' IDENTIFIED VIA " + nativePlugin + " USING PASSWORD(?) OR " + a.old.Plugin + " USING ?"
+		s.add("?@'%' IDENTIFIED VIA "+nativePlugin+" USING PASSWORD(?) OR "+a.old.Plugin+" USING ?",
+			a.username, a.password.Reveal(), a.old.Hash.Reveal())
 	}
-	s.query = "ALTER USER" + s.query[1:]
-	return []stmt{s}
+	return []stmt{s.stmt()}
 }
+
+// stmtBuilder builds one ALTER USER of many accounts. A batch holds up to
+// hundreds of them: appended to one buffer, not concatenated clause by
+// clause (which copies the statement so far each time).
+type stmtBuilder struct {
+	query    strings.Builder
+	args     []any
+	accounts int
+}
+
+// newStmtBuilder returns a builder for n accounts of perAccount arguments.
+func newStmtBuilder(n, perAccount int) *stmtBuilder {
+	b := &stmtBuilder{args: make([]any, 0, n*perAccount)}
+	b.query.Grow(len("ALTER USER") + n*96)
+	b.query.WriteString("ALTER USER")
+	return b
+}
+
+// add appends one account's clause and its arguments.
+func (b *stmtBuilder) add(clause string, args ...any) {
+	if b.accounts > 0 {
+		b.query.WriteByte(',')
+	}
+	b.accounts++
+	b.query.WriteByte(' ')
+	b.query.WriteString(clause)
+	b.args = append(b.args, args...)
+}
+
+func (b *stmtBuilder) stmt() stmt { return stmt{query: b.query.String(), args: b.args} }
 
 // hexLiteral writes a hash as MySQL 8 prints it with
 // print_identified_with_as_hex (caching_sha2_password's holds bytes no
@@ -408,18 +433,15 @@ type discardOf struct {
 // discardSQL returns the statement that drops the old password of each
 // account.
 func (f flavor) discardSQL(accounts []discardOf) stmt {
-	var s stmt
+	s := newStmtBuilder(len(accounts), 2)
 	for _, a := range accounts {
 		if f == flavorMySQL {
-			s.args = append(s.args, a.username)
-			s.query += ", ?@'%' DISCARD OLD PASSWORD"
+			s.add("?@'%' DISCARD OLD PASSWORD", a.username)
 			continue
 		}
-		s.args = append(s.args, a.username, a.current.Hash.Reveal())
-		s.query += ", ?@'%' IDENTIFIED VIA " + a.current.Plugin + " USING ?"
+		s.add("?@'%' IDENTIFIED VIA "+a.current.Plugin+" USING ?", a.username, a.current.Hash.Reveal())
 	}
-	s.query = "ALTER USER" + s.query[1:]
-	return s
+	return s.stmt()
 }
 
 // runWithheld runs the statements in order, each bounded like exec, and
