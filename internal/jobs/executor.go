@@ -4,8 +4,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/dbusers/dbusers/internal/streams"
 	"github.com/dbusers/dbusers/secret"
 	"github.com/dbusers/dbusers/wire"
@@ -43,7 +41,8 @@ type work struct {
 // that order (contract §3).
 func (w *Worker) decode(d *delivery, start time.Time) *work {
 	msg := d.msg
-	headerID := msg.Headers().Get(jetstream.MsgIDHeader)
+	hdr := d.headers()
+	headerID := hdr.id
 	body := msg.Data()
 	published := streams.OriginalSubject(w.cfg.Prefix, msg.Subject())
 	target := resultTarget(targetToken(w.cfg.Prefix, published))
@@ -52,10 +51,10 @@ func (w *Worker) decode(d *delivery, start time.Time) *work {
 	j.keyed = validTarget(target) && !strings.HasPrefix(j.res.ID, "seq-")
 
 	j.job, j.jerr = Parse(w.cfg.Prefix, published, headerID, body)
-	if herr := CheckHeaders(msg.Headers()); herr != nil {
-		j.jerr = herr
+	if hdr.refused != nil {
+		j.jerr = hdr.refused
 	}
-	if v := msg.Headers().Get(ScheduledDiscardHeader); v != "" && j.jerr == nil {
+	if v := hdr.discard; v != "" && j.jerr == nil {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil || j.job.Op != wire.OpDiscardOldPassword {
 			j.jerr = wire.Errorf(wire.CodeInvalidJob, "header %s is only for a discard_old_password job, with an RFC 3339 time", ScheduledDiscardHeader)

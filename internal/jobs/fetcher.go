@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dbusers/dbusers/internal/streams"
+	"github.com/dbusers/dbusers/wire"
 )
 
 // The fetcher takes deliveries from the consumer and queues each on its
@@ -30,14 +31,44 @@ type delivery struct {
 	// one was held (its ack wait ran out under a stall); they are acked
 	// with it. Guarded by w.mu.
 	again []jetstream.Msg
+	hdr   jobHeaders
 }
+
+// jobHeaders is what the worker reads from a job's headers. It is taken
+// when the job is delivered, and the headers themselves let go: a parsed
+// header is a map per message, and the consumer's window holds up to
+// streams.MaxAckPending queued jobs (a third of their memory).
+type jobHeaders struct {
+	read    bool
+	id      string      // Nats-Msg-Id
+	refused *wire.Error // CheckHeaders' verdict
+	discard string      // ScheduledDiscardHeader
+}
+
+// headerReleaser is a delivered message that can let go of its parsed
+// headers (pulledMsg).
+type headerReleaser interface{ releaseHeaders() }
 
 func newDelivery(msg jetstream.Msg, now time.Time) *delivery {
 	d := &delivery{msg: msg, delivered: 1, received: now, extended: now}
 	if meta, err := msg.Metadata(); err == nil {
 		d.seq, d.delivered = meta.Sequence.Stream, max(meta.NumDelivered, 1)
 	}
+	d.headers()
+	if r, ok := msg.(headerReleaser); ok {
+		r.releaseHeaders()
+	}
 	return d
+}
+
+// headers returns what the job's headers say, reading them the first
+// time (a delivery made by hand, in tests, reads them late).
+func (d *delivery) headers() *jobHeaders {
+	if !d.hdr.read {
+		h := d.msg.Headers()
+		d.hdr = jobHeaders{read: true, id: h.Get(jetstream.MsgIDHeader), refused: CheckHeaders(h), discard: h.Get(ScheduledDiscardHeader)}
+	}
+	return &d.hdr
 }
 
 // Run consumes jobs until ctx ends, then stops taking jobs, lets running

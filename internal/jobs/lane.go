@@ -2,8 +2,6 @@ package jobs
 
 import (
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // maxBatch bounds the jobs a lane takes at once: everything queued, up to
@@ -64,7 +62,7 @@ func (w *Worker) take(l *lane) []*delivery {
 	n := min(len(l.queue), maxBatch)
 	ids := make(map[string]struct{}, n)
 	for i, d := range l.queue[:n] {
-		id := ResultID(d.msg.Headers().Get(jetstream.MsgIDHeader), d.msg.Data(), d.seq)
+		id := ResultID(d.headers().id, d.msg.Data(), d.seq)
 		if _, dup := ids[id]; dup {
 			n = i
 			break

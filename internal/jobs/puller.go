@@ -183,6 +183,12 @@ func (p pulledMsg) Metadata() (*jetstream.MsgMetadata, error) {
 	}, nil
 }
 
+// releaseHeaders drops the parsed headers once the worker has read them
+// (newDelivery); nothing later needs them, acks included.
+func (p pulledMsg) releaseHeaders() { p.m.Header = nil }
+
+var _ headerReleaser = pulledMsg{}
+
 func (p pulledMsg) Data() []byte                       { return p.m.Data }
 func (p pulledMsg) Headers() nats.Header               { return p.m.Header }
 func (p pulledMsg) Subject() string                    { return p.m.Subject }

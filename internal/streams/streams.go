@@ -37,8 +37,10 @@ const (
 	MaxJobSize = 64 * 1024
 	// MaxAckPending bounds the jobs in flight on one partition. A consumer
 	// delivers in stream order, so a target with more jobs than this stuck
-	// behind a down MySQL stalls its partition; 16,384 queued jobs cost a
-	// worker some 16 MiB.
+	// behind a down MySQL stalls its partition. A queued reset costs a
+	// worker about 1.5 KiB with the garbage collector's headroom: a full
+	// window about 24 MiB (the 100,000-job backlog of docs/benchmarks.md
+	// peaks at about 50 MiB of RSS).
 	MaxAckPending = 16384
 )
 
