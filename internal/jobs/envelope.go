@@ -9,7 +9,6 @@ import (
 
 	"github.com/dbusers/dbusers/secret"
 	"github.com/dbusers/dbusers/wire"
-	"github.com/nats-io/nkeys"
 )
 
 // Job is a decoded, validated job.
@@ -293,8 +292,15 @@ func (j *Job) checkFields(headerID string) *wire.Error {
 	if headerID != "" && headerID != j.ID {
 		return wire.Errorf(wire.CodeInvalidJob, "id %s differs from the Nats-Msg-Id header %s", wire.Quote(j.ID), wire.Quote(headerID))
 	}
-	if opFields(j.Op)&fieldReplyKey != 0 && !validReplyKey(j.ReplyKey) {
-		return wire.Errorf(wire.CodeInvalidJob, "reply_key %s is not a curve public key (an nkeys xkey starting with \"X\")", wire.Quote(j.ReplyKey))
+	if opFields(j.Op)&fieldReplyKey != 0 {
+		raw, ok := decodeReplyKey(j.ReplyKey)
+		if !ok {
+			return wire.Errorf(wire.CodeInvalidJob, "reply_key %s is not a curve public key (an nkeys xkey starting with \"X\")", wire.Quote(j.ReplyKey))
+		}
+		if smallOrder(raw) {
+			return wire.Errorf(wire.CodeInvalidJob, "reply_key %s is a curve point of small order: anything sealed to it could be opened by anyone; "+
+				"send a key pair made fresh for the job", wire.Quote(j.ReplyKey))
+		}
 	}
 	if j.After != "" && !validCursor(j.After) {
 		return wire.Errorf(wire.CodeInvalidJob, "after %s is not a username cursor (1 to 128 characters, no control character)", wire.Quote(j.After))
@@ -395,11 +401,4 @@ func validCursor(s string) bool {
 		n++
 	}
 	return n >= 1 && n <= 128
-}
-
-// validReplyKey reports whether s is an encoded curve public key. The length
-// check refuses a well-formed encoding of the wrong size, which
-// IsValidPublicCurveKey alone lets through.
-func validReplyKey(s string) bool {
-	return len(s) == 56 && nkeys.IsValidPublicCurveKey(s)
 }
