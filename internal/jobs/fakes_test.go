@@ -38,8 +38,15 @@ func (m *fakeMsg) Metadata() (*jetstream.MsgMetadata, error) {
 }
 func (m *fakeMsg) Data() []byte         { return m.data }
 func (m *fakeMsg) Headers() nats.Header { return m.header }
-func (m *fakeMsg) Subject() string      { return m.subject }
-func (m *fakeMsg) Reply() string        { return "" }
+
+// releaseHeaders lets go of the headers, as a pulled message does once
+// its delivery has read them: anything reading them later reads none.
+func (m *fakeMsg) releaseHeaders() { m.header = nil }
+
+var _ headerReleaser = (*fakeMsg)(nil)
+
+func (m *fakeMsg) Subject() string { return m.subject }
+func (m *fakeMsg) Reply() string   { return "" }
 func (m *fakeMsg) Ack() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

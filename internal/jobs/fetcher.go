@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dbusers/dbusers/internal/streams"
-	"github.com/dbusers/dbusers/wire"
 )
 
 // The fetcher takes deliveries from the consumer and queues each on its
@@ -34,21 +33,6 @@ type delivery struct {
 	hdr   jobHeaders
 }
 
-// jobHeaders is what the worker reads from a job's headers. It is taken
-// when the job is delivered, and the headers themselves let go: a parsed
-// header is a map per message, and the consumer's window holds up to
-// streams.MaxAckPending queued jobs (a third of their memory).
-type jobHeaders struct {
-	read    bool
-	id      string      // Nats-Msg-Id
-	refused *wire.Error // CheckHeaders' verdict
-	discard string      // ScheduledDiscardHeader
-}
-
-// headerReleaser is a delivered message that can let go of its parsed
-// headers (pulledMsg).
-type headerReleaser interface{ releaseHeaders() }
-
 func newDelivery(msg jetstream.Msg, now time.Time) *delivery {
 	d := &delivery{msg: msg, delivered: 1, received: now, extended: now}
 	if meta, err := msg.Metadata(); err == nil {
@@ -59,16 +43,6 @@ func newDelivery(msg jetstream.Msg, now time.Time) *delivery {
 		r.releaseHeaders()
 	}
 	return d
-}
-
-// headers returns what the job's headers say, reading them the first
-// time (a delivery made by hand, in tests, reads them late).
-func (d *delivery) headers() *jobHeaders {
-	if !d.hdr.read {
-		h := d.msg.Headers()
-		d.hdr = jobHeaders{read: true, id: h.Get(jetstream.MsgIDHeader), refused: CheckHeaders(h), discard: h.Get(ScheduledDiscardHeader)}
-	}
-	return &d.hdr
 }
 
 // Run consumes jobs until ctx ends, then stops taking jobs, lets running

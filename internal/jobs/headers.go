@@ -5,6 +5,7 @@ import (
 
 	"github.com/dbusers/dbusers/wire"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // serverHeaders are the headers that nats-server itself writes on the
@@ -36,4 +37,29 @@ func CheckHeaders(h nats.Header) *wire.Error {
 		}
 	}
 	return nil
+}
+
+// jobHeaders is what the worker reads from a job's headers. It is taken
+// when the job is delivered, and the headers themselves let go: a parsed
+// header is a map per message, and the consumer's window holds up to
+// streams.MaxAckPending queued jobs (a third of their memory).
+type jobHeaders struct {
+	read    bool
+	id      string      // Nats-Msg-Id
+	refused *wire.Error // CheckHeaders' verdict
+	discard string      // ScheduledDiscardHeader
+}
+
+// headerReleaser is a delivered message that can let go of its parsed
+// headers (pulledMsg).
+type headerReleaser interface{ releaseHeaders() }
+
+// headers returns what the job's headers say, reading them the first
+// time (a delivery made by hand, in tests, reads them late).
+func (d *delivery) headers() *jobHeaders {
+	if !d.hdr.read {
+		h := d.msg.Headers()
+		d.hdr = jobHeaders{read: true, id: h.Get(jetstream.MsgIDHeader), refused: CheckHeaders(h), discard: h.Get(ScheduledDiscardHeader)}
+	}
+	return &d.hdr
 }
