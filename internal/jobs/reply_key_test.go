@@ -20,6 +20,14 @@ func TestSmallOrderPointsAreSmallOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// libsodium's list: u = 0, 1, the two points of order 8, p-1, p, p+1.
+	distinct := map[[32]byte]bool{}
+	for _, pt := range smallOrderPoints {
+		distinct[pt] = true
+	}
+	if len(distinct) != 7 {
+		t.Fatalf("%d distinct small-order points listed, want 7", len(distinct))
+	}
 	for i, pt := range smallOrderPoints {
 		for _, top := range []byte{0, 0x80} {
 			raw := pt

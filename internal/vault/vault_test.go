@@ -241,17 +241,22 @@ func TestSealRejects(t *testing.T) {
 	w, r := testKeys(t)
 	tests := []struct {
 		name, jobID, pw, recipient string
+		want                       string // in the error, when set
 	}{
-		{"invalid utf8", "j", "a\xffb", pub(t, r)},
-		{"empty job id", "", "pw", pub(t, r)},
-		{"recipient not curve key", "j", "pw", "Uxyz"},
+		{"invalid utf8", "j", "a\xffb", pub(t, r), ""},
+		{"empty job id", "", "pw", pub(t, r), ""},
+		{"recipient not curve key", "j", "pw", "Uxyz", ""},
 		// The zero point: its shared secret with any key is all zeroes.
-		{"low-order recipient", "j", "pw", lowOrderKey(t)},
+		{"low-order recipient", "j", "pw-secret", lowOrderKey(t), "low order"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := w.SealPassword(tt.jobID, secret.New(tt.pw), tt.recipient); err == nil {
+			_, err := w.SealPassword(tt.jobID, secret.New(tt.pw), tt.recipient)
+			if err == nil {
 				t.Fatal("want an error")
+			}
+			if !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), tt.pw) || strings.Contains(err.Error(), tt.recipient) {
+				t.Fatalf("error %q: want it to say %q, and to quote neither the password nor the key", err, tt.want)
 			}
 		})
 	}
