@@ -245,9 +245,10 @@ func TestExpirerAfterRestart(t *testing.T) {
 	}
 	// A pause far longer than the test: only the first pass can publish.
 	e.startExpirer(t, time.Hour)
-	got := e.waitJobs(t, 1, 3*time.Second)
+	e.waitJobs(t, 1, 3*time.Second)
 	time.Sleep(200 * time.Millisecond)
-	if got = e.jobsStored(t); len(got) != 1 {
+	got := e.jobsStored(t)
+	if len(got) != 1 {
 		t.Fatalf("%d jobs, want 1 (kept_user's): %+v", len(got), got)
 	}
 	e.checkJob(t, got[0], "app", "kept_user", until, rev, e.windowOf(got[0], until))
