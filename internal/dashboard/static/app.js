@@ -163,6 +163,10 @@
   }
 
   function renderUsers(users) {
+    // A menu opened while the list was reloading (after an action) stays
+    // open on its user's new row; it closes if the user is gone.
+    const keep = $("user-menu").hidden ? null : menuUser;
+    let keepButton = null;
     closeMenu();
     const rows = users.map((u) => {
       const tr = document.createElement("tr");
@@ -184,12 +188,18 @@
           ev.stopPropagation();
           openMenu(u.name, b);
         });
+        if (u.name === keep) {
+          keepButton = b;
+        }
         actions.append(b);
       }
       tr.append(actions);
       return tr;
     });
     $("users").tBodies[0].replaceChildren(...rows);
+    if (keepButton) {
+      openMenu(keep, keepButton);
+    }
   }
 
   // --- "…" menu ----------------------------------------------------------
