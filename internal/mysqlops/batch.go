@@ -265,10 +265,16 @@ func (t *Target) accountsOf(changes []Change) ([]Account, []error) {
 // fills in each account's ReadOnly and OldPassword as they are before the
 // operation.
 func (t *Target) ownedOf(ctx context.Context, changes []Change) ([]Account, []error, []int) {
+	accts, errs, send, _ := t.ownedStates(ctx, changes)
+	return accts, errs, send
+}
+
+// ownedStates is ownedOf, with what the grants said of each account.
+func (t *Target) ownedStates(ctx context.Context, changes []Change) ([]Account, []error, []int, map[string]state) {
 	accts, errs := t.accountsOf(changes)
 	states, err := t.inspectMany(ctx, pendingNames(changes, errs), false)
 	if err != nil {
-		return accts, fill(errs, err), nil
+		return accts, fill(errs, err), nil, nil
 	}
 	var send []int
 	for i := range changes {
@@ -281,7 +287,7 @@ func (t *Target) ownedOf(ctx context.Context, changes []Change) ([]Account, []er
 			send = append(send, i)
 		}
 	}
-	return accts, errs, send
+	return accts, errs, send, states
 }
 
 // pendingNames returns the usernames of the changes without an error yet.

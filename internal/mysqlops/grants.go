@@ -26,6 +26,11 @@ const (
 type token struct {
 	kind tokKind
 	text string
+	// raw is a word as written (text is upper-cased): a plugin name.
+	raw string
+	// plain: a quoted token held no escape and no doubled quote, so its
+	// text is byte for byte what was written between the quotes.
+	plain bool
 }
 
 func (t token) is(kind tokKind, text string) bool { return t.kind == kind && t.text == text }
@@ -48,22 +53,22 @@ func tokenize(line string) ([]token, error) {
 			if c == '\'' {
 				kind = tString
 			}
-			toks = append(toks, token{kind, s})
+			toks = append(toks, token{kind: kind, text: s, plain: n == len(s)+2})
 			i += n
 		case strings.IndexByte(",.()*@", c) >= 0:
-			toks = append(toks, token{tPunct, string(c)})
+			toks = append(toks, token{kind: tPunct, text: string(c)})
 			i++
 		case isWordByte(c):
 			j := i
 			for j < len(line) && isWordByte(line[j]) {
 				j++
 			}
-			toks = append(toks, token{tWord, strings.ToUpper(line[i:j])})
+			toks = append(toks, token{kind: tWord, text: strings.ToUpper(line[i:j]), raw: line[i:j]})
 			i = j
 		default:
 			// Anything else (=, /, …) can only come after the grantee,
 			// where nothing is read but the options.
-			toks = append(toks, token{tPunct, string(c)})
+			toks = append(toks, token{kind: tPunct, text: string(c)})
 			i++
 		}
 	}
@@ -154,6 +159,10 @@ type grant struct {
 	// IDENTIFIED (MariaDB's USAGE line; more than one when an old
 	// password is kept beside the current one); 0 when it names none.
 	methods int
+	// current is the first of them, the credential in force, when the
+	// line shows it whole (currentKnown). Never printed.
+	current      Credential
+	currentKnown bool
 }
 
 // on renders the object of a privilege line, for messages and REVOKE.
@@ -252,7 +261,7 @@ func parseGrant(line string) (grant, error) {
 	if err != nil {
 		return g, fmt.Errorf("grantee: %w", err)
 	}
-	if g.methods, err = authMethods(p.toks[p.i:]); err != nil {
+	if g.methods, g.current, g.currentKnown, err = authMethods(p.toks[p.i:]); err != nil {
 		return g, err
 	}
 	for i := p.i; i+1 < len(p.toks); i++ {

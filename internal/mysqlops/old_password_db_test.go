@@ -444,3 +444,59 @@ func TestKeepingCurrentReadsRecordsAndKeeps(t *testing.T) {
 	}
 	logsIn(t, f, names[2], []string{pw0s[2]}, []string{changes[2].Password.Reveal()})
 }
+
+// TestCredentialFromGrantsIsTheAccountsTables: the credential in force
+// that a keep-old reset reads from SHOW GRANTS (MariaDB) is the one
+// mysql.global_priv holds, for each form of authentication an account of
+// the target can have: one password, a kept old one beside it, a socket
+// first, and after a plain reset replaced them.
+func TestCredentialFromGrantsIsTheAccountsTables(t *testing.T) {
+	ctx := context.Background()
+	f := mysqltest.NewFixture(t, mysqltest.Options{})
+	tg := oldPwTarget(t, f, PrivilegeCheck{})
+	fl, err := tg.detect(ctx)
+	if err != nil || fl != flavorMariaDB {
+		t.Skipf("SHOW GRANTS shows credentials on MariaDB only (flavor %v, %v)", fl, err)
+	}
+	one, _ := oldPwAccount(t, f, tg, "one_")
+	kept, _ := oldPwAccount(t, f, tg, "kept_")
+	if _, err := tg.ResetPasswordKeepOld(ctx, kept, secret.New("pw1-"+mysqltest.Password()), credentialOf(t, tg, kept), nil); err != nil {
+		t.Fatal(err)
+	}
+	socket, _ := oldPwAccount(t, f, tg, "sock_")
+	if _, err := f.Root.Exec("ALTER USER ?@'%' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(?)", socket, "pw2-"+mysqltest.Password()); err != nil {
+		t.Fatal(err)
+	}
+	replaced, _ := oldPwAccount(t, f, tg, "repl_")
+	if _, err := tg.ResetPasswordKeepOld(ctx, replaced, secret.New("pw3-"+mysqltest.Password()), credentialOf(t, tg, replaced), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tg.ResetPassword(ctx, replaced, secret.New("pw4-"+mysqltest.Password()), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	users := []string{one, kept, socket, replaced}
+	changes := make([]Change, len(users))
+	for i, u := range users {
+		changes[i] = Change{Username: u}
+	}
+	_, _, owned, states := tg.ownedStates(ctx, changes)
+	if len(owned) != len(users) {
+		t.Fatalf("%d of %d accounts owned", len(owned), len(users))
+	}
+	auth, err := tg.readAuth(ctx, fl, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		st, a := states[u], auth[u]
+		if !st.currentKnown {
+			t.Errorf("%s: SHOW GRANTS does not show the credential in force whole", u)
+			continue
+		}
+		if st.current.Plugin != a.current.Plugin || st.current.Hash.Reveal() != a.current.Hash.Reveal() {
+			t.Errorf("%s: SHOW GRANTS gives %s (%d bytes), mysql.global_priv %s (%d bytes)",
+				u, st.current.Plugin, st.current.Hash.Len(), a.current.Plugin, a.current.Hash.Len())
+		}
+	}
+}

@@ -23,34 +23,42 @@ func TestGrantLinesWithOldPasswords(t *testing.T) {
 	const db = "my_app"
 	to := "GRANT USAGE ON *.* TO `u`@`%`"
 	grant := "GRANT ALL PRIVILEGES ON `my\\_app`.* TO `u`@`%`"
+	const native = "mysql_native_password"
 	tests := []struct {
 		name    string
 		line    string
 		methods int // -1: the line does not parse
+		// The credential in force, as the line shows it; known: whole.
+		plugin, hash string
+		known        bool
 	}{
-		{"one native password", to + " IDENTIFIED BY PASSWORD '" + newHash + "'", 1},
-		{"MySQL 8 prints none", to, 0},
-		{"keep-old reset", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "' OR mysql_native_password USING '" + oldHash + "'", 2},
+		{"one native password", to + " IDENTIFIED BY PASSWORD '" + newHash + "'", 1, native, newHash, true},
+		{"MySQL 8 prints none", to, 0, "", "", false},
+		{"keep-old reset", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "' OR mysql_native_password USING '" + oldHash + "'", 2, native, newHash, true},
 		{"three methods", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "' OR mysql_native_password USING '" +
-			oldHash + "' OR mysql_native_password USING '*FDD369C6B7C3C64C7C07EDE4DC5C01BF8970B24D'", 3},
-		{"one method via", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "'", 1},
-		{"empty old password", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "' OR mysql_native_password REQUIRE SSL", 2},
+			oldHash + "' OR mysql_native_password USING '*FDD369C6B7C3C64C7C07EDE4DC5C01BF8970B24D'", 3, native, newHash, true},
+		{"one method via", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "'", 1, native, newHash, true},
+		{"empty old password", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "' OR mysql_native_password REQUIRE SSL", 2, native, newHash, true},
 		{"socket first, options after", to + " IDENTIFIED VIA unix_socket OR mysql_native_password USING '" + newHash +
-			"' REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 5", 2},
-		{"socket alone", to + " IDENTIFIED VIA unix_socket REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 5", 1},
-		{"ed25519 (not run here)", to + " IDENTIFIED VIA ed25519 USING 'ZIgUREUg5PVgQ6LskhXmO+eZLS0nC8be6HPjYWR4YJY'", 1},
-		{"WITH … AS (not printed by 10.11)", to + " IDENTIFIED WITH mysql_native_password AS '" + newHash + "'", 1},
-		{"USING PASSWORD() (not printed by 10.11)", to + " IDENTIFIED VIA mysql_native_password USING PASSWORD('x') OR mysql_native_password USING '" + oldHash + "'", 2},
+			"' REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 5", 2, "unix_socket", "", true},
+		{"socket alone", to + " IDENTIFIED VIA unix_socket REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 5", 1, "unix_socket", "", true},
+		{"ed25519 (not run here)", to + " IDENTIFIED VIA ed25519 USING 'ZIgUREUg5PVgQ6LskhXmO+eZLS0nC8be6HPjYWR4YJY'", 1, "ed25519", "ZIgUREUg5PVgQ6LskhXmO+eZLS0nC8be6HPjYWR4YJY", true},
+		{"WITH … AS (not printed by 10.11)", to + " IDENTIFIED WITH mysql_native_password AS '" + newHash + "'", 1, native, newHash, true},
+		{"a plugin name as written", to + " IDENTIFIED VIA Mysql_Native_Password USING '" + newHash + "'", 1, "Mysql_Native_Password", newHash, true},
+		{"an escaped string is not shown whole", to + " IDENTIFIED VIA pam USING 'it\\'s'", 1, "pam", "it's", false},
+		{"a doubled quote neither", to + " IDENTIFIED VIA pam USING 'it''s'", 1, "pam", "it's", false},
+		{"a quoted plugin name neither", to + " IDENTIFIED VIA `pam` USING 'x'", 1, "", "x", false},
+		{"USING PASSWORD() (not printed by 10.11)", to + " IDENTIFIED VIA mysql_native_password USING PASSWORD('x') OR mysql_native_password USING '" + oldHash + "'", 2, native, "", false},
 
-		{"nothing after VIA", to + " IDENTIFIED VIA", -1},
-		{"nothing after USING", to + " IDENTIFIED VIA mysql_native_password USING", -1},
-		{"nothing after OR", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "' OR", -1},
-		{"OR OR", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "' OR OR unix_socket", -1},
-		{"a bare string after BY", to + " IDENTIFIED BY '" + newHash + "'", -1},
-		{"an unknown way", to + " IDENTIFIED SOMEHOW '" + newHash + "'", -1},
-		{"USING a number", to + " IDENTIFIED VIA mysql_native_password USING 12", -1},
-		{"an unclosed PASSWORD(", to + " IDENTIFIED VIA mysql_native_password USING PASSWORD('x'", -1},
-		{"an unterminated hash", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "' OR mysql_native_password USING '*44AF", -1},
+		{"nothing after VIA", to + " IDENTIFIED VIA", -1, "", "", false},
+		{"nothing after USING", to + " IDENTIFIED VIA mysql_native_password USING", -1, "", "", false},
+		{"nothing after OR", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "' OR", -1, "", "", false},
+		{"OR OR", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "' OR OR unix_socket", -1, "", "", false},
+		{"a bare string after BY", to + " IDENTIFIED BY '" + newHash + "'", -1, "", "", false},
+		{"an unknown way", to + " IDENTIFIED SOMEHOW '" + newHash + "'", -1, "", "", false},
+		{"USING a number", to + " IDENTIFIED VIA mysql_native_password USING 12", -1, "", "", false},
+		{"an unclosed PASSWORD(", to + " IDENTIFIED VIA mysql_native_password USING PASSWORD('x'", -1, "", "", false},
+		{"an unterminated hash", to + " IDENTIFIED VIA mysql_native_password USING '" + newHash + "' OR mysql_native_password USING '*44AF", -1, "", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,15 +74,21 @@ func TestGrantLinesWithOldPasswords(t *testing.T) {
 				}
 			} else if err != nil || g.methods != tt.methods {
 				t.Fatalf("methods %d, err %v; want %d", g.methods, err, tt.methods)
+			} else if g.currentKnown != tt.known || g.current.Plugin != tt.plugin || g.current.Hash.Reveal() != tt.hash {
+				t.Fatalf("credential in force %q %q (whole: %v), want %q %q (%v)",
+					g.current.Plugin, g.current.Hash.Reveal(), g.currentKnown, tt.plugin, tt.hash, tt.known)
 			}
 
 			st := classifyGrants([]string{tt.line, grant}, db, `my\_app`, false)
-			want := state{granted: true, oldPassword: tt.methods > 1}
+			want := state{granted: true, oldPassword: tt.methods > 1, currentKnown: tt.known}
+			if tt.methods > 0 {
+				want.current = Credential{Plugin: tt.plugin, Hash: secret.New(tt.hash)}
+			}
 			if tt.methods < 0 {
 				want = state{granted: true, foreign: true}
 			}
 			if st != want {
-				t.Fatalf("classified %+v, want %+v", st, want)
+				t.Fatalf("classified %+v, want %+v (credentials compared above)", st.withoutCredential(), want.withoutCredential())
 			}
 		})
 	}

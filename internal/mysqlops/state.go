@@ -148,6 +148,12 @@ type state struct {
 	// an old password kept beside the current one (MariaDB; MySQL 8 does
 	// not print them, see old_password.go).
 	oldPassword bool
+	// current is the credential in force, when SHOW GRANTS shows it whole
+	// (currentKnown; MariaDB only): a keep-old reset keeps it without
+	// reading the accounts table. A state is never printed: fmt shows an
+	// unexported field's Secret raw.
+	current      Credential
+	currentKnown bool
 }
 
 // belongs returns nil when the account belongs to the target, else why
@@ -294,6 +300,9 @@ func classifyGrants(lines []string, database, pattern string, sharedPattern bool
 				st.foreign = true
 			}
 			st.oldPassword = st.oldPassword || g.methods > 1
+			if g.methods > 0 {
+				st.current, st.currentKnown = g.current, g.currentKnown
+			}
 		case levelDatabase:
 			if g.database != database && g.database != pattern {
 				st.foreign = true

@@ -53,9 +53,19 @@ func TestClassifyGrants(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := classifyGrants(tt.lines, db, pattern, false); got != tt.want {
+			got := classifyGrants(tt.lines, db, pattern, false)
+			// The credential in force is old_password_test.go's subject;
+			// dropped here, it never reaches a message either.
+			got.current, got.currentKnown = Credential{}, false
+			if got != tt.want {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
 		})
 	}
+}
+
+// withoutCredential is st with its credential dropped, to print.
+func (st state) withoutCredential() state {
+	st.current, st.currentKnown = Credential{}, false
+	return st
 }
