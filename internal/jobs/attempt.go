@@ -63,7 +63,8 @@ func (w *Worker) runAlone(j *work, password secret.Secret, generated bool, inten
 
 // newIntent returns a job's view of its username's intent record.
 func (w *Worker) newIntent(d *delivery, job Job) *jobIntent {
-	return &jobIntent{store: w.cfg.Intents, key: job.Target + "." + job.Username, id: job.ID, redelivered: d.delivered != 1}
+	return &jobIntent{store: w.cfg.Intents, key: job.Target + "." + job.Username, id: job.ID,
+		redelivered: d.delivered != 1, unseen: w.unseen(d)}
 }
 
 // execute applies a valid job with retries. It returns the number of

@@ -200,3 +200,9 @@ func targetToken(prefix, subject string) string {
 	}
 	return tok
 }
+
+// unseen reports whether no process was delivered d's job before
+// (Config.FreshFrom).
+func (w *Worker) unseen(d *delivery) bool {
+	return w.cfg.FreshFrom > 0 && d.delivered == 1 && d.seq >= w.cfg.FreshFrom
+}

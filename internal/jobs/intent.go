@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
 )
@@ -15,13 +16,31 @@ type jobIntent struct {
 	// redelivered: an earlier delivery of the job may have recorded it,
 	// and sent its statement.
 	redelivered bool
+	// unseen: no process was ever delivered the job before, so it has
+	// recorded nothing yet (Config.FreshFrom).
+	unseen bool
 	// maybeRan: an earlier attempt's statement may have run (recorded,
 	// and not known to have failed); sending: this attempt's may.
 	maybeRan, sending bool
-	// kept is the credential a keep-old reset keeps, once read or
-	// recorded (keptKnown), so every attempt keeps the same one.
-	kept      mysqlops.Credential
-	keptKnown bool
+	// keep is what a keep-old reset knows of the credential it keeps.
+	keep keptRecord
+}
+
+// keptRecord is what a keep-old reset knows of its account's schedule
+// entry, which records the credential it keeps (keep_old.go).
+type keptRecord struct {
+	// known: cred is the credential the job keeps, read from its entry
+	// or written to it, so that every attempt keeps the same one; until
+	// is the end the entry says.
+	known bool
+	cred  mysqlops.Credential
+	until time.Time
+	// written: this delivery wrote the entry, replacing prior (nil: none,
+	// or one that ended nothing the account still held).
+	written bool
+	prior   *OldPasswordEnd
+	// maybeSet: an attempt of this delivery may have run the statement.
+	maybeSet bool
 }
 
 // Mine reports whether an attempt of this job, in this delivery or an

@@ -18,15 +18,20 @@ import (
 // A reset with keep_old_for keeps the credential in force before the job:
 // exactly once means a job delivered again, whose earlier delivery may
 // have run its statement, keeps that same credential, never its own new
-// password. So the credential is read from MySQL and recorded, sealed to
-// the worker's own key, in the intents bucket before the statement, and
-// every delivery looks for its job's record first: after a partition
-// changed hands, the re-created consumer delivers an earlier delivery's
-// jobs as first deliveries.
+// password. So the credential is read from MySQL and written, sealed to
+// the worker's own key, into the account's schedule entry beside the old
+// password's end, before the statement: one write records both. A job
+// that may have been delivered before reads its account's entry first
+// (after a partition changed hands, the re-created consumer delivers an
+// earlier delivery's jobs as first deliveries); one that no process was
+// delivered before (Config.FreshFrom) does not, unless the account holds
+// an old password whose entry the write replaces: that entry is put back
+// when the job fails without its statement having run.
 
-// keptKey is the intents-bucket key of the credential a keep-old reset of
-// username keeps; usernames hold no '.', so it never meets an intent key.
-func keptKey(target, username string) string { return target + "." + username + ".kept" }
+// keptMargin is added to an end written before the statement, so that it
+// is still keep_old_for from the job's completion; an end the statement's
+// time left short is written again after it.
+const keptMargin = time.Second
 
 // errKeptEarlier sends a batch member alone: an earlier delivery of its
 // job recorded the credential it keeps.
@@ -46,188 +51,205 @@ func (w *Worker) oldPasswordOps(ops Ops) (OldPasswordOps, error) {
 	return k, nil
 }
 
-// keptCredentials returns the credential each job keeps, recording those
-// read now, all in one MySQL round trip and one round of writes. An error
-// for a job is its account's outcome (not found, protected, foreign) or
-// why its credential could not be had or recorded.
-func (w *Worker) keptCredentials(ctx context.Context, ops OldPasswordOps, js []*work, intents []*jobIntent) ([]mysqlops.Credential, []error) {
-	creds := make([]mysqlops.Credential, len(js))
-	errs := make([]error, len(js))
-	var unknown []int
-	for i := range js {
-		if intents[i].keptKnown {
-			creds[i] = intents[i].kept
-		} else {
-			unknown = append(unknown, i)
-		}
-	}
-	var read []int
-	for k, err := range w.recordedCredentials(ctx, js, intents, unknown) {
-		i := unknown[k]
-		switch {
-		case err != nil:
-			errs[i] = err
-		case intents[i].keptKnown:
-			creds[i] = intents[i].kept
-		default:
-			read = append(read, i)
-		}
-	}
-	if len(read) == 0 {
-		return creds, errs
-	}
-	names := make([]string, len(read))
-	for k, i := range read {
-		names[k] = js[i].job.Username
-	}
-	current, cerrs := ops.Credentials(ctx, names)
-	var record []int
-	var got []mysqlops.Credential
-	for k, i := range read {
-		if cerrs[k] != nil {
-			errs[i] = cerrs[k]
-			continue
-		}
-		creds[i] = current[k]
-		record, got = append(record, i), append(got, current[k])
-	}
-	for k, err := range w.recordKept(ctx, js, intents, record, got) {
-		errs[record[k]] = err
-	}
-	return creds, errs
-}
-
-// recordKept records the credential creds[k] that job js[idx[k]] keeps,
-// all in one round of writes, and notes it in the job's intent.
-func (w *Worker) recordKept(ctx context.Context, js []*work, intents []*jobIntent, idx []int, creds []mysqlops.Credential) []error {
-	keys, values := make([]string, len(idx)), make([]string, len(idx))
+// readKept reads the schedule entries of the jobs js[i] at idx (of one
+// target) in one round of reads, and notes each in its job's intent: the
+// job's own entry gives the credential it keeps; another's is the prior
+// entry that its write replaces. errs[k] is job idx[k]'s read error.
+func (w *Worker) readKept(ctx context.Context, js []Job, intents []*jobIntent, idx []int) []error {
 	errs := make([]error, len(idx))
-	for k, i := range idx {
-		keys[k] = keptKey(js[i].job.Target, js[i].job.Username)
-		values[k], errs[k] = w.credentialRecord(js[i].job, creds[k])
+	if len(idx) == 0 {
+		return errs
 	}
-	for k, err := range w.putIntents(ctx, keys, values) {
+	names := make([]string, len(idx))
+	for k, i := range idx {
+		names[k] = js[i].Username
+	}
+	entries, err := w.cfg.OldPasswords.Entries(ctx, js[idx[0]].Target, names)
+	if err != nil {
+		return fill(errs, natsError{fmt.Errorf("read the old password's schedule entry: %w", err)})
+	}
+	for k, i := range idx {
+		e, ok := entries[js[i].Username]
 		switch {
-		case errs[k] != nil:
-		case err != nil:
-			errs[k] = natsError{fmt.Errorf("record the credential to keep: %w", err)}
+		case !ok:
+			intents[i].keep.prior = nil
+		case e.JobID == js[i].ID && e.Kept != "":
+			c, err := w.openKept(js[i], e.Kept)
+			if errs[k] = err; err == nil {
+				intents[i].keep = keptRecord{known: true, cred: c, until: e.Until}
+			}
 		default:
-			intents[idx[k]].kept, intents[idx[k]].keptKnown = creds[k], true
+			intents[i].keep.prior = &e
 		}
 	}
 	return errs
 }
 
-// credentialRecord is what the job's kept key records: "<job id>
-// <plugin> <sealed hash>", the hash sealed to the worker's own key and the
-// job id.
-func (w *Worker) credentialRecord(job Job, c mysqlops.Credential) (string, error) {
+// writeKept writes the schedule entry of each job js[i] at idx, which
+// keeps creds[k], in one round of writes: its end keep_old_for (and
+// keptMargin) from now, and the credential. errs[k] is job idx[k]'s.
+func (w *Worker) writeKept(ctx context.Context, js []Job, intents []*jobIntent, idx []int, creds []mysqlops.Credential) []error {
+	errs := make([]error, len(idx))
+	names := make([]string, 0, len(idx))
+	ends := make([]OldPasswordEnd, 0, len(idx))
+	var at []int
+	for k, i := range idx {
+		e, err := w.keptEntry(js[i], creds[k], endOf(js[i], keptMargin))
+		if err != nil {
+			errs[k] = err
+			continue
+		}
+		names, ends, at = append(names, js[i].Username), append(ends, e), append(at, k)
+	}
+	if len(at) == 0 {
+		return errs
+	}
+	for n, err := range w.cfg.OldPasswords.SetMany(ctx, js[idx[0]].Target, names, ends) {
+		k := at[n]
+		if err != nil {
+			errs[k] = natsError{fmt.Errorf("record the credential to keep: %w", err)}
+			continue
+		}
+		keep := &intents[idx[k]].keep
+		keep.known, keep.cred, keep.until, keep.written = true, creds[k], ends[n].Until, true
+	}
+	return errs
+}
+
+// keptEntry is the schedule entry of job, which keeps c until.
+func (w *Worker) keptEntry(job Job, c mysqlops.Credential, until time.Time) (OldPasswordEnd, error) {
 	sealed, err := w.cfg.Keys.SealPassword(job.ID, c.Hash, w.cfg.Keys.PublicKey())
 	if err != nil {
-		return "", fmt.Errorf("seal the credential to keep: %w", err)
+		return OldPasswordEnd{}, fmt.Errorf("seal the credential to keep: %w", err)
 	}
-	return job.ID + " " + c.Plugin + " " + base64.StdEncoding.EncodeToString(sealed), nil
+	return OldPasswordEnd{Until: until, JobID: job.ID, Kept: c.Plugin + " " + base64.StdEncoding.EncodeToString(sealed)}, nil
 }
 
-// recordedCredentials looks for the credential an earlier delivery of
-// each job js[idx[k]] recorded, in one round of reads, and notes each
-// found in the job's intent; errs[k] is job k's read error.
-func (w *Worker) recordedCredentials(ctx context.Context, js []*work, intents []*jobIntent, idx []int) []error {
-	errs := make([]error, len(idx))
-	values := make([]string, len(idx))
-	keys := make([]string, len(idx))
-	for k, i := range idx {
-		keys[k] = keptKey(js[i].job.Target, js[i].job.Username)
-	}
-	if b, ok := w.cfg.Intents.(BatchIntents); ok && len(idx) > 1 {
-		got, err := b.GetMany(ctx, keys)
-		for k := range idx {
-			values[k], errs[k] = got[keys[k]], err
-		}
-	} else {
-		errs = concurrently(len(idx), func(k int) error {
-			var err error
-			values[k], err = w.cfg.Intents.Get(ctx, keys[k])
-			return err
-		})
-	}
-	for k, i := range idx {
-		if errs[k] != nil {
-			errs[k] = natsError{fmt.Errorf("read the recorded credential: %w", errs[k])}
-			continue
-		}
-		c, ok, err := w.parseRecord(js[i].job, values[k])
-		if errs[k] = err; ok {
-			intents[i].kept, intents[i].keptKnown = c, true
-		}
-	}
-	return errs
-}
-
-// parseRecord reads a kept record; ok is false when it is another job's
-// or absent.
-func (w *Worker) parseRecord(job Job, v string) (mysqlops.Credential, bool, error) {
-	id, rest, _ := strings.Cut(v, " ")
-	plugin, sealed, ok := strings.Cut(rest, " ")
-	if id != job.ID || !ok {
-		return mysqlops.Credential{}, false, nil
+// openKept opens the credential that job's schedule entry records.
+func (w *Worker) openKept(job Job, kept string) (mysqlops.Credential, error) {
+	plugin, sealed, ok := strings.Cut(kept, " ")
+	if !ok {
+		return mysqlops.Credential{}, errors.New("the schedule entry's credential is not \"<plugin> <sealed>\"")
 	}
 	hash, err := w.cfg.Keys.OpenPassword(secret.New(sealed), w.cfg.Keys.PublicKey(), job.ID)
 	if err != nil {
-		return mysqlops.Credential{}, false, fmt.Errorf("open the recorded credential: %w", err)
+		return mysqlops.Credential{}, fmt.Errorf("open the recorded credential: %w", err)
 	}
-	return mysqlops.Credential{Plugin: plugin, Hash: hash}, true, nil
+	return mysqlops.Credential{Plugin: plugin, Hash: hash}, nil
 }
 
-// keepOld runs a keep-old reset alone: the credential it keeps, the
-// statement, then the old password's end in the schedule, before the
-// result says it.
+// restoreKept puts back the entry a keep-old reset's write replaced, after
+// an attempt that failed without running its statement when no attempt of
+// its delivery may have run it: an old password the account still holds
+// keeps the end it had. The next attempt reads and records afresh.
+func (w *Worker) restoreKept(ctx context.Context, job Job, intent *jobIntent) {
+	k := &intent.keep
+	if !k.written || k.maybeSet {
+		return
+	}
+	var err error
+	if k.prior != nil {
+		err = w.cfg.OldPasswords.SetMany(ctx, job.Target, []string{job.Username}, []OldPasswordEnd{*k.prior})[0]
+	} else {
+		err = w.cfg.OldPasswords.Clear(ctx, job.Target, job.Username)
+	}
+	if err != nil {
+		// The entry stays the job's: its next attempt keeps the same
+		// credential, and an old password the account holds ends at
+		// the job's end.
+		w.log.Warn("put back the old password's schedule entry a failed reset replaced",
+			zap.String("job_id", job.ID), zap.String("target", job.Target), zap.Error(err))
+		return
+	}
+	*k = keptRecord{}
+}
+
+// keepOld runs a keep-old reset alone: the credential it keeps (its
+// entry's, or the one in force, recorded), the statement, then the old
+// password's end pushed back if the statement took longer than
+// keptMargin, before the result says it.
 func (w *Worker) keepOld(ctx context.Context, ops Ops, job Job, password secret.Secret, intent *jobIntent, ready mysqlops.Ready, res *wire.Result, entry *vaultEntry) error {
 	kops, err := w.oldPasswordOps(ops)
 	if err != nil {
 		return err
 	}
-	creds, errs := w.keptCredentials(ctx, kops, []*work{{job: job}}, []*jobIntent{intent})
-	if errs[0] != nil {
-		return errs[0]
+	one, intents := []Job{job}, []*jobIntent{intent}
+	k := &intent.keep
+	if !k.known {
+		if errs := w.readKept(ctx, one, intents, []int{0}); errs[0] != nil {
+			return errs[0]
+		}
 	}
-	acct, err := kops.ResetPasswordKeepOld(ctx, job.Username, password, creds[0], ready)
+	if !k.known {
+		creds, errs := kops.Credentials(ctx, []string{job.Username})
+		if errs[0] != nil {
+			return errs[0]
+		}
+		if errs := w.writeKept(ctx, one, intents, []int{0}, creds); errs[0] != nil {
+			return errs[0]
+		}
+	}
+	acct, err := kops.ResetPasswordKeepOld(ctx, job.Username, password, k.cred, ready)
 	if err != nil {
 		if entry.reached && mayHaveSet(wire.OpResetPassword, err) {
-			// The statement may have run and the job may yet fail: the
-			// old password it may have kept still gets its end, or it
-			// would work for good. A later attempt that succeeds sets
-			// the end again.
-			if _, serr := w.scheduleEnd(ctx, job); serr != nil {
-				w.log.Warn("schedule the end of an old password a failed attempt may have kept",
-					zap.String("job_id", job.ID), zap.String("target", job.Target), zap.Error(serr))
-			}
+			// The entry, written before, ends the old password the
+			// statement may have kept, even if the job fails.
+			k.maybeSet = true
+		} else {
+			w.restoreKept(ctx, job, intent)
 		}
 		return err
 	}
-	until, err := w.scheduleEnd(ctx, job)
-	if err != nil {
-		return err
+	errs := w.pushBackEnds(ctx, one, intents, []int{0})
+	if errs[0] != nil {
+		return errs[0]
 	}
+	until := k.until
 	res.User = &wire.Account{Username: acct.Username, ReadOnly: acct.ReadOnly, Protected: acct.Protected, OldPasswordUntil: &until}
 	return nil
 }
 
-// scheduleEnd records when the old password job kept ends: keep_old_for
-// from now, the job's completion.
-func (w *Worker) scheduleEnd(ctx context.Context, job Job) (time.Time, error) {
-	until := endOf(job)
-	if err := w.cfg.OldPasswords.Set(ctx, job.Target, job.Username, until, job.ID); err != nil {
-		return time.Time{}, natsError{fmt.Errorf("schedule the end of the old password: %w", err)}
+// pushBackEnds writes again, in one round, the entries of the jobs js[i]
+// at idx whose end falls short of keep_old_for from now, their
+// completion. errs[k] is job idx[k]'s.
+func (w *Worker) pushBackEnds(ctx context.Context, js []Job, intents []*jobIntent, idx []int) []error {
+	errs := make([]error, len(idx))
+	var names []string
+	var ends []OldPasswordEnd
+	var at []int
+	for k, i := range idx {
+		keep := &intents[i].keep
+		need := endOf(js[i], 0)
+		if !need.After(keep.until) {
+			continue
+		}
+		e, err := w.keptEntry(js[i], keep.cred, need)
+		if err != nil {
+			errs[k] = err
+			continue
+		}
+		names, ends, at = append(names, js[i].Username), append(ends, e), append(at, k)
 	}
-	return until, nil
+	if len(at) == 0 {
+		return errs
+	}
+	for n, err := range w.cfg.OldPasswords.SetMany(ctx, js[idx[0]].Target, names, ends) {
+		k := at[n]
+		if err != nil {
+			errs[k] = natsError{fmt.Errorf("schedule the end of the old password: %w", err)}
+			continue
+		}
+		intents[idx[k]].keep.until = ends[n].Until
+	}
+	return errs
 }
 
-// endOf is when the old password job keeps ends if it completes now.
-// Results give times to the second: rounded up, so the old password works
-// at least keep_old_for, and the schedule says what results say.
-func endOf(job Job) time.Time {
-	until := time.Now().Add(job.KeepOldFor).UTC()
+// endOf is when the old password job keeps ends if it completes margin
+// from now. Results give times to the second: rounded up, so the old
+// password works at least keep_old_for, and the schedule says what
+// results say.
+func endOf(job Job, margin time.Duration) time.Time {
+	until := time.Now().Add(job.KeepOldFor + margin).UTC()
 	if t := until.Truncate(time.Second); !t.Equal(until) {
 		until = t.Add(time.Second)
 	}
@@ -243,12 +265,12 @@ func (w *Worker) discardOld(ctx context.Context, ops Ops, job Job, res *wire.Res
 		return err
 	}
 	if !job.ScheduledUntil.IsZero() {
-		ends, err := w.cfg.OldPasswords.Until(ctx, job.Target, []string{job.Username})
+		ends, err := w.cfg.OldPasswords.Entries(ctx, job.Target, []string{job.Username})
 		if err != nil {
 			return natsError{fmt.Errorf("read the old password's end: %w", err)}
 		}
-		if until, ok := ends[job.Username]; ok && until.After(job.ScheduledUntil) {
-			res.User = &wire.Account{Username: job.Username, OldPasswordUntil: &until}
+		if e, ok := ends[job.Username]; ok && e.Until.After(job.ScheduledUntil) {
+			res.User = &wire.Account{Username: job.Username, OldPasswordUntil: &e.Until}
 			return nil
 		}
 	}
@@ -282,23 +304,24 @@ func (w *Worker) oldPasswordEnds(ctx context.Context, target string, accts []wir
 	if len(names) == 0 || w.cfg.OldPasswords == nil {
 		return nil
 	}
-	ends, err := w.cfg.OldPasswords.Until(ctx, target, names)
+	ends, err := w.cfg.OldPasswords.Entries(ctx, target, names)
 	if err != nil {
 		return natsError{fmt.Errorf("read the old passwords' ends: %w", err)}
 	}
 	for i := range accts {
-		if until, ok := ends[accts[i].Username]; ok && old[i] {
-			accts[i].OldPasswordUntil = &until
+		if e, ok := ends[accts[i].Username]; ok && old[i] {
+			accts[i].OldPasswordUntil = &e.Until
 		}
 	}
 	return nil
 }
 
 // keepOldMany runs the keep-old resets of a batch as one statement: the
-// credentials they keep (read and recorded in one round each), the
-// statement, then their old passwords' ends in the schedule. A member
-// whose credential or end could not be had gets that error, and runs
-// alone after the batch, where the same rules apply to it.
+// credentials they keep, read beside the ownership check and written to
+// their schedule entries (with their ends) in one round beside their
+// vault entries, then the statement. A member whose credential or entry
+// could not be had, or whose earlier delivery recorded one, gets that
+// error and runs alone after the batch, where the same rules apply to it.
 func (w *Worker) keepOldMany(ctx context.Context, ops Ops, send []*member, changes []mysqlops.Change) ([]mysqlops.Account, []error) {
 	accts := make([]mysqlops.Account, len(send))
 	errs := make([]error, len(send))
@@ -306,85 +329,85 @@ func (w *Worker) keepOldMany(ctx context.Context, ops Ops, send []*member, chang
 	if err != nil {
 		return accts, fill(errs, err)
 	}
-	js := make([]*work, len(send))
+	js := make([]Job, len(send))
 	intents := make([]*jobIntent, len(send))
 	for i, m := range send {
-		js[i], intents[i] = m.j, m.intent
+		js[i], intents[i] = m.j.job, m.intent
 	}
-	// A job whose record says an earlier delivery kept a credential runs
-	// alone with it; every other keeps the credential in force, read
-	// beside the ownership check and recorded before the statement.
-	all := make([]int, len(send))
-	for i := range all {
-		all[i] = i
-	}
-	var fresh []int
-	for i, err := range w.recordedCredentials(ctx, js, intents, all) {
-		switch {
-		case err != nil:
-			errs[i] = err
-		case intents[i].keptKnown:
-			errs[i] = errKeptEarlier
-		default:
-			fresh = append(fresh, i)
-		}
-	}
-	if len(fresh) == 0 {
-		return accts, errs
-	}
-	freshChanges := make([]mysqlops.Change, len(fresh))
-	freshWork := make([]*work, len(fresh))
-	freshIntents := make([]*jobIntent, len(fresh))
-	for k, i := range fresh {
-		freshChanges[k], freshWork[k], freshIntents[k] = changes[i], js[i], intents[i]
-	}
-	ran, rerrs := kops.ResetPasswordsKeepingCurrent(ctx, freshChanges, func(ctx context.Context, idx []int, creds []mysqlops.Credential) []error {
-		// The vault entries of the accounts the statement sets go out
-		// beside their kept credentials: one round of writes for both.
-		var put []*member
-		for _, k := range idx {
-			if m := send[fresh[k]]; m.generated {
-				put = append(put, m)
-			}
-		}
-		var errs []error
-		var wg sync.WaitGroup
-		wg.Go(func() { w.writeSecrets(ctx, put) })
-		errs = w.recordKept(ctx, freshWork, freshIntents, idx, creds)
-		wg.Wait()
-		for k, i := range idx {
-			if m := send[fresh[i]]; errs[k] == nil && m.alone {
-				errs[k] = m.err // its vault entry could not be written
-			}
-		}
-		return errs
+	ran, rerrs := kops.ResetPasswordsKeepingCurrent(ctx, changes, func(ctx context.Context, idx []int, creds []mysqlops.Credential, holdsOld []bool) []error {
+		return w.recordKeptMany(ctx, send, js, intents, idx, creds, holdsOld)
 	})
-	for k, i := range fresh {
-		accts[i], errs[i] = ran[k], rerrs[k]
-	}
+	copy(accts, ran)
+	copy(errs, rerrs)
 	var done []int
-	for i := range send {
-		if errs[i] == nil {
+	for i, err := range errs {
+		switch {
+		case err == nil:
 			done = append(done, i)
+		case isOutcome(err) && !mysqlops.PasswordMaybeSet(err):
+			w.restoreKept(ctx, js[i], intents[i])
 		}
 	}
-	ends := make([]time.Time, len(done))
-	names, ids := make([]string, len(done)), make([]string, len(done))
-	for k, i := range done {
-		job := send[i].j.job
-		ends[k], names[k], ids[k] = endOf(job), job.Username, job.ID
-	}
-	serrs := w.cfg.OldPasswords.SetMany(ctx, send[0].j.job.Target, names, ends, ids)
-	for k, i := range done {
-		if serrs[k] != nil {
+	for k, err := range w.pushBackEnds(ctx, js, intents, done) {
+		i := done[k]
+		if err != nil {
 			// Its password is set; alone, it sets it again with the
-			// same credential kept, and schedules the end.
-			errs[i] = &mysqlops.MaybeSetError{Err: serrs[k]}
+			// same credential kept, and writes the end.
+			errs[i] = &mysqlops.MaybeSetError{Err: err}
 			continue
 		}
-		send[i].until = &ends[k]
+		until := intents[i].keep.until
+		send[i].until = &until
 	}
 	return accts, errs
+}
+
+// recordKeptMany is a keep-old batch's KeepRecord: for the members at idx,
+// about to keep creds[k], it reads the schedule entries a member may find
+// (its own earlier delivery's, or the one of an old password its account
+// holds, which the write replaces), then writes their entries beside
+// their vault entries, one round of each. A member whose earlier delivery
+// recorded a credential gets errKeptEarlier.
+func (w *Worker) recordKeptMany(ctx context.Context, send []*member, js []Job, intents []*jobIntent, idx []int, creds []mysqlops.Credential, holdsOld []bool) []error {
+	out := make([]error, len(idx))
+	var read, readAt []int
+	for k, i := range idx {
+		if !intents[i].unseen || holdsOld[k] {
+			read, readAt = append(read, i), append(readAt, k)
+		}
+	}
+	for n, err := range w.readKept(ctx, js, intents, read) {
+		switch {
+		case err != nil:
+			out[readAt[n]] = err
+		case intents[read[n]].keep.known:
+			out[readAt[n]] = errKeptEarlier
+		}
+	}
+	var write, writeAt []int
+	var wcreds []mysqlops.Credential
+	var put []*member
+	for k, i := range idx {
+		if out[k] != nil {
+			continue
+		}
+		write, writeAt, wcreds = append(write, i), append(writeAt, k), append(wcreds, creds[k])
+		if m := send[i]; m.generated {
+			put = append(put, m)
+		}
+	}
+	var werrs []error
+	var wg sync.WaitGroup
+	wg.Go(func() { w.writeSecrets(ctx, put) })
+	werrs = w.writeKept(ctx, js, intents, write, wcreds)
+	wg.Wait()
+	for n, i := range write {
+		k := writeAt[n]
+		if out[k] = werrs[n]; out[k] == nil && send[i].alone {
+			out[k] = send[i].err // its vault entry could not be written
+		}
+	}
+	return out
 }
 
 // fill sets every entry of errs to err.

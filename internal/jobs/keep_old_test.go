@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/nats-io/nats.go"
 
 	"github.com/dbusers/dbusers/internal/mysqlops"
@@ -27,10 +28,11 @@ type keepOps struct {
 	discards []string                 // usernames discarded
 	missing  map[string]bool          // accounts Credentials does not find
 	creds    map[string]secret.Secret // overrides of the current credential
+	holdsOld map[string]bool          // accounts that hold an old password before the job
 }
 
 func newKeepOps(f *fakeOps) *keepOps {
-	return &keepOps{fakeOps: f, kept: map[string]string{}, missing: map[string]bool{}, creds: map[string]secret.Secret{}}
+	return &keepOps{fakeOps: f, kept: map[string]string{}, missing: map[string]bool{}, creds: map[string]secret.Secret{}, holdsOld: map[string]bool{}}
 }
 
 func (k *keepOps) Credentials(_ context.Context, names []string) ([]mysqlops.Credential, []error) {
@@ -84,7 +86,13 @@ func (k *keepOps) ResetPasswordsKeepingCurrent(ctx context.Context, changes []my
 		names[i], idx[i] = c.Username, i
 	}
 	creds, _ := k.Credentials(ctx, names)
-	errs := record(ctx, idx, creds)
+	holdsOld := make([]bool, len(names))
+	k.mu.Lock()
+	for i, n := range names {
+		holdsOld[i] = k.holdsOld[n]
+	}
+	k.mu.Unlock()
+	errs := record(ctx, idx, creds, holdsOld)
 	var send []mysqlops.Change
 	var old []mysqlops.Credential
 	for i, err := range errs {
@@ -132,33 +140,31 @@ func (k *keepOps) DeleteMany(ctx context.Context, changes []mysqlops.Change, r m
 	return (&batchOps{fakeOps: k.fakeOps}).DeleteMany(ctx, changes, r)
 }
 
-// fakeSchedule is the old passwords' schedule.
+// fakeSchedule is the old passwords' schedule; reads holds the usernames
+// of each Entries call.
 type fakeSchedule struct {
 	mu      sync.Mutex
-	until   map[string]time.Time
+	entries map[string]OldPasswordEnd
+	reads   [][]string
 	cleared []string
 }
 
-func (s *fakeSchedule) Set(_ context.Context, target, u string, until time.Time, _ string) error {
+func (s *fakeSchedule) SetMany(_ context.Context, target string, names []string, ends []OldPasswordEnd) []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.until[target+"."+u] = until
-	return nil
-}
-func (s *fakeSchedule) SetMany(ctx context.Context, target string, names []string, until []time.Time, ids []string) []error {
-	errs := make([]error, len(names))
-	for i := range names {
-		errs[i] = s.Set(ctx, target, names[i], until[i], ids[i])
+	for i, n := range names {
+		s.entries[target+"."+n] = ends[i]
 	}
-	return errs
+	return make([]error, len(names))
 }
-func (s *fakeSchedule) Until(_ context.Context, target string, names []string) (map[string]time.Time, error) {
+func (s *fakeSchedule) Entries(_ context.Context, target string, names []string) (map[string]OldPasswordEnd, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]time.Time{}
+	s.reads = append(s.reads, names)
+	out := map[string]OldPasswordEnd{}
 	for _, n := range names {
-		if t, ok := s.until[target+"."+n]; ok {
-			out[n] = t
+		if e, ok := s.entries[target+"."+n]; ok {
+			out[n] = e
 		}
 	}
 	return out, nil
@@ -166,15 +172,28 @@ func (s *fakeSchedule) Until(_ context.Context, target string, names []string) (
 func (s *fakeSchedule) Clear(_ context.Context, target, u string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.until, target+"."+u)
+	delete(s.entries, target+"."+u)
 	s.cleared = append(s.cleared, u)
 	return nil
+}
+
+// recorded checks that the entry of user records job's credential, sealed
+// (never the hash itself), and returns it.
+func (s *fakeSchedule) recorded(t *testing.T, user, job string) OldPasswordEnd {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries["app."+user]
+	if e.JobID != job || !strings.HasPrefix(e.Kept, "mysql_native_password ") || strings.Contains(e.Kept, "*CUR-") {
+		t.Errorf("%s: entry %+v: want job %s's, with the plugin and the sealed hash, never the hash itself", user, e, job)
+	}
+	return e
 }
 
 func keepHarness(t *testing.T) (*harness, *keepOps, *fakeSchedule) {
 	h := newHarness(t, time.Second)
 	k := newKeepOps(h.ops)
-	s := &fakeSchedule{until: map[string]time.Time{}}
+	s := &fakeSchedule{entries: map[string]OldPasswordEnd{}}
 	h.w.cfg.Targets, h.w.cfg.OldPasswords = map[string]Ops{"app": k}, s
 	return h, k, s
 }
@@ -184,8 +203,9 @@ func resetBody(t *testing.T, id, user, keep string) string {
 }
 
 // TestKeepOldResetKeepsTheCredentialInForce: a keep-old reset records the
-// credential in force before it (sealed, under its job id) before the
-// statement, keeps it, and schedules and reports the old password's end.
+// credential in force before it (sealed, under its job id) in its
+// account's schedule entry before the statement, keeps it, and reports
+// the end that entry says.
 func TestKeepOldResetKeepsTheCredentialInForce(t *testing.T) {
 	h, k, s := keepHarness(t)
 	before := time.Now()
@@ -197,15 +217,11 @@ func TestKeepOldResetKeepsTheCredentialInForce(t *testing.T) {
 	if d := until.Sub(before); d < 15*time.Minute-time.Second || d > 15*time.Minute+5*time.Second {
 		t.Fatalf("old password ends %v after the job began, want 15m", d)
 	}
-	if got := s.until["app.good_user"]; !got.Equal(until) {
+	if got := s.recorded(t, "good_user", "k-1").Until; !got.Equal(until) {
 		t.Fatalf("schedule says %v, result says %v", got, until)
 	}
 	if k.kept["good_user"] != "*CUR-good_user" {
 		t.Fatalf("kept %q, want the credential in force before the job", k.kept["good_user"])
-	}
-	rec := h.w.cfg.Intents.(*fakeIntents).m[keptKey("app", "good_user")]
-	if !strings.HasPrefix(rec, "k-1 mysql_native_password ") || strings.Contains(rec, "*CUR-") {
-		t.Fatalf("kept record %q: want the job id, the plugin and the sealed hash, never the hash itself", rec)
 	}
 }
 
@@ -214,9 +230,10 @@ func TestKeepOldResetKeepsTheCredentialInForce(t *testing.T) {
 // the job's own new password; the redelivery keeps the one recorded
 // before the first statement.
 func TestRedeliveredKeepOldResetKeepsWhatItsFirstDeliveryRecorded(t *testing.T) {
-	h, k, _ := keepHarness(t)
+	h, k, s := keepHarness(t)
 	// fakeKeys opens a "seal" as itself: the record holds the hash as is.
-	h.w.cfg.Intents.(*fakeIntents).m[keptKey("app", "good_user")] = "k-2 mysql_native_password *BEFORE"
+	// The first delivery wrote its end 30 seconds ago.
+	s.entries["app.good_user"] = OldPasswordEnd{Until: time.Now().Add(15*time.Minute - 30*time.Second), JobID: "k-2", Kept: "mysql_native_password *BEFORE"}
 	k.creds["good_user"] = secret.New("*NEW-FROM-FIRST-DELIVERY")
 	m := &fakeMsg{subject: stored("dbusers.jobs.app.user.reset_password"), header: nats.Header{},
 		data: []byte(resetBody(t, "k-2", "good_user", "15m")), seq: 7, delivered: 2}
@@ -232,40 +249,72 @@ func TestRedeliveredKeepOldResetKeepsWhatItsFirstDeliveryRecorded(t *testing.T) 
 	if len(k.read) != 0 {
 		t.Fatalf("read the current credentials %q: a redelivery must not", k.read)
 	}
+	// Its end is keep_old_for from its completion, in the result and in
+	// the entry, which still records the job's credential.
+	e := s.recorded(t, "good_user", "k-2")
+	if res.User == nil || res.User.OldPasswordUntil == nil || !res.User.OldPasswordUntil.Equal(e.Until) ||
+		time.Until(e.Until) < 15*time.Minute-time.Second {
+		t.Fatalf("result %+v, entry %+v: want the end pushed back to 15m from now", res.User, e)
+	}
 }
 
 // TestKeepOldResetsShareOneStatement: consecutive keep-old resets of
-// distinct accounts run as one statement, each keeping its own
-// credential, and each result reports its end.
+// distinct accounts run as one statement, each keeping its own credential
+// recorded in its entry, and each result reports its end. Jobs no process
+// was delivered before read no entry, unless their account holds an old
+// password whose entry the write replaces.
 func TestKeepOldResetsShareOneStatement(t *testing.T) {
-	h, k, s := keepHarness(t)
-	var batch []*delivery
-	for i, u := range []string{"user_one", "user_two", "user_three"} {
-		id := "b-" + u
-		m := &fakeMsg{subject: stored("dbusers.jobs.app.user.reset_password"), header: nats.Header{},
-			data: []byte(resetBody(t, id, u, "2m")), seq: uint64(10 + i)}
-		m.header.Set("Nats-Msg-Id", id)
-		batch = append(batch, newDelivery(m, time.Now()))
+	users := []string{"user_one", "user_two", "user_three"}
+	cases := []struct {
+		name      string
+		freshFrom uint64 // the batch's jobs are at 10, 11, 12
+		holdsOld  string
+		reads     string // the usernames of each entries read
+	}{
+		{"maybe delivered before", 0, "", "[user_one user_two user_three]"},
+		{"stored before the consumer", 13, "", "[user_one user_two user_three]"},
+		{"never delivered before", 10, "", ""},
+		{"never delivered, one holds an old password", 10, "user_two", "[user_two]"},
 	}
-	h.w.runBatch(batch)
-	if len(k.many) != 1 || strings.Join(k.many[0], ",") != "user_one,user_two,user_three" {
-		t.Fatalf("keep-old statements %q, want one for the three", k.many)
-	}
-	if len(k.read) != 1 || len(k.read[0]) != 3 {
-		t.Fatalf("credential reads %q, want one round trip for the three", k.read)
-	}
-	for _, u := range []string{"user_one", "user_two", "user_three"} {
-		if k.kept[u] != "*CUR-"+u {
-			t.Errorf("%s kept %q", u, k.kept[u])
-		}
-		if rec := h.w.cfg.Intents.(*fakeIntents).m[keptKey("app", u)]; !strings.HasPrefix(rec, "b-"+u+" mysql_native_password ") {
-			t.Errorf("%s: kept record %q, want its job's", u, rec)
-		}
-		var res wire.Result
-		_ = json.Unmarshal(h.results.stored[wire.ResultSubject("dbusers", "app", "b-"+u)], &res)
-		if res.Status != wire.StatusOK || res.User == nil || res.User.OldPasswordUntil == nil || !res.User.OldPasswordUntil.Equal(s.until["app."+u]) {
-			t.Errorf("%s: result %+v, schedule %v", u, res, s.until["app."+u])
-		}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h, k, s := keepHarness(t)
+			h.w.cfg.FreshFrom = tc.freshFrom
+			k.holdsOld[tc.holdsOld] = true
+			var batch []*delivery
+			for i, u := range users {
+				id := "b-" + u
+				m := &fakeMsg{subject: stored("dbusers.jobs.app.user.reset_password"), header: nats.Header{},
+					data: []byte(resetBody(t, id, u, "2m")), seq: uint64(10 + i)}
+				m.header.Set("Nats-Msg-Id", id)
+				batch = append(batch, newDelivery(m, time.Now()))
+			}
+			h.w.runBatch(batch)
+			if len(k.many) != 1 || strings.Join(k.many[0], ",") != "user_one,user_two,user_three" {
+				t.Fatalf("keep-old statements %q, want one for the three", k.many)
+			}
+			if len(k.read) != 1 || len(k.read[0]) != 3 {
+				t.Fatalf("credential reads %q, want one round trip for the three", k.read)
+			}
+			var reads []string
+			for _, r := range s.reads {
+				reads = append(reads, fmt.Sprint(r))
+			}
+			if got := strings.Join(reads, " "); got != tc.reads {
+				t.Fatalf("schedule entries read %q, want %q", got, tc.reads)
+			}
+			for _, u := range users {
+				if k.kept[u] != "*CUR-"+u {
+					t.Errorf("%s kept %q", u, k.kept[u])
+				}
+				e := s.recorded(t, u, "b-"+u)
+				var res wire.Result
+				_ = json.Unmarshal(h.results.stored[wire.ResultSubject("dbusers", "app", "b-"+u)], &res)
+				if res.Status != wire.StatusOK || res.User == nil || res.User.OldPasswordUntil == nil || !res.User.OldPasswordUntil.Equal(e.Until) {
+					t.Errorf("%s: result %+v, schedule %v", u, res, e.Until)
+				}
+			}
+		})
 	}
 }
 
@@ -290,7 +339,7 @@ func TestScheduledDiscardEndsOnlyWhatIsDue(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h, k, s := keepHarness(t)
 			if !tc.entry.IsZero() {
-				s.until["app.good_user"] = tc.entry
+				s.entries["app.good_user"] = OldPasswordEnd{Until: tc.entry, JobID: "k-0"}
 			}
 			k.missing["good_user"] = tc.gone
 			m := &fakeMsg{subject: stored("dbusers.jobs.app.user.discard_old_password"), header: nats.Header{},
@@ -306,7 +355,7 @@ func TestScheduledDiscardEndsOnlyWhatIsDue(t *testing.T) {
 			if got := len(k.discards) == 1; got != tc.discarded {
 				t.Fatalf("discarded %v, want %v", k.discards, tc.discarded)
 			}
-			if _, still := s.until["app.good_user"]; still != (!tc.discarded && !tc.gone) {
+			if _, still := s.entries["app.good_user"]; still != (!tc.discarded && !tc.gone) {
 				t.Fatalf("schedule entry still there: %v", still)
 			}
 		})
@@ -335,8 +384,10 @@ func TestKeepOldNeedsItsSchedule(t *testing.T) {
 func TestTakenOverKeepOldResetKeepsItsRecord(t *testing.T) {
 	for _, n := range []int{1, 3} {
 		t.Run(fmt.Sprintf("batch of %d", n), func(t *testing.T) {
-			h, k, _ := keepHarness(t)
-			h.w.cfg.Intents.(*fakeIntents).m[keptKey("app", "user_one")] = "t-user_one mysql_native_password *BEFORE"
+			h, k, s := keepHarness(t)
+			// The jobs were stored before the consumer was created.
+			h.w.cfg.FreshFrom = 100
+			s.entries["app.user_one"] = OldPasswordEnd{Until: time.Now().Add(4 * time.Minute), JobID: "t-user_one", Kept: "mysql_native_password *BEFORE"}
 			k.creds["user_one"] = secret.New("*NEW-FROM-THE-EARLIER-DELIVERY")
 			var batch []*delivery
 			for i, u := range []string{"user_one", "user_two", "user_three"}[:n] {
@@ -370,7 +421,34 @@ func TestFailedKeepOldResetStillEndsWhatItMayHaveKept(t *testing.T) {
 	if res.Status != wire.StatusError || res.Error.Code != wire.CodeUnavailable {
 		t.Fatalf("result %+v, want unavailable", res)
 	}
-	if _, ok := s.until["app.good_user"]; !ok {
+	if _, ok := s.entries["app.good_user"]; !ok {
 		t.Fatal("no end scheduled for the old password the failed job may have kept")
+	}
+}
+
+// TestKeepOldResetThatDidNotRunPutsBackTheEntry: a keep-old reset whose
+// statement did not run (the server refused it) puts back the entry its
+// write replaced, so that the old password the account holds keeps its
+// end; an account that held none is left without an entry.
+func TestKeepOldResetThatDidNotRunPutsBackTheEntry(t *testing.T) {
+	earlier := OldPasswordEnd{Until: time.Now().Add(3 * time.Minute).Truncate(time.Second), JobID: "k-0", Kept: "mysql_native_password *OLDER"}
+	for _, held := range []bool{true, false} {
+		t.Run(fmt.Sprintf("held an old password: %v", held), func(t *testing.T) {
+			h, k, s := keepHarness(t)
+			h.w.cfg.RetryBudget = 300 * time.Millisecond
+			if held {
+				k.holdsOld["good_user"] = true
+				s.entries["app.good_user"] = earlier
+			}
+			h.ops.errs = always(&mysql.MySQLError{Number: 1227, Message: "Access denied"})
+			_, res := h.run(t, "reset_password", "k-1", resetBody(t, "k-1", "good_user", "15m"))
+			if res.Status != wire.StatusError {
+				t.Fatalf("result %+v, want an error", res)
+			}
+			e, ok := s.entries["app.good_user"]
+			if ok != held || (held && e != earlier) {
+				t.Fatalf("entry %+v (present %v), want the earlier one back: %v", e, ok, held)
+			}
+		})
 	}
 }

@@ -35,18 +35,26 @@ var _ OldPasswordOps = (*mysqlops.Target)(nil)
 
 // OldPasswordSchedule keeps when each retained old password ends
 // (internal/oldpasswords keeps it in a key-value bucket, one key per
-// target and username).
+// target and username), and the credential the reset that kept it keeps.
 type OldPasswordSchedule interface {
-	// Set records that username's old password on target ends at until;
-	// jobID is the reset that kept it.
-	Set(ctx context.Context, target, username string, until time.Time, jobID string) error
-	// SetMany is Set for many usernames of target, with one wait.
-	SetMany(ctx context.Context, target string, usernames []string, until []time.Time, jobIDs []string) []error
-	// Until returns the end of the old password of each of usernames that
-	// has an entry.
-	Until(ctx context.Context, target string, usernames []string) (map[string]time.Time, error)
+	// SetMany records ends[i] as usernames[i]'s entry on target, replacing
+	// any earlier one, all with one wait.
+	SetMany(ctx context.Context, target string, usernames []string, ends []OldPasswordEnd) []error
+	// Entries returns the entry of each of usernames that has one.
+	Entries(ctx context.Context, target string, usernames []string) (map[string]OldPasswordEnd, error)
 	// Clear removes username's entry (its old password ended).
 	Clear(ctx context.Context, target, username string) error
+}
+
+// OldPasswordEnd is an account's entry in the schedule.
+type OldPasswordEnd struct {
+	Until time.Time // when the old password ends
+	JobID string    // the reset that kept it
+	// Kept is the credential that reset keeps, sealed to the worker's own
+	// key ("<plugin> <base64>"): written before its statement, so that a
+	// delivery of the job after a crash keeps the same one. Empty in an
+	// entry that only says an end.
+	Kept string
 }
 
 // ScheduledDiscardHeader marks a discard_old_password job that the expiry

@@ -192,6 +192,12 @@ type Config struct {
 	// Window is how many jobs the consumer delivers without an ack (its
 	// MaxAckPending); streams.MaxAckPending when zero.
 	Window int
+	// FreshFrom, when not zero, is the first stream sequence stored after
+	// the consumer was created (streams.TakeOverPartition): a first
+	// delivery from it on was never delivered before, to any process, so
+	// its job has recorded nothing yet, which spares a keep-old reset a
+	// read. Zero: any job may have been delivered before.
+	FreshFrom uint64
 }
 
 // Worker works the jobs of one consumer (a partition's, or the misc one)

@@ -308,7 +308,7 @@ func (t *Target) ownedCredentials(ctx context.Context, changes []Change) (accts 
 			errs[i] = errGone // dropped since its grants were read
 			continue
 		}
-		creds[i] = a.current
+		creds[i], accts[i].OldPassword = a.current, a.old
 	}
 	return accts, creds, errs, owned, fl
 }
@@ -562,9 +562,10 @@ func (t *Target) ResetPasswordsKeepOld(ctx context.Context, changes []Change, ol
 
 // KeepRecord is told, right before a keep-old statement, the credential
 // each account at idx keeps (creds[k] for changes[idx[k]]), so that the
-// caller records it with its job; an error for one keeps that account out
-// of the statement.
-type KeepRecord func(ctx context.Context, idx []int, creds []Credential) []error
+// caller records it with its job, and whether the account holds an old
+// password beside it now (holdsOld[k]), which the statement drops; an
+// error for one keeps that account out of the statement.
+type KeepRecord func(ctx context.Context, idx []int, creds []Credential, holdsOld []bool) []error
 
 // ResetPasswordsKeepingCurrent is ResetPasswordsKeepOld that keeps each
 // account's credential in force, read in the same pass as the ownership
@@ -577,16 +578,17 @@ func (t *Target) ResetPasswordsKeepingCurrent(ctx context.Context, changes []Cha
 	}
 	var idx []int
 	var creds []Credential
+	var holdsOld []bool
 	for _, i := range owned {
 		if errs[i] != nil {
 			continue // dropped since its grants were read
 		}
 		if errs[i] = current[i].check(); errs[i] == nil {
-			idx, creds = append(idx, i), append(creds, current[i])
+			idx, creds, holdsOld = append(idx, i), append(creds, current[i]), append(holdsOld, accts[i].OldPassword)
 		}
 	}
 	var send []int
-	for k, err := range record(ctx, idx, creds) {
+	for k, err := range record(ctx, idx, creds, holdsOld) {
 		if errs[idx[k]] = err; err == nil {
 			send = append(send, idx[k])
 		}

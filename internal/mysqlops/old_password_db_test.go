@@ -395,8 +395,9 @@ func TestManyAccountsOneStatement(t *testing.T) {
 
 // TestKeepingCurrentReadsRecordsAndKeeps: ResetPasswordsKeepingCurrent
 // hears each owned account's credential in force before its statement,
-// keeps it beside the new password, leaves out an account whose record
-// failed, and answers the others' outcomes as a reset would.
+// and whether it holds an old password then, keeps the credential beside
+// the new password (dropping the older one), leaves out an account whose
+// record failed, and answers the others' outcomes as a reset would.
 func TestKeepingCurrentReadsRecordsAndKeeps(t *testing.T) {
 	ctx := context.Background()
 	f := mysqltest.NewFixture(t, mysqltest.Options{})
@@ -405,6 +406,12 @@ func TestKeepingCurrentReadsRecordsAndKeeps(t *testing.T) {
 	for range 3 {
 		u, pw0 := oldPwAccount(t, f, tg, "cur_")
 		names, pw0s = append(names, u), append(pw0s, pw0)
+	}
+	// names[1] holds an old password already: the statement drops it.
+	older := pw0s[1]
+	pw0s[1] = "pwk-" + mysqltest.Password()
+	if _, err := tg.ResetPasswordKeepOld(ctx, names[1], secret.New(pw0s[1]), credentialOf(t, tg, names[1]), nil); err != nil {
+		t.Fatal(err)
 	}
 	before := make([]Credential, len(names))
 	for i, u := range names {
@@ -418,12 +425,15 @@ func TestKeepingCurrentReadsRecordsAndKeeps(t *testing.T) {
 	}
 	refused := errors.New("record refused")
 	var heard []int
-	accts, errs := tg.ResetPasswordsKeepingCurrent(ctx, changes, func(_ context.Context, idx []int, creds []Credential) []error {
+	accts, errs := tg.ResetPasswordsKeepingCurrent(ctx, changes, func(_ context.Context, idx []int, creds []Credential, holdsOld []bool) []error {
 		out := make([]error, len(idx))
 		for k, i := range idx {
 			heard = append(heard, i)
 			if creds[k].Hash.Reveal() != before[i].Hash.Reveal() || creds[k].Plugin != before[i].Plugin {
 				t.Errorf("record of %s heard another credential than the one in force", all[i])
+			}
+			if holdsOld[k] != (i == 1) {
+				t.Errorf("record of %s heard holdsOld %v, want %v", all[i], holdsOld[k], i == 1)
 			}
 			if i == 2 {
 				out[k] = refused
@@ -442,6 +452,7 @@ func TestKeepingCurrentReadsRecordsAndKeeps(t *testing.T) {
 	for i := range 2 {
 		logsIn(t, f, names[i], []string{pw0s[i], changes[i].Password.Reveal()}, nil)
 	}
+	logsIn(t, f, names[1], nil, []string{older})
 	logsIn(t, f, names[2], []string{pw0s[2]}, []string{changes[2].Password.Reveal()})
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/dbusers/dbusers/internal/jobs"
 )
 
 // Key returns the bucket key of username's entry on target:
@@ -37,30 +39,32 @@ func validToken(s string) bool {
 	return true
 }
 
-// value is an entry's value: when the old password ends, and the reset
-// that kept it.
+// value is an entry's value: when the old password ends, the reset that
+// kept it, and the credential that reset keeps (sealed to the worker's
+// key; see jobs.OldPasswordEnd).
 type value struct {
 	Until string `json:"until"` // RFC 3339, to the nanosecond, UTC
 	JobID string `json:"job_id"`
+	Kept  string `json:"kept,omitempty"`
 }
 
 // encodeValue returns the JSON value of an entry.
-func encodeValue(until time.Time, jobID string) ([]byte, error) {
-	return json.Marshal(value{Until: until.UTC().Format(time.RFC3339Nano), JobID: jobID})
+func encodeValue(e jobs.OldPasswordEnd) ([]byte, error) {
+	return json.Marshal(value{Until: e.Until.UTC().Format(time.RFC3339Nano), JobID: e.JobID, Kept: e.Kept})
 }
 
 // decodeValue reads an entry's value.
-func decodeValue(data []byte) (until time.Time, jobID string, err error) {
+func decodeValue(data []byte) (jobs.OldPasswordEnd, error) {
 	var v value
 	if err := json.Unmarshal(data, &v); err != nil {
-		return time.Time{}, "", fmt.Errorf("old password entry: %w", err)
+		return jobs.OldPasswordEnd{}, fmt.Errorf("old password entry: %w", err)
 	}
 	if v.Until == "" {
-		return time.Time{}, "", errors.New("old password entry: no until")
+		return jobs.OldPasswordEnd{}, errors.New("old password entry: no until")
 	}
-	until, err = time.Parse(time.RFC3339Nano, v.Until)
+	until, err := time.Parse(time.RFC3339Nano, v.Until)
 	if err != nil {
-		return time.Time{}, "", fmt.Errorf("old password entry: until: %w", err)
+		return jobs.OldPasswordEnd{}, fmt.Errorf("old password entry: until: %w", err)
 	}
-	return until, v.JobID, nil
+	return jobs.OldPasswordEnd{Until: until, JobID: v.JobID, Kept: v.Kept}, nil
 }

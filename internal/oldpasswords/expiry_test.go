@@ -154,10 +154,10 @@ func TestExpirerOneDiscardPerWindow(t *testing.T) {
 	s := e.schedule()
 	start := time.Now()
 	until := start.Add(400 * time.Millisecond)
-	if err := s.Set(ctx, "app-one", "soon_user", until, "job-1"); err != nil {
+	if err := set(ctx, s, "app-one", "soon_user", until, "job-1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Set(ctx, "app-two", "later_user", start.Add(time.Hour), "job-2"); err != nil {
+	if err := set(ctx, s, "app-two", "later_user", start.Add(time.Hour), "job-2"); err != nil {
 		t.Fatal(err)
 	}
 	rev := e.revision(t, "app-one", "soon_user")
@@ -192,7 +192,7 @@ func TestExpirerForgetsRemovedEntries(t *testing.T) {
 	s := e.schedule()
 	e.startExpirer(t, 50*time.Millisecond)
 	first := time.Now().Add(-time.Minute) // due at once
-	if err := s.Set(ctx, "app", "some_user", first, "job-1"); err != nil {
+	if err := set(ctx, s, "app", "some_user", first, "job-1"); err != nil {
 		t.Fatal(err)
 	}
 	rev := e.revision(t, "app", "some_user")
@@ -206,7 +206,7 @@ func TestExpirerForgetsRemovedEntries(t *testing.T) {
 		t.Fatalf("%d jobs after the entry was cleared, want 1: %+v", len(got), got)
 	}
 	second := time.Now().Add(200 * time.Millisecond)
-	if err := s.Set(ctx, "app", "some_user", second, "job-2"); err != nil {
+	if err := set(ctx, s, "app", "some_user", second, "job-2"); err != nil {
 		t.Fatal(err)
 	}
 	rev2 := e.revision(t, "app", "some_user")
@@ -226,7 +226,7 @@ func TestExpirerAfterRestart(t *testing.T) {
 	// are due, however slow the machine is.
 	until := time.Now().Add(2 * time.Second)
 	for _, u := range []string{"kept_user", "cleared_user"} {
-		if err := s.Set(ctx, "app", u, until, "job-1"); err != nil {
+		if err := set(ctx, s, "app", u, until, "job-1"); err != nil {
 			t.Fatal(err)
 		}
 	}

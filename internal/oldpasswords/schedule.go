@@ -32,26 +32,10 @@ func NewSchedule(js jetstream.JetStream, kv jetstream.KeyValue) *Schedule {
 		subject: "$KV." + kv.Bucket() + "."}
 }
 
-// Set records that username's old password on target ends at until; jobID
-// is the reset that kept it. It replaces any earlier entry: an account
-// keeps one old password.
-func (s *Schedule) Set(ctx context.Context, target, username string, until time.Time, jobID string) error {
-	if !validToken(target) || !validToken(username) {
-		return fmt.Errorf("old passwords: set: %q.%q is no key", target, username)
-	}
-	data, err := encodeValue(until, jobID)
-	if err != nil {
-		return err
-	}
-	if _, err := s.kv.Put(ctx, Key(target, username), data); err != nil {
-		return fmt.Errorf("old passwords: set %s: %w", Key(target, username), err)
-	}
-	return nil
-}
-
-// SetMany is Set for many usernames of target: every write at once, the
-// stream's acks awaited together.
-func (s *Schedule) SetMany(ctx context.Context, target string, usernames []string, until []time.Time, jobIDs []string) []error {
+// SetMany records ends[i] as usernames[i]'s entry on target, replacing
+// any earlier one (an account keeps one old password): every write at
+// once, the stream's acks awaited together.
+func (s *Schedule) SetMany(ctx context.Context, target string, usernames []string, ends []jobs.OldPasswordEnd) []error {
 	errs := make([]error, len(usernames))
 	keys := make([]string, 0, len(usernames))
 	values := make([][]byte, 0, len(usernames))
@@ -61,7 +45,7 @@ func (s *Schedule) SetMany(ctx context.Context, target string, usernames []strin
 			errs[i] = fmt.Errorf("old passwords: set: %q.%q is no key", target, u)
 			continue
 		}
-		data, err := encodeValue(until[i], jobIDs[i])
+		data, err := encodeValue(ends[i])
 		if err != nil {
 			errs[i] = err
 			continue
@@ -88,11 +72,11 @@ func (s *Schedule) Clear(ctx context.Context, target, username string) error {
 	return nil
 }
 
-// Until returns the end of the old password of each of usernames that has
-// an entry on target. One username is a plain get; more are read in
-// batched direct gets (streams.LastBySubject).
-func (s *Schedule) Until(ctx context.Context, target string, usernames []string) (map[string]time.Time, error) {
-	out := make(map[string]time.Time)
+// Entries returns the entry of each of usernames that has one on target.
+// One username is a plain get; more are read in batched direct gets
+// (streams.LastBySubject).
+func (s *Schedule) Entries(ctx context.Context, target string, usernames []string) (map[string]jobs.OldPasswordEnd, error) {
+	out := make(map[string]jobs.OldPasswordEnd)
 	if !validToken(target) {
 		return nil, fmt.Errorf("old passwords: until: %q is no target", target)
 	}
@@ -140,12 +124,12 @@ func (s *Schedule) Until(ctx context.Context, target string, usernames []string)
 }
 
 // add puts key's entry into out, by username.
-func (s *Schedule) add(out map[string]time.Time, key string, data []byte) error {
-	until, _, err := decodeValue(data)
+func (s *Schedule) add(out map[string]jobs.OldPasswordEnd, key string, data []byte) error {
+	e, err := decodeValue(data)
 	if err != nil {
 		return fmt.Errorf("old passwords: %s: %w", key, err)
 	}
 	_, username, _ := splitKey(key)
-	out[username] = until
+	out[username] = e
 	return nil
 }

@@ -1,6 +1,7 @@
 package oldpasswords
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dbusers/dbusers/internal/jobs"
 	"github.com/dbusers/dbusers/internal/natstest"
 	"github.com/dbusers/dbusers/internal/streams"
 )
@@ -67,11 +69,11 @@ func TestScheduleRoundTrip(t *testing.T) {
 					continue
 				}
 				until := base.Add(time.Duration(i) * time.Second)
-				if err := s.Set(ctx, target, u, until.Add(-time.Hour), "job-a"); err != nil {
+				if err := set(ctx, s, target, u, until.Add(-time.Hour), "job-a"); err != nil {
 					t.Fatal(err)
 				}
 				// A second Set replaces the first.
-				if err := s.Set(ctx, target, u, until, fmt.Sprintf("job-%d", i)); err != nil {
+				if err := set(ctx, s, target, u, until, fmt.Sprintf("job-%d", i)); err != nil {
 					t.Fatal(err)
 				}
 				if tt.users > 1 && i%5 == 4 {
@@ -83,10 +85,10 @@ func TestScheduleRoundTrip(t *testing.T) {
 				want[u] = until
 			}
 			// The same usernames on another target are not these.
-			if err := s.Set(ctx, target+"-other", "user_00002", base, "job-b"); err != nil {
+			if err := set(ctx, s, target+"-other", "user_00002", base, "job-b"); err != nil {
 				t.Fatal(err)
 			}
-			got, err := s.Until(ctx, target, append(asked, "user_00000", "nobody_here", "no.such*user"))
+			got, err := untilOf(ctx, s, target, append(asked, "user_00000", "nobody_here", "no.such*user"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +111,7 @@ func TestScheduleRemovedReadsAbsent(t *testing.T) {
 	s := e.schedule()
 	until := time.Now().Add(time.Hour)
 	for _, u := range []string{"kept_user", "cleared_user", "deleted_user"} {
-		if err := s.Set(ctx, "app", u, until, "job-1"); err != nil {
+		if err := set(ctx, s, "app", u, until, "job-1"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -127,7 +129,7 @@ func TestScheduleRemovedReadsAbsent(t *testing.T) {
 		{"kept_user", "cleared_user", "deleted_user"}, // batched
 		{"cleared_user"}, {"deleted_user"}, // one get each
 	} {
-		got, err := s.Until(ctx, "app", asked)
+		got, err := untilOf(ctx, s, "app", asked)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +148,7 @@ func TestScheduleValue(t *testing.T) {
 	e := newEnv(t, time.Minute)
 	ctx := t.Context()
 	until := time.Date(2030, 5, 6, 7, 8, 9, 10, time.FixedZone("y", -7200))
-	if err := e.schedule().Set(ctx, "my-app", "app_user", until, "job-42"); err != nil {
+	if err := e.schedule().SetMany(ctx, "my-app", []string{"app_user"}, []jobs.OldPasswordEnd{{Until: until, JobID: "job-42", Kept: "mysql_native_password c2VhbGVk"}})[0]; err != nil {
 		t.Fatal(err)
 	}
 	kve, err := e.objs.OldPasswords.Get(ctx, "my-app.app_user")
@@ -157,7 +159,7 @@ func TestScheduleValue(t *testing.T) {
 	if err := json.Unmarshal(kve.Value(), &v); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"until": "2030-05-06T09:08:09.00000001Z", "job_id": "job-42"}
+	want := map[string]string{"until": "2030-05-06T09:08:09.00000001Z", "job_id": "job-42", "kept": "mysql_native_password c2VhbGVk"}
 	if !maps.Equal(v, want) {
 		t.Errorf("value = %s, want %v", kve.Value(), want)
 	}
@@ -169,15 +171,15 @@ func TestScheduleRefusesKeysOfOtherShapes(t *testing.T) {
 	ctx := t.Context()
 	s := e.schedule()
 	for _, k := range [][2]string{{"a.b", "user_name"}, {"app", "user.*"}, {"", "user_name"}, {"app", ">"}} {
-		if err := s.Set(ctx, k[0], k[1], time.Now(), "job-1"); err == nil {
-			t.Errorf("Set(%q, %q) succeeded", k[0], k[1])
+		if err := set(ctx, s, k[0], k[1], time.Now(), "job-1"); err == nil {
+			t.Errorf("SetMany(%q, %q) succeeded", k[0], k[1])
 		}
 		if err := s.Clear(ctx, k[0], k[1]); err == nil {
 			t.Errorf("Clear(%q, %q) succeeded", k[0], k[1])
 		}
 	}
-	if _, err := s.Until(ctx, "app.*", []string{"user_name"}); err == nil {
-		t.Error("Until of a wildcard target succeeded")
+	if _, err := untilOf(ctx, s, "app.*", []string{"user_name"}); err == nil {
+		t.Error("Entries of a wildcard target succeeded")
 	}
 }
 
@@ -190,20 +192,42 @@ func TestScheduleSetMany(t *testing.T) {
 	base := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	names := []string{"user_a", "user_b", "bad.name", "user_c"}
 	until := []time.Time{base, base.Add(time.Minute), base, base.Add(2 * time.Minute)}
-	errs := s.SetMany(t.Context(), "app", names, until, []string{"j1", "j2", "j3", "j4"})
+	ends := make([]jobs.OldPasswordEnd, len(names))
+	for i := range names {
+		ends[i] = jobs.OldPasswordEnd{Until: until[i], JobID: fmt.Sprintf("j%d", i+1), Kept: "p sealed-" + names[i]}
+	}
+	errs := s.SetMany(t.Context(), "app", names, ends)
 	for i, err := range errs {
 		if (err != nil) != (names[i] == "bad.name") {
 			t.Fatalf("SetMany %s: %v", names[i], err)
 		}
 	}
-	got, err := s.Until(t.Context(), "app", []string{"user_a", "user_b", "user_c"})
+	got, err := s.Entries(t.Context(), "app", []string{"user_a", "user_b", "user_c"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range []string{"user_a", "user_b", "user_c"} {
-		want := until[[]int{0, 1, 3}[i]]
-		if !got[n].Equal(want) {
-			t.Errorf("%s ends %v, want %v", n, got[n], want)
+		want := ends[[]int{0, 1, 3}[i]]
+		if e := got[n]; !e.Until.Equal(want.Until) || e.JobID != want.JobID || e.Kept != want.Kept {
+			t.Errorf("%s: entry %+v, want %+v", n, e, want)
 		}
 	}
+}
+
+// set writes one entry without a credential.
+func set(ctx context.Context, s *Schedule, target, username string, until time.Time, jobID string) error {
+	return s.SetMany(ctx, target, []string{username}, []jobs.OldPasswordEnd{{Until: until, JobID: jobID}})[0]
+}
+
+// untilOf returns the ends of the entries of usernames.
+func untilOf(ctx context.Context, s *Schedule, target string, usernames []string) (map[string]time.Time, error) {
+	entries, err := s.Entries(ctx, target, usernames)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(entries))
+	for u, e := range entries {
+		out[u] = e.Until
+	}
+	return out, nil
 }

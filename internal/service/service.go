@@ -152,12 +152,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		// Order across processes: the partition is worked anew from its
 		// oldest job (docs/architecture.md).
 		var consumer jetstream.Consumer
+		cfg := workerCfg
 		for consumer == nil {
 			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			c, err := streams.TakeOverPartition(tctx, js, settings, n)
+			c, freshFrom, err := streams.TakeOverPartition(tctx, js, settings, n)
 			cancel()
 			if err == nil {
-				consumer = c
+				consumer, cfg.FreshFrom = c, freshFrom
 				break
 			}
 			log.Warn("take over a partition", zap.Int("partition", n), zap.Error(err))
@@ -167,7 +168,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 			case <-time.After(time.Second):
 			}
 		}
-		w, _ := jobs.NewWorker(workerCfg)
+		w, _ := jobs.NewWorker(cfg)
 		if err := w.Run(ctx, s.puller(consumer, log.With(zap.Int("partition", n))), nil); err != nil {
 			log.Error("partition worker", zap.Int("partition", n), zap.Error(err))
 		}

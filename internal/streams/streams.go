@@ -287,17 +287,26 @@ func consumerConfig(name, filter string, s Settings) jetstream.ConsumerConfig {
 // lease come before any later job of their target. Without it the old
 // consumer would redeliver them only after their ack wait, behind newer
 // jobs. The caller holds the lease: no other process reads the consumer.
-func TakeOverPartition(ctx context.Context, js jetstream.JetStream, s Settings, n int) (jetstream.Consumer, error) {
+//
+// freshFrom is the stream's next sequence once the new consumer exists:
+// the old consumer, deleted before, delivered none from it on, so a first
+// delivery of such a job is the first any process had
+// (jobs.Config.FreshFrom).
+func TakeOverPartition(ctx context.Context, js jetstream.JetStream, s Settings, n int) (c jetstream.Consumer, freshFrom uint64, err error) {
 	jobsName, _, _, _ := wire.Names(s.Prefix)
 	name := wire.PartitionConsumer(n)
 	if err := js.DeleteConsumer(ctx, jobsName, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("streams: take over partition %d: delete its consumer: %w", n, err)
+		return nil, 0, fmt.Errorf("streams: take over partition %d: delete its consumer: %w", n, err)
 	}
-	c, err := js.CreateOrUpdateConsumer(ctx, jobsName, consumerConfig(name, PartitionSubject(s.Prefix, n), s))
+	c, err = js.CreateOrUpdateConsumer(ctx, jobsName, consumerConfig(name, PartitionSubject(s.Prefix, n), s))
 	if err != nil {
-		return nil, fmt.Errorf("streams: take over partition %d: create its consumer: %w", n, err)
+		return nil, 0, fmt.Errorf("streams: take over partition %d: create its consumer: %w", n, err)
 	}
-	return c, nil
+	stream, err := js.Stream(ctx, jobsName)
+	if err != nil {
+		return nil, 0, fmt.Errorf("streams: take over partition %d: read the jobs stream's last sequence: %w", n, err)
+	}
+	return c, stream.CachedInfo().State.LastSeq + 1, nil
 }
 
 // removeStale deletes consumers that would overlap the partition consumers

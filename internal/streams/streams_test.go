@@ -284,3 +284,55 @@ func TestPartitioning(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeOverPartitionFreshFrom: a taken-over partition's consumer
+// delivers its jobs again from the oldest, as first deliveries, even one
+// the old consumer delivered; freshFrom is past every job stored before
+// the take-over and at the first one stored after it.
+func TestTakeOverPartitionFreshFrom(t *testing.T) {
+	js := startJS(t)
+	ctx := t.Context()
+	o, err := Ensure(ctx, js, settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := wire.Partition("app", settings.Partitions)
+	var seqs []uint64
+	for range 2 {
+		ack, err := js.Publish(ctx, "dbusers.jobs.app.user.delete", []byte("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ack.Sequence)
+	}
+	// The old consumer delivers the first job, which stays unacked.
+	if _, err := o.Partitions[n].Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c, freshFrom, err := TakeOverPartition(ctx, js, settings, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if freshFrom != seqs[1]+1 {
+		t.Fatalf("freshFrom %d, want %d: past the jobs stored before", freshFrom, seqs[1]+1)
+	}
+	ack, err := js.Publish(ctx, "dbusers.jobs.app.user.delete", []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Sequence < freshFrom {
+		t.Fatalf("a job stored after the take-over has sequence %d, under freshFrom %d", ack.Sequence, freshFrom)
+	}
+	m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Sequence.Stream != seqs[0] || meta.NumDelivered != 1 {
+		t.Fatalf("the new consumer's first delivery is %d (delivery %d), want %d as a first delivery: why freshFrom is needed",
+			meta.Sequence.Stream, meta.NumDelivered, seqs[0])
+	}
+}
