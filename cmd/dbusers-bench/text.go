@@ -188,9 +188,9 @@ func (r *Report) goalBounds() []string {
 		if okK && okP {
 			out = append(out, fmt.Sprintf("**1d (keep-old rotation %.2f× the plain one, goal 0.8×).** A keep-old job cost %.0f µs of CPU in all "+
 				"(worker %.0f, nats-server %.0f, MariaDB %.0f) against %.0f (worker %.0f, nats-server %.0f, MariaDB %.0f) for a plain one. "+
-				"Per job it adds two JetStream writes that cannot be dropped (its kept credential, recorded before the statement, and its "+
-				"old password's end, written before the result), and per batch a batched read of earlier deliveries' records and "+
-				"MariaDB's read of the credentials in force; the statement itself carries both methods of every account.",
+				"Per job it adds one JetStream write (its schedule entry: the old password's end and the credential it keeps, written "+
+				"before the statement), which every process's expiry watcher is sent; the credential in force comes from the grants "+
+				"the ownership check reads anyway; the statement itself carries both methods of every account.",
 				f.Ratio, k.CPU.Total(), k.CPU.Worker, k.CPU.NATS, k.CPU.MariaDB, p.CPU.Total(), p.CPU.Worker, p.CPU.NATS, p.CPU.MariaDB))
 		}
 	}
