@@ -97,7 +97,9 @@ func (w *Worker) runMany(c *completer, jobs []*work) {
 	for i, m := range send {
 		err := errs[i]
 		if err == nil || mysqlops.PasswordMaybeSet(err) {
-			m.j.vault.maybeSet = true // the statement set the password, or may have
+			// The statement set the password, or may have: the vault
+			// entry stays, and so does a keep-old reset's schedule entry.
+			m.j.vault.maybeSet, m.intent.keep.maybeSet = true, true
 		}
 		switch {
 		case err == nil:

@@ -36,9 +36,10 @@ type keptRecord struct {
 	cred  mysqlops.Credential
 	until time.Time
 	// written: this delivery wrote the entry, replacing prior (nil: none,
-	// or one that ended nothing the account still held).
-	written bool
-	prior   *OldPasswordEnd
+	// or one that ended nothing the account still held), which it knew
+	// before (priorKnown: then an entry of its own job is its own write).
+	written, priorKnown bool
+	prior               *OldPasswordEnd
 	// maybeSet: an attempt of this delivery may have run the statement.
 	maybeSet bool
 }

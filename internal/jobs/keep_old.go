@@ -70,16 +70,20 @@ func (w *Worker) readKept(ctx context.Context, js []Job, intents []*jobIntent, i
 	}
 	for k, i := range idx {
 		e, ok := entries[js[i].Username]
+		keep := &intents[i].keep
 		switch {
 		case !ok:
-			intents[i].keep.prior = nil
+			keep.prior, keep.priorKnown = nil, true
 		case e.JobID == js[i].ID && e.Kept != "":
 			c, err := w.openKept(js[i], e.Kept)
 			if errs[k] = err; err == nil {
-				intents[i].keep = keptRecord{known: true, cred: c, until: e.Until}
+				// Once this delivery knew the entry before, its job's
+				// entry is its own write (one that reported an error).
+				keep.known, keep.cred, keep.until = true, c, e.Until
+				keep.written = keep.written || keep.priorKnown
 			}
 		default:
-			intents[i].keep.prior = &e
+			keep.prior, keep.priorKnown = &e, true
 		}
 	}
 	return errs
@@ -191,7 +195,7 @@ func (w *Worker) keepOld(ctx context.Context, ops Ops, job Job, password secret.
 	}
 	acct, err := kops.ResetPasswordKeepOld(ctx, job.Username, password, k.cred, ready)
 	if err != nil {
-		if entry.reached && mayHaveSet(wire.OpResetPassword, err) {
+		if entry.maybeSet || entry.reached && mayHaveSet(wire.OpResetPassword, err) {
 			// The entry, written before, ends the old password the
 			// statement may have kept, even if the job fails.
 			k.maybeSet = true
@@ -374,6 +378,10 @@ func (w *Worker) recordKeptMany(ctx context.Context, send []*member, js []Job, i
 	for k, i := range idx {
 		if !intents[i].unseen || holdsOld[k] {
 			read, readAt = append(read, i), append(readAt, k)
+		} else {
+			// No entry of its own can exist, and any other ends nothing
+			// the account holds.
+			intents[i].keep.prior, intents[i].keep.priorKnown = nil, true
 		}
 	}
 	for n, err := range w.readKept(ctx, js, intents, read) {

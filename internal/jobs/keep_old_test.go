@@ -147,15 +147,22 @@ type fakeSchedule struct {
 	entries map[string]OldPasswordEnd
 	reads   [][]string
 	cleared []string
+	// lost: the next SetMany stores its entries but reports an error.
+	lost bool
 }
 
 func (s *fakeSchedule) SetMany(_ context.Context, target string, names []string, ends []OldPasswordEnd) []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	errs := make([]error, len(names))
 	for i, n := range names {
 		s.entries[target+"."+n] = ends[i]
+		if s.lost {
+			errs[i] = errLost
+		}
 	}
-	return make([]error, len(names))
+	s.lost = false
+	return errs
 }
 func (s *fakeSchedule) Entries(_ context.Context, target string, names []string) (map[string]OldPasswordEnd, error) {
 	s.mu.Lock()
@@ -432,10 +439,14 @@ func TestFailedKeepOldResetStillEndsWhatItMayHaveKept(t *testing.T) {
 // end; an account that held none is left without an entry.
 func TestKeepOldResetThatDidNotRunPutsBackTheEntry(t *testing.T) {
 	earlier := OldPasswordEnd{Until: time.Now().Add(3 * time.Minute).Truncate(time.Second), JobID: "k-0", Kept: "mysql_native_password *OLDER"}
-	for _, held := range []bool{true, false} {
-		t.Run(fmt.Sprintf("held an old password: %v", held), func(t *testing.T) {
+	for _, tc := range []struct{ held, lost bool }{{true, false}, {false, false}, {true, true}} {
+		held := tc.held
+		// lost: the write of the job's entry reported an error though it
+		// was stored; the next attempt finds it and knows it for its own.
+		t.Run(fmt.Sprintf("held an old password: %v, write reported lost: %v", held, tc.lost), func(t *testing.T) {
 			h, k, s := keepHarness(t)
 			h.w.cfg.RetryBudget = 300 * time.Millisecond
+			s.lost = tc.lost
 			if held {
 				k.holdsOld["good_user"] = true
 				s.entries["app.good_user"] = earlier
@@ -450,5 +461,60 @@ func TestKeepOldResetThatDidNotRunPutsBackTheEntry(t *testing.T) {
 				t.Fatalf("entry %+v (present %v), want the earlier one back: %v", e, ok, held)
 			}
 		})
+	}
+}
+
+// lostKeepOps runs a keep-old batch's statement (each account then has
+// its new password, the old one kept) and loses the connection before
+// its answer: every member gets a MaybeSetError.
+type lostKeepOps struct{ *keepOps }
+
+func (l *lostKeepOps) ResetPasswordsKeepingCurrent(ctx context.Context, changes []mysqlops.Change, record mysqlops.KeepRecord) ([]mysqlops.Account, []error) {
+	names := make([]string, len(changes))
+	idx := make([]int, len(changes))
+	for i, c := range changes {
+		names[i], idx[i] = c.Username, i
+	}
+	creds, _ := l.Credentials(ctx, names)
+	errs := record(ctx, idx, creds, make([]bool, len(names)))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, err := range errs {
+		if err == nil {
+			l.kept[names[i]] = creds[i].Hash.Reveal()
+			l.creds[names[i]] = secret.New("*NEW-" + names[i])
+			errs[i] = &mysqlops.MaybeSetError{Err: errLost}
+		}
+	}
+	return make([]mysqlops.Account, len(changes)), errs
+}
+
+// TestKeepOldBatchThatMayHaveRunKeepsItsEntry: members of a keep-old
+// batch whose statement may have run go on alone; an attempt there that
+// sends nothing must not put back the entry before theirs, or the next
+// would read the credential now in force (their own new password) and
+// keep it as the old one.
+func TestKeepOldBatchThatMayHaveRunKeepsItsEntry(t *testing.T) {
+	h, k, s := keepHarness(t)
+	h.w.cfg.Targets = map[string]Ops{"app": &lostKeepOps{k}}
+	h.w.cfg.FreshFrom = 1
+	h.ops.errs = []error{errRefused} // the first attempt alone sends nothing
+	users := []string{"user_one", "user_two"}
+	var batch []*delivery
+	for i, u := range users {
+		m := &fakeMsg{subject: stored("dbusers.jobs.app.user.reset_password"), header: nats.Header{},
+			data: []byte(resetBody(t, "r-"+u, u, "5m")), seq: uint64(10 + i)}
+		m.header.Set("Nats-Msg-Id", "r-"+u)
+		batch = append(batch, newDelivery(m, time.Now()))
+	}
+	h.w.runBatch(batch)
+	for _, u := range users {
+		if k.kept[u] != "*CUR-"+u {
+			t.Errorf("%s kept %q, want the credential in force before the job", u, k.kept[u])
+		}
+		s.recorded(t, u, "r-"+u)
+	}
+	if len(s.cleared) != 0 {
+		t.Errorf("entries cleared %v, want none", s.cleared)
 	}
 }
