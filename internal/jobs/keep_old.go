@@ -93,12 +93,24 @@ func (w *Worker) readKept(ctx context.Context, js []Job, intents []*jobIntent, i
 // keeps creds[k], in one round of writes: its end keep_old_for (and
 // keptMargin) from now, and the credential. errs[k] is job idx[k]'s.
 func (w *Worker) writeKept(ctx context.Context, js []Job, intents []*jobIntent, idx []int, creds []mysqlops.Credential) []error {
+	return w.putKept(ctx, js, intents, idx, creds, keptMargin, false)
+}
+
+// putKept writes, in one round, the schedule entry of each job js[i] at
+// idx keeping creds[k] until margin and keep_old_for from now; with
+// pushBack, only those whose entry says an earlier end. Each written is
+// noted in its job's intent. errs[k] is job idx[k]'s.
+func (w *Worker) putKept(ctx context.Context, js []Job, intents []*jobIntent, idx []int, creds []mysqlops.Credential, margin time.Duration, pushBack bool) []error {
 	errs := make([]error, len(idx))
 	names := make([]string, 0, len(idx))
 	ends := make([]OldPasswordEnd, 0, len(idx))
 	var at []int
 	for k, i := range idx {
-		e, err := w.keptEntry(js[i], creds[k], endOf(js[i], keptMargin))
+		until := endOf(js[i], margin)
+		if pushBack && !until.After(intents[i].keep.until) {
+			continue
+		}
+		e, err := w.keptEntry(js[i], creds[k], until)
 		if err != nil {
 			errs[k] = err
 			continue
@@ -111,7 +123,7 @@ func (w *Worker) writeKept(ctx context.Context, js []Job, intents []*jobIntent, 
 	for n, err := range w.cfg.OldPasswords.SetMany(ctx, js[idx[0]].Target, names, ends) {
 		k := at[n]
 		if err != nil {
-			errs[k] = natsError{fmt.Errorf("record the credential to keep: %w", err)}
+			errs[k] = natsError{fmt.Errorf("schedule the old password's end and the credential kept: %w", err)}
 			continue
 		}
 		keep := &intents[idx[k]].keep
@@ -217,35 +229,11 @@ func (w *Worker) keepOld(ctx context.Context, ops Ops, job Job, password secret.
 // at idx whose end falls short of keep_old_for from now, their
 // completion. errs[k] is job idx[k]'s.
 func (w *Worker) pushBackEnds(ctx context.Context, js []Job, intents []*jobIntent, idx []int) []error {
-	errs := make([]error, len(idx))
-	var names []string
-	var ends []OldPasswordEnd
-	var at []int
+	creds := make([]mysqlops.Credential, len(idx))
 	for k, i := range idx {
-		keep := &intents[i].keep
-		need := endOf(js[i], 0)
-		if !need.After(keep.until) {
-			continue
-		}
-		e, err := w.keptEntry(js[i], keep.cred, need)
-		if err != nil {
-			errs[k] = err
-			continue
-		}
-		names, ends, at = append(names, js[i].Username), append(ends, e), append(at, k)
+		creds[k] = intents[i].keep.cred
 	}
-	if len(at) == 0 {
-		return errs
-	}
-	for n, err := range w.cfg.OldPasswords.SetMany(ctx, js[idx[0]].Target, names, ends) {
-		k := at[n]
-		if err != nil {
-			errs[k] = natsError{fmt.Errorf("schedule the end of the old password: %w", err)}
-			continue
-		}
-		intents[idx[k]].keep.until = ends[n].Until
-	}
-	return errs
+	return w.putKept(ctx, js, intents, idx, creds, 0, true)
 }
 
 // endOf is when the old password job keeps ends if it completes margin
