@@ -245,31 +245,56 @@ func (b *bench) phaseRotation(ctx context.Context) error {
 	b.checkOutcome("bulk rotation", out)
 	b.verify(ctx, "bulk rotation", b.main, ids, users, sample(n, b.s.verify))
 
-	// The same rotation again, each reset keeping the password it replaces
-	// working for a while (rotation without downtime).
-	kids := make([]string, n)
-	for i := range js {
-		kids[i] = b.jobID("keep", i)
-		js[i] = b.ns.resetKeepOldJob(b.main.name, kids[i], users[i], b.reqPub, "15m")
+	// rotate runs the same rotation again through the worker (each reset
+	// keeping the password it replaces working for keep, when set), then
+	// gives every account one password again, as the later runs and
+	// phases expect.
+	rotate := func(name, what, phase, keep string) (Run, error) {
+		ids := make([]string, n)
+		for i := range js {
+			ids[i] = b.jobID(phase, i)
+			if keep == "" {
+				js[i] = b.ns.resetJob(b.main.name, ids[i], users[i], b.reqPub)
+			} else {
+				js[i] = b.ns.resetKeepOldJob(b.main.name, ids[i], users[i], b.reqPub, keep)
+			}
+		}
+		var a cpuSnap
+		b.quiet(ctx)
+		out, err := b.ns.runBulk(ctx, js, []string{b.main.name}, b.s.stall, bulkHooks{started: func() { a = b.begin() }})
+		z := b.end()
+		if err != nil {
+			return Run{}, err
+		}
+		r := b.record(name, n, out.wall, a, z)
+		b.checkOutcome(what, out)
+		b.verify(ctx, what, b.main, ids, users, sample(n, b.s.verify))
+		if keep == "" {
+			return r, nil
+		}
+		// A plain ALTER USER drops the old passwords.
+		if pws, err = b.passwords(n); err != nil {
+			return Run{}, err
+		}
+		return r, d.alterMany(ctx, users, pws, accountsPerStatement)
 	}
-	var a3 cpuSnap
-	b.quiet(ctx)
-	kout, err := b.ns.runBulk(ctx, js, []string{b.main.name}, b.s.stall, bulkHooks{started: func() { a3 = b.begin() }})
-	z3 := b.end()
+	// Rotation without downtime, then a second pair of runs: figure 1d
+	// compares the better rate of each kind, so that a burst of another
+	// process's CPU during one run (two cores shared by everything here)
+	// skews neither side.
+	keep, err := rotate("rotation: worker, keeping the old passwords", "keep-old rotation", "keep", "15m")
 	if err != nil {
 		return err
 	}
-	keep := b.record("rotation: worker, keeping the old passwords", n, kout.wall, a3, z3)
-	b.checkOutcome("keep-old rotation", kout)
-	b.verify(ctx, "keep-old rotation", b.main, kids, users, sample(n, b.s.verify))
-	// The later phases find the accounts as the plain rotation left them,
-	// with one password each: a plain ALTER USER drops the old ones.
-	if pws, err = b.passwords(n); err != nil {
+	worker2, err := rotate("rotation: worker, generated passwords (second run)", "bulk rotation, second run", "rot2", "")
+	if err != nil {
 		return err
 	}
-	if err := d.alterMany(ctx, users, pws, accountsPerStatement); err != nil {
+	keep2, err := rotate("rotation: worker, keeping the old passwords (second run)", "keep-old rotation, second run", "keep2", "15m")
+	if err != nil {
 		return err
 	}
+	keepBest, plainBest := max(keep.Rate, keep2.Rate), max(worker.Rate, worker2.Rate)
 	b.workerRotation = worker
 	b.serverLimit = limit
 	r := worker.Rate / direct.Rate
@@ -288,8 +313,9 @@ func (b *bench) phaseRotation(ctx context.Context) error {
 		Note: "worker process CPU (user + system) over the run ÷ jobs; direct = CPU of the client issuing the one-account ALTER USER statements.",
 	}, Figure{
 		ID: "1d", Name: fmt.Sprintf("keep-old bulk rotation, %d reset_password with keep_old_for", n), Unit: "/s",
-		Worker: keep.Rate, Direct: worker.Rate, Ratio: keep.Rate / worker.Rate, Goal: "≥ 0.8×", Met: boolPtr(keep.Rate >= 0.8*worker.Rate),
-		Note: "the same accounts and jobs as figure 1, each reset keeping the password it replaces working for 15 minutes (its credential read and recorded, its end scheduled); direct = the plain worker rotation of figure 1.",
+		Worker: keepBest, Direct: plainBest, Ratio: keepBest / plainBest, Goal: "≥ 0.8×", Met: boolPtr(keepBest >= 0.8*plainBest),
+		Note: fmt.Sprintf("the same accounts and jobs as figure 1, each reset keeping the password it replaces working for 15 minutes (its credential read and recorded, its end scheduled); direct = the plain worker rotation of figure 1. Runs in the order plain, keep-old, plain, keep-old; each side is the better of its two runs (keep-old %.0f and %.0f/s, plain %.0f and %.0f/s).",
+			keep.Rate, keep2.Rate, worker.Rate, worker2.Rate),
 	})
 	return nil
 }
