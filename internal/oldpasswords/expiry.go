@@ -189,7 +189,7 @@ func (e *Expirer) apply(m map[string]*entry, kve jetstream.KeyValueEntry) {
 		return
 	}
 	target, username, ok := splitKey(key)
-	until, err := decodeUntil(kve.Value())
+	v, err := decodeValue(kve.Value())
 	if !ok || err != nil {
 		// Not written by the worker: nothing to end.
 		delete(m, key)
@@ -197,7 +197,7 @@ func (e *Expirer) apply(m map[string]*entry, kve jetstream.KeyValueEntry) {
 			zap.String("key", key), zap.Uint64("revision", kve.Revision()), zap.NamedError("why", err))
 		return
 	}
-	m[key] = &entry{target: target, username: username, until: until, revision: kve.Revision()}
+	m[key] = &entry{target: target, username: username, until: v.Until, revision: kve.Revision()}
 }
 
 // discard is one discard_old_password job to publish.
