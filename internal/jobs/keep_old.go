@@ -170,11 +170,12 @@ func (w *Worker) restoreKept(ctx context.Context, job Job, intent *jobIntent) {
 		err = w.cfg.OldPasswords.Clear(ctx, job.Target, job.Username)
 	}
 	if err != nil {
-		// The entry stays the job's: its next attempt keeps the same
-		// credential, and an old password the account holds ends at
-		// the job's end.
+		// The write may have landed or not: the next attempt reads the
+		// entry again, and finds its job's (still its own write, kept
+		// then) or the one put back (and records afresh).
 		w.log.Warn("put back the old password's schedule entry a failed reset replaced",
 			zap.String("job_id", job.ID), zap.String("target", job.Target), zap.Error(err))
+		k.known = false
 		return
 	}
 	*k = keptRecord{}

@@ -157,8 +157,9 @@ type fakeSchedule struct {
 	entries map[string]OldPasswordEnd
 	reads   [][]string
 	cleared []string
-	// lost: the next SetMany stores its entries but reports an error.
-	lost bool
+	// lost: the next SetMany stores its entries but reports an error;
+	// lostClear: the next Clear removes the entry but reports an error.
+	lost, lostClear bool
 }
 
 func (s *fakeSchedule) SetMany(_ context.Context, target string, names []string, ends []OldPasswordEnd) []error {
@@ -191,6 +192,10 @@ func (s *fakeSchedule) Clear(_ context.Context, target, u string) error {
 	defer s.mu.Unlock()
 	delete(s.entries, target+"."+u)
 	s.cleared = append(s.cleared, u)
+	if s.lostClear {
+		s.lostClear = false
+		return errLost
+	}
 	return nil
 }
 
@@ -501,5 +506,28 @@ func TestKeepOldBatchThatMayHaveRunKeepsItsEntry(t *testing.T) {
 	}
 	if len(s.cleared) != 0 {
 		t.Errorf("entries cleared %v, want none", s.cleared)
+	}
+}
+
+// TestKeepOldResetWhosePutBackWasLostRecordsAgain: the put-back of a
+// failed attempt may land though it reports an error; the next attempt
+// reads the entry again, records afresh, and so the old password it keeps
+// has an end in the schedule, the one its result says.
+func TestKeepOldResetWhosePutBackWasLostRecordsAgain(t *testing.T) {
+	h, k, s := keepHarness(t)
+	s.lostClear = true
+	h.ops.errs = []error{errRefused} // the first attempt sends nothing
+	_, res := h.run(t, "reset_password", "k-1", resetBody(t, "k-1", "good_user", "15m"))
+	if res.Status != wire.StatusOK || res.User == nil || res.User.OldPasswordUntil == nil {
+		t.Fatalf("result %+v, want ok with old_password_until", res)
+	}
+	if len(s.cleared) != 1 {
+		t.Fatalf("entries cleared %v, want the one put-back", s.cleared)
+	}
+	if e := s.recorded(t, "good_user", "k-1"); !e.Until.Equal(*res.User.OldPasswordUntil) {
+		t.Fatalf("schedule says %v, result says %v", e.Until, *res.User.OldPasswordUntil)
+	}
+	if k.kept["good_user"] != "*CUR-good_user" {
+		t.Fatalf("kept %q, want the credential in force before the job", k.kept["good_user"])
 	}
 }
