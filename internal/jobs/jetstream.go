@@ -130,26 +130,6 @@ func NewKVIntents(js jetstream.JetStream, kv jetstream.KeyValue) *KVIntents {
 
 var _ BatchIntents = (*KVIntents)(nil)
 
-// GetMany returns the records under keys, by key, in batched direct gets;
-// absent keys are left out.
-func (i *KVIntents) GetMany(ctx context.Context, keys []string) (map[string]string, error) {
-	subjects := make([]string, len(keys))
-	for k, key := range keys {
-		subjects[k] = "$KV." + i.kv.Bucket() + "." + key
-	}
-	msgs, err := streams.LastBySubject(ctx, i.js.Conn(), "KV_"+i.kv.Bucket(), subjects)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]string, len(msgs))
-	for k, s := range subjects {
-		if m, ok := msgs[s]; ok && !streams.KVRemoved(m.Header) {
-			out[keys[k]] = string(m.Data)
-		}
-	}
-	return out, nil
-}
-
 // PutMany records values under keys in one round of writes.
 func (i *KVIntents) PutMany(ctx context.Context, keys, values []string) []error {
 	data := make([][]byte, len(values))

@@ -393,10 +393,9 @@ func (w *Worker) recordKeptMany(ctx context.Context, send []*member, js []Job, i
 			put = append(put, m)
 		}
 	}
-	var werrs []error
 	var wg sync.WaitGroup
 	wg.Go(func() { w.writeSecrets(ctx, put) })
-	werrs = w.writeKept(ctx, js, intents, write, wcreds)
+	werrs := w.writeKept(ctx, js, intents, write, wcreds)
 	wg.Wait()
 	for n, i := range write {
 		k := writeAt[n]

@@ -123,9 +123,6 @@ type Intents interface {
 // without it are written one Put per key, concurrently.
 type BatchIntents interface {
 	PutMany(ctx context.Context, keys, values []string) []error
-	// GetMany returns the records under keys, by key; absent keys are
-	// left out.
-	GetMany(ctx context.Context, keys []string) (map[string]string, error)
 }
 
 // Observer is told what the worker does, for metrics. Its methods must not

@@ -152,13 +152,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 		// Order across processes: the partition is worked anew from its
 		// oldest job (docs/architecture.md).
 		var consumer jetstream.Consumer
-		cfg := workerCfg
+		wcfg := workerCfg
 		for consumer == nil {
 			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			c, freshFrom, err := streams.TakeOverPartition(tctx, js, settings, n)
 			cancel()
 			if err == nil {
-				consumer, cfg.FreshFrom = c, freshFrom
+				consumer, wcfg.FreshFrom = c, freshFrom
 				break
 			}
 			log.Warn("take over a partition", zap.Int("partition", n), zap.Error(err))
@@ -168,7 +168,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Service, e
 			case <-time.After(time.Second):
 			}
 		}
-		w, _ := jobs.NewWorker(cfg)
+		w, _ := jobs.NewWorker(wcfg)
 		if err := w.Run(ctx, s.puller(consumer, log.With(zap.Int("partition", n))), nil); err != nil {
 			log.Error("partition worker", zap.Int("partition", n), zap.Error(err))
 		}
